@@ -1,0 +1,3 @@
+module github.com/dst-traps/dst
+
+go 1.26

@@ -1,0 +1,125 @@
+// Package logging builds the *slog.Logger of DST's programs: to stderr
+// when a person is watching, to syslog (facility mail) when an MTA or an
+// init system runs the program.
+package logging
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"os"
+	"sync"
+)
+
+// Mode selects where logs go.
+type Mode string
+
+// The modes: Auto is Stderr when stderr is a terminal, else Syslog.
+const (
+	Auto   Mode = "auto"
+	Stderr Mode = "stderr"
+	Syslog Mode = "syslog"
+)
+
+// ParseMode checks a -log flag value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case Auto, Stderr, Syslog:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown log destination %q (want auto, stderr or syslog)", s)
+}
+
+// New returns a logger for the program tag. When syslog is wanted but cannot
+// be reached (no /dev/log in a container), it falls back to stderr and says
+// so once. The returned function closes the syslog connection.
+func New(tag string, mode Mode, level slog.Level, stderr io.Writer) (*slog.Logger, func()) {
+	if mode == Auto {
+		mode = Syslog
+		if f, ok := stderr.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				mode = Stderr
+			}
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if mode == Syslog {
+		w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, tag)
+		if err == nil {
+			return slog.New(newSyslogHandler(w, opts)), func() { w.Close() }
+		}
+		l := slog.New(slog.NewTextHandler(stderr, opts))
+		l.Warn("syslog unavailable, logging to stderr", "err", err)
+		return l, func() {}
+	}
+	return slog.New(slog.NewTextHandler(stderr, opts)), func() {}
+}
+
+// syslogHandler formats records as slog's text format does, without the
+// time (syslog adds its own), and sends each at the syslog priority that
+// matches its level.
+type syslogHandler struct {
+	w     *syslog.Writer
+	opts  *slog.HandlerOptions
+	// with replays WithAttrs and WithGroup calls, in order, on the text
+	// handler that formats each record.
+	with []func(slog.Handler) slog.Handler
+	mu   *sync.Mutex
+}
+
+func newSyslogHandler(w *syslog.Writer, opts *slog.HandlerOptions) *syslogHandler {
+	return &syslogHandler{w: w, opts: opts, mu: new(sync.Mutex)}
+}
+
+func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.opts.Level.Level()
+}
+
+func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
+	var buf bytes.Buffer
+	th := slog.Handler(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+		Level: h.opts.Level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+				return slog.Attr{}
+			}
+			return a
+		},
+	}))
+	for _, f := range h.with {
+		th = f(th)
+	}
+	if err := th.Handle(ctx, r); err != nil {
+		return err
+	}
+	msg := string(bytes.TrimRight(buf.Bytes(), "\n"))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case r.Level >= slog.LevelError:
+		return h.w.Err(msg)
+	case r.Level >= slog.LevelWarn:
+		return h.w.Warning(msg)
+	case r.Level >= slog.LevelInfo:
+		return h.w.Info(msg)
+	default:
+		return h.w.Debug(msg)
+	}
+}
+
+func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return h.and(func(th slog.Handler) slog.Handler { return th.WithAttrs(as) })
+}
+
+func (h *syslogHandler) WithGroup(name string) slog.Handler {
+	return h.and(func(th slog.Handler) slog.Handler { return th.WithGroup(name) })
+}
+
+func (h *syslogHandler) and(f func(slog.Handler) slog.Handler) slog.Handler {
+	h2 := *h
+	h2.with = append(append([]func(slog.Handler) slog.Handler(nil), h.with...), f)
+	return &h2
+}

@@ -1,0 +1,519 @@
+package received
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+)
+
+// MTA names the software that wrote a Received field, as far as the field's
+// format tells. It matters because only some MTAs confirm a client's reverse
+// DNS name before they record it.
+type MTA string
+
+// The MTAs whose formats this package recognises. Unknown is the safe default:
+// a name recorded by an unknown MTA is never trusted.
+const (
+	Unknown   MTA = ""
+	Postfix   MTA = "postfix"
+	Sendmail  MTA = "sendmail"
+	Exim      MTA = "exim"
+	OpenSMTPD MTA = "opensmtpd"
+	Qmail     MTA = "qmail"
+	Microsoft MTA = "microsoft"
+)
+
+// Hop is what one Received field says about one transfer of the message.
+type Hop struct {
+	// Helo is the name the client gave in HELO/EHLO, as recorded. Spammers
+	// choose it freely, so it never identifies a host.
+	Helo string
+	// ReverseName is the client's reverse DNS name as the MTA recorded it,
+	// without a trailing dot; empty when the MTA recorded none.
+	ReverseName string
+	// NameVerified reports that the writing MTA confirmed ReverseName with a
+	// forward lookup (FCrDNS) before recording it.
+	NameVerified bool
+	// IP is the client's address; not valid when the hop had no network
+	// client (local submission, pickup, reinjection without a client).
+	IP netip.Addr
+	// By is the name the receiving host gives itself.
+	By string
+	// With is the protocol (SMTP, ESMTPS, LMTP, local, ...).
+	With string
+	// MTA is the software that wrote the field, when recognisable.
+	MTA MTA
+}
+
+// HasClient reports whether the hop records a network client address.
+func (h Hop) HasClient() bool { return h.IP.IsValid() }
+
+// ErrUnparsable is wrapped by Parse's errors: the field says that a network
+// client handed the message over, but not in a form that names its address
+// beyond doubt. Nothing below such a field can be trusted.
+var ErrUnparsable = errors.New("unparsable Received field")
+
+// MaxFieldBytes bounds the length of one Received field that Parse reads;
+// real fields are a few hundred bytes.
+const MaxFieldBytes = 16 << 10
+
+// Parse reads the value of one Received field (everything after
+// "Received:"), folded or not.
+//
+// The address is taken only from where each MTA writes the address of the
+// TCP connection, never from the HELO name: the first word after "from" is
+// the client's HELO for most MTAs and is copied verbatim, so its content
+// (which may itself look like "([198.51.100.1])") is never read as an address.
+func Parse(value string) (Hop, error) {
+	if len(value) > MaxFieldBytes {
+		return Hop{}, fmt.Errorf("%w: field is %d bytes long (limit %d)", ErrUnparsable, len(value), MaxFieldBytes)
+	}
+	v := unfold(value)
+	// RFC 5321 §4.4: the date follows the last ";". Clause text never
+	// contains a ";" that matters to us, except inside comments (TLS
+	// cipher lists), so cut at the last one outside comments.
+	v = stripDate(v)
+	toks := tokenize(v)
+
+	var h Hop
+	clauses := splitClauses(toks)
+	h.MTA = detectMTA(clauses)
+	if w := clauses["with"]; len(w) > 0 {
+		h.With = w[0].text
+	}
+	if b := clauses["by"]; len(b) > 0 && b[0].kind == word {
+		h.By = normName(b[0].text)
+	}
+	from, hasFrom := clauses["from"]
+	if !hasFrom {
+		// "by host (Postfix, from userid 0)", "(qmail 1 invoked by uid 0)",
+		// Gmail's "by 2002:a05:...": no network client.
+		return h, nil
+	}
+	if len(from) == 0 || from[0].kind != word {
+		return h, fmt.Errorf("%w: nothing after \"from\"", ErrUnparsable)
+	}
+	h.Helo = from[0].text
+	comments := from[1:]
+
+	ip, name, ok, err := clientFromComments(comments)
+	if err != nil {
+		return h, err
+	}
+	if ok {
+		h.IP = ip
+		h.ReverseName = name
+		if h.MTA == Exim {
+			// Exim writes "from NAME ([ip] helo=HELO)": the first word is
+			// the verified host name, the HELO is inside the comment.
+			h.ReverseName, h.Helo = eximNames(from[0].text, comments)
+		}
+		if h.MTA == Qmail {
+			h.ReverseName, h.Helo = qmailNames(from[0].text, comments)
+		}
+	} else if lit, isLit := addrLiteral(from[0].text); isLit && (h.MTA == Exim || namesHelo(comments)) {
+		// Exim writes "from [ip] (helo=HELO)" when it has no verified name,
+		// CommuniGate Pro "from [ip] (account x HELO y)": when a comment
+		// names the HELO, the first word is not the HELO but the address.
+		h.IP = lit
+		h.Helo, _ = heloFrom(comments)
+	} else if isLocalProtocol(h.With) {
+		// "from root by host with local (Exim 4.96)": a local program.
+		return h, nil
+	} else {
+		return h, fmt.Errorf("%w: no client address after \"from %s\"", ErrUnparsable, from[0].text)
+	}
+	if h.ReverseName != "" {
+		h.NameVerified = verifies(h.MTA, comments)
+	}
+	return h, nil
+}
+
+// verifies reports whether the MTA that wrote the field confirmed the
+// client's reverse name with a forward lookup before recording it. Only MTAs
+// whose code does this are listed; see README "Which names are trusted".
+func verifies(m MTA, comments []token) bool {
+	switch m {
+	case Postfix, Exim:
+		// Postfix records "unknown" unless the name is forward-confirmed
+		// (smtpd_peer.c); Exim's sender_host_name is only set after
+		// forward verification (host.c host_name_lookup).
+		return true
+	case Sendmail:
+		// Sendmail records an unconfirmed name followed by "(may be forged)".
+		for _, c := range comments {
+			if strings.Contains(strings.ToLower(c.text), "may be forged") {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+func isLocalProtocol(with string) bool {
+	w := strings.ToLower(with)
+	// LMTP is the last hop inside a site (Dovecot writes "from NAME by
+	// store with LMTP" with no address); HTTP is webmail.
+	return w == "local" || strings.HasPrefix(w, "local-") || strings.HasPrefix(w, "lmtp") || w == "http" || w == "https"
+}
+
+type tokenKind int
+
+const (
+	word tokenKind = iota
+	comment
+)
+
+type token struct {
+	kind tokenKind
+	text string // a word, or a comment's content without the outer parentheses
+}
+
+func unfold(s string) string {
+	s = strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ", "\t", " ").Replace(s)
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func stripDate(s string) string {
+	depth, cut := 0, -1
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '(':
+			depth++
+		case ')':
+			if depth > 0 {
+				depth--
+			}
+		case ';':
+			if depth == 0 {
+				cut = i
+			}
+		}
+	}
+	if cut >= 0 {
+		return s[:cut]
+	}
+	return s
+}
+
+// tokenize splits a field into words and (possibly nested) comments. The
+// first word after the keyword "from" is special: see splitClauses.
+func tokenize(s string) []token {
+	var toks []token
+	afterFrom := false
+	for i := 0; i < len(s); {
+		switch c := s[i]; {
+		case c == ' ':
+			i++
+		case c == '(' && !afterFrom:
+			depth, j := 0, i
+			for ; j < len(s); j++ {
+				if s[j] == '(' {
+					depth++
+				} else if s[j] == ')' {
+					depth--
+					if depth == 0 {
+						break
+					}
+				}
+			}
+			end := min(j, len(s))
+			toks = append(toks, token{comment, s[i+1 : end]})
+			i = end + 1
+		default:
+			// Words end at a space. Right after "from", the word is the
+			// client's HELO argument: take it whole, parentheses and all,
+			// so a HELO cannot open a comment.
+			j := i
+			for j < len(s) && s[j] != ' ' && (afterFrom || s[j] != '(') {
+				j++
+			}
+			w := s[i:j]
+			toks = append(toks, token{word, w})
+			afterFrom = !afterFrom && strings.EqualFold(w, "from") && len(toks) == 1
+			i = j
+		}
+	}
+	return toks
+}
+
+var clauseKeywords = map[string]bool{"from": true, "by": true, "via": true, "with": true, "id": true, "for": true}
+
+// splitClauses groups tokens under the RFC 5321 §4.4 clause keyword that
+// precedes them. Only the first occurrence of each keyword opens a clause,
+// so a word "for" inside a later clause is not confused with the clause.
+func splitClauses(toks []token) map[string][]token {
+	cl := map[string][]token{}
+	cur := ""
+	for i, t := range toks {
+		if t.kind == word {
+			k := strings.ToLower(t.text)
+			// The word right after "from" is the HELO argument, whatever
+			// it says (a client may say "EHLO by").
+			if clauseKeywords[k] && !(cur == "from" && len(cl["from"]) == 0) {
+				if _, seen := cl[k]; !seen && (k != "from" || i == 0) {
+					cur = k
+					cl[k] = nil
+					continue
+				}
+			}
+		}
+		if cur != "" {
+			cl[cur] = append(cl[cur], t)
+		}
+	}
+	return cl
+}
+
+// clientFromComments finds the client address in the comments of the from
+// clause: "(name [ip])", "(user@name [ip] (may be forged))", "([ip]:port
+// helo=x)", "(1.2.3.4)", "(HELO x) (user@1.2.3.4)". HELO values ("helo=x",
+// "HELO x") are skipped. When several different addresses remain, the last
+// wins: every format puts the client-controlled parts (HELO, ident) before
+// the address of the connection.
+func clientFromComments(comments []token) (netip.Addr, string, bool, error) {
+	var (
+		ip    netip.Addr
+		name  string
+		found bool
+	)
+	for _, c := range comments {
+		if c.kind != comment {
+			continue
+		}
+		for _, cand := range commentAddrs(c.text) {
+			ip, name, found = cand.ip, cand.name, true
+		}
+	}
+	return ip, name, found, nil
+}
+
+type addrCandidate struct {
+	ip   netip.Addr
+	name string // the word before the address in the same comment
+}
+
+var bareAddr = regexp.MustCompile(`^(?:[^@\s]+@)?([0-9A-Fa-f:.]+)$`)
+
+func commentAddrs(text string) []addrCandidate {
+	inner := text
+	if strings.HasPrefix(strings.ToUpper(inner), "HELO ") || strings.HasPrefix(strings.ToUpper(inner), "EHLO ") {
+		return nil // qmail and CommuniGate: "(HELO name)"
+	}
+	// Nested comments ("(may be forged)") carry no address.
+	inner = dropNested(inner)
+	var out []addrCandidate
+	words := strings.Fields(inner)
+	for i, w := range words {
+		lw := strings.ToLower(w)
+		if strings.HasPrefix(lw, "helo=") || strings.HasPrefix(lw, "ident=") {
+			continue
+		}
+		if i > 0 && (strings.EqualFold(words[i-1], "HELO") || strings.EqualFold(words[i-1], "EHLO")) {
+			continue // CommuniGate Pro: "(account x HELO [1.2.3.4])"
+		}
+		if ip, ok := addrLiteral(w); ok {
+			name := ""
+			if i > 0 {
+				name = words[i-1]
+				if at := strings.LastIndexByte(name, '@'); at >= 0 {
+					name = name[at+1:] // sendmail's "user@name" (RFC 1413 ident)
+				}
+			}
+			out = append(out, addrCandidate{ip, normRevName(name)})
+		}
+	}
+	if len(out) == 0 && len(words) == 1 {
+		// qmail "(1.2.3.4)", "(user@1.2.3.4)"; Microsoft "(10.0.0.1)".
+		if m := bareAddr.FindStringSubmatch(words[0]); m != nil {
+			if ip, err := netip.ParseAddr(m[1]); err == nil {
+				out = append(out, addrCandidate{ip: ip.Unmap()})
+			}
+		}
+	}
+	return out
+}
+
+func dropNested(s string) string {
+	var b strings.Builder
+	depth := 0
+	for _, r := range s {
+		switch {
+		case r == '(':
+			depth++
+			b.WriteRune(' ')
+		case r == ')':
+			if depth > 0 {
+				depth--
+			}
+			b.WriteRune(' ')
+		case depth == 0:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// addrLiteral parses "[1.2.3.4]", "[IPv6:2001:db8::1]", "[::ffff:1.2.3.4]",
+// optionally followed by ":port" (Exim, Postfix port logging) or a stray
+// trailing comma.
+func addrLiteral(w string) (netip.Addr, bool) {
+	if !strings.HasPrefix(w, "[") {
+		return netip.Addr{}, false
+	}
+	end := strings.IndexByte(w, ']')
+	if end < 0 {
+		return netip.Addr{}, false
+	}
+	rest := strings.TrimRight(w[end+1:], ",")
+	if rest != "" && !isPort(rest) {
+		return netip.Addr{}, false
+	}
+	s := w[1:end]
+	if len(s) > 5 && strings.EqualFold(s[:5], "ipv6:") {
+		s = s[5:]
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, false
+	}
+	return ip.Unmap(), true
+}
+
+func isPort(s string) bool {
+	if len(s) < 2 || s[0] != ':' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func normName(s string) string {
+	return strings.ToLower(strings.TrimSuffix(s, "."))
+}
+
+func normRevName(s string) string {
+	n := normName(s)
+	switch n {
+	case "", "unknown", "<unknown>", "unverified":
+		return ""
+	}
+	if _, isLit := addrLiteral(s); isLit {
+		return ""
+	}
+	return n
+}
+
+// namesHelo reports whether a comment of the from clause records the HELO
+// argument (Exim "helo=x", CommuniGate "HELO x"), or other Exim TCP-info.
+func namesHelo(comments []token) bool {
+	_, named := heloFrom(comments)
+	return named
+}
+
+// heloFrom returns the HELO argument recorded in a comment, and whether a
+// comment holds TCP-info that is not an address (helo=, port=, ident=, HELO).
+func heloFrom(comments []token) (string, bool) {
+	named := false
+	for _, c := range comments {
+		words := strings.Fields(dropNested(c.text))
+		for i, w := range words {
+			lw := strings.ToLower(w)
+			switch {
+			case strings.HasPrefix(lw, "helo="):
+				return w[5:], true
+			case strings.HasPrefix(lw, "port=") || strings.HasPrefix(lw, "ident="):
+				named = true
+			case (lw == "helo" || lw == "ehlo") && i+1 < len(words):
+				return words[i+1], true
+			}
+		}
+	}
+	return "", named
+}
+
+func eximNames(first string, comments []token) (rev, helo string) {
+	helo, _ = heloFrom(comments)
+	if _, isLit := addrLiteral(first); isLit {
+		return "", helo
+	}
+	rev = normRevName(first)
+	if helo == "" {
+		helo = first // Exim omits helo= when it equals the host name.
+	}
+	return rev, helo
+}
+
+func qmailNames(first string, comments []token) (rev, helo string) {
+	helo = first
+	for _, c := range comments {
+		if strings.HasPrefix(strings.ToUpper(c.text), "HELO ") {
+			helo = strings.TrimSpace(c.text[5:])
+		}
+	}
+	return normRevName(first), helo
+}
+
+var (
+	sendmailVersion = regexp.MustCompile(`^\d+\.\d+\.\d+(\.\d+)?(/\S*)*$`)
+	eximVersion     = regexp.MustCompile(`\(Exim \d`)
+)
+
+// detectMTA recognises the writer from the marks each MTA leaves right
+// after its own name ("by mx (Postfix)") or protocol ("with esmtp (Exim
+// 4.96)"). Later comments are not looked at: they can carry client-chosen
+// text such as Exim's "(envelope-from <...>)".
+func detectMTA(cl map[string][]token) MTA {
+	byMark := firstComment(cl["by"])
+	var with strings.Builder
+	for _, t := range cl["with"] {
+		if t.kind == comment {
+			with.WriteString(" (" + t.text + ")")
+			break
+		}
+		with.WriteString(" " + t.text)
+	}
+	withMark := with.String()
+	switch {
+	case strings.HasPrefix(byMark, "Postfix"):
+		return Postfix
+	case eximVersion.MatchString(withMark):
+		return Exim
+	case byMark == "OpenSMTPD":
+		return OpenSMTPD
+	case strings.Contains(withMark, "Microsoft SMTP Server"):
+		return Microsoft
+	case sendmailVersion.MatchString(byMark) || strings.HasPrefix(byMark, "Sendmail"):
+		return Sendmail
+	case qmailMark(cl):
+		return Qmail
+	}
+	return Unknown
+}
+
+func firstComment(toks []token) string {
+	for _, t := range toks {
+		if t.kind == comment {
+			return strings.TrimSpace(t.text)
+		}
+	}
+	return ""
+}
+
+// qmailMark recognises qmail-smtpd's "from NAME (HELO x) (ip) by host with
+// SMTP": a HELO comment in the from clause and nothing after the by host.
+func qmailMark(cl map[string][]token) bool {
+	for _, t := range cl["from"] {
+		if t.kind == comment && strings.HasPrefix(t.text, "HELO ") {
+			return len(cl["by"]) == 1
+		}
+	}
+	return false
+}

@@ -62,8 +62,8 @@ func New(tag string, mode Mode, level slog.Level, stderr io.Writer) (*slog.Logge
 // time (syslog adds its own), and sends each at the syslog priority that
 // matches its level.
 type syslogHandler struct {
-	w     *syslog.Writer
-	opts  *slog.HandlerOptions
+	w    *syslog.Writer
+	opts *slog.HandlerOptions
 	// with replays WithAttrs and WithGroup calls, in order, on the text
 	// handler that formats each record.
 	with []func(slog.Handler) slog.Handler

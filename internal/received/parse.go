@@ -472,11 +472,17 @@ var (
 // text such as Exim's "(envelope-from <...>)".
 func detectMTA(cl map[string][]token) MTA {
 	byMark := firstComment(cl["by"])
+	// Exim: "with esmtps (TLS1.3) tls CIPHER (Exim 4.96) (envelope-from
+	// <...>)": its mark may follow TLS details; stop before the envelope
+	// sender, which the client chose.
 	var with strings.Builder
 	for _, t := range cl["with"] {
 		if t.kind == comment {
+			if strings.HasPrefix(t.text, "envelope-from") {
+				break
+			}
 			with.WriteString(" (" + t.text + ")")
-			break
+			continue
 		}
 		with.WriteString(" " + t.text)
 	}

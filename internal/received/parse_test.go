@@ -63,6 +63,18 @@ func TestParse(t *testing.T) {
 			in: ` from mx2.example.net ([192.0.2.12]:41234 helo=foo)
 	by mx1.example.net with esmtp (Exim 4.96) id 1; Sat, 28 Nov 2026 10:10:10 +0000`,
 			ip: "192.0.2.12", rev: "mx2.example.net", verified: true, by: "mx1.example.net", mta: Exim},
+		{name: "exim TLS, verified name equal to HELO",
+			in: ` from mx2.example.net ([192.0.2.12])
+	by mx1.example.net with esmtps  (TLS1.3) tls TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+	(Exim 4.96)
+	(envelope-from <spammer@spam.example.com>)
+	id 1xXUDv-0001n2-2E
+	for trap@example.net;
+	Sun, 29 Nov 2026 02:01:03 +0000`,
+			ip: "192.0.2.12", rev: "mx2.example.net", verified: true, by: "mx1.example.net", mta: Exim},
+		{name: "envelope sender cannot make a field look like Exim's",
+			in: ` from mx2.example.net ([192.0.2.12]) by mx1.example.net with esmtp (envelope-from <"(Exim 4.96)"@x>) id 1; Sun, 29 Nov 2026 02:01:03 +0000`,
+			ip: "192.0.2.12", by: "mx1.example.net"},
 		{name: "exim HELO literal is not the client",
 			in: ` from [203.0.113.7] (helo=[198.51.100.1]) by mx1.example.net with esmtp (Exim 4.96) id 1; Sat, 28 Nov 2026 10:10:10 +0000`,
 			ip: "203.0.113.7", by: "mx1.example.net", mta: Exim},

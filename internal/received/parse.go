@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -119,7 +120,7 @@ func Parse(value string) (Hop, error) {
 		// names the HELO, the first word is not the HELO but the address.
 		h.IP = lit
 		h.Helo, _ = heloFrom(comments)
-	} else if isLocalProtocol(h.With) {
+	} else if isLocalProtocol(h.With) || localSocket(comments) {
 		// "from root by host with local (Exim 4.96)": a local program.
 		return h, nil
 	} else {
@@ -149,6 +150,17 @@ func verifies(m MTA, comments []token) bool {
 			}
 		}
 		return true
+	}
+	return false
+}
+
+// localSocket recognises OpenSMTPD's "(name [local])": a submission over its
+// local socket, which has no network client.
+func localSocket(comments []token) bool {
+	for _, c := range comments {
+		if c.kind == comment && slices.Contains(strings.Fields(c.text), "[local]") {
+			return true
+		}
 	}
 	return false
 }

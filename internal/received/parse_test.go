@@ -105,6 +105,9 @@ func TestParse(t *testing.T) {
 	by mx1.example.net (OpenSMTPD) with ESMTPS id 3a1b2c3d (TLSv1.3:TLS_AES_256_GCM_SHA384:256:NO)
 	for <trap@example.net>; Sat, 28 Nov 2026 10:10:10 +0000 (UTC)`,
 			ip: "203.0.113.8", rev: "spam.example.com", by: "mx1.example.net", mta: OpenSMTPD},
+		{name: "opensmtpd local socket",
+			in: ` from localhost (mx1.example.net [local]) by mx1.example.net (OpenSMTPD) with ESMTPA id 1f2e3d4c for <trap@example.net>; Sun, 29 Nov 2026 02:01:03 +0000 (UTC)`,
+			by: "mx1.example.net", mta: OpenSMTPD},
 		{name: "gmail",
 			in: ` from mail-sor-f41.google.com (mail-sor-f41.google.com. [209.85.220.41])
         by mx.google.com with SMTPS id a1sor123.2026.11.28.10.10.10

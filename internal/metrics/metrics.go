@@ -1,0 +1,68 @@
+// Package metrics defines dstd's Prometheus metrics in one place, so their
+// names stay consistent (namespace "dst", one subsystem per component) and
+// components get them injected instead of registering globals.
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics holds every collector dstd exports on /metrics.
+type Metrics struct {
+	// Reports by result: received counts every article offered; accepted
+	// and refused split them, refused by reason ("duplicate", "signature",
+	// "date", "malformed", "policy", "too-large", "internal").
+	ReportsReceived prometheus.Counter
+	ReportsAccepted prometheus.Counter
+	ReportsRefused  *prometheus.CounterVec // label: reason
+
+	// Listings currently in the store (kept up to date by the store's
+	// owner after each change).
+	Listings prometheus.Gauge
+	// Listings removed: label reason = "expired" | "delisted".
+	ListingsRemoved *prometheus.CounterVec
+
+	// Action queues: label queue = action name.
+	QueueDepth     *prometheus.GaugeVec
+	ActionDone     *prometheus.CounterVec
+	ActionFailures *prometheus.CounterVec
+
+	// NNTP connections: label listener kind ("tcp", "unix").
+	NNTPConnections *prometheus.GaugeVec
+	NNTPRefused     *prometheus.CounterVec // label reason: "address", "limit"
+
+	// Spool pickup.
+	SpoolPicked prometheus.Counter
+	SpoolErrors prometheus.Counter
+}
+
+// New creates the collectors and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ReportsReceived: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "received_total",
+			Help: "Report articles offered to this site (POST, IHAVE, TAKETHIS, spool)."}),
+		ReportsAccepted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "accepted_total",
+			Help: "Report articles accepted and durably stored."}),
+		ReportsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "refused_total",
+			Help: "Report articles refused, by reason."}, []string{"reason"}),
+		Listings: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "store", Name: "listings",
+			Help: "IP addresses currently listed."}),
+		ListingsRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "store", Name: "listings_removed_total",
+			Help: "Listings removed, by reason (expired, delisted)."}, []string{"reason"}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "actions", Name: "queue_depth",
+			Help: "Events waiting in each action's durable queue."}, []string{"queue"}),
+		ActionDone: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "actions", Name: "done_total",
+			Help: "Events an action completed."}, []string{"queue"}),
+		ActionFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "actions", Name: "failures_total",
+			Help: "Failed action attempts (each retry counts)."}, []string{"queue"}),
+		NNTPConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "nntp", Name: "connections",
+			Help: "Open NNTP connections."}, []string{"listener"}),
+		NNTPRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "nntp", Name: "refused_connections_total",
+			Help: "NNTP connections refused, by reason."}, []string{"reason"}),
+		SpoolPicked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "picked_total",
+			Help: "Reports taken from dstc's spool directory."}),
+		SpoolErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "errors_total",
+			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
+	}
+	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.Listings, m.ListingsRemoved,
+		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused, m.SpoolPicked, m.SpoolErrors)
+	return m
+}

@@ -14,9 +14,6 @@ type Metrics struct {
 	ReportsAccepted prometheus.Counter
 	ReportsRefused  *prometheus.CounterVec // label: reason
 
-	// Listings currently in the store (kept up to date by the store's
-	// owner after each change).
-	Listings prometheus.Gauge
 	// Listings removed: label reason = "expired" | "delisted".
 	ListingsRemoved *prometheus.CounterVec
 
@@ -43,8 +40,6 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Report articles accepted and durably stored."}),
 		ReportsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "refused_total",
 			Help: "Report articles refused, by reason."}, []string{"reason"}),
-		Listings: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "store", Name: "listings",
-			Help: "IP addresses currently listed."}),
 		ListingsRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "store", Name: "listings_removed_total",
 			Help: "Listings removed, by reason (expired, delisted)."}, []string{"reason"}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "actions", Name: "queue_depth",
@@ -62,7 +57,17 @@ func New(reg prometheus.Registerer) *Metrics {
 		SpoolErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "errors_total",
 			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
 	}
-	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.Listings, m.ListingsRemoved,
+	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused, m.SpoolPicked, m.SpoolErrors)
 	return m
+}
+
+// RegisterStore exports the store's counts, read when Prometheus scrapes.
+func RegisterStore(reg prometheus.Registerer, listings, pending func() float64) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "store", Name: "listings",
+			Help: "IP addresses currently listed."}, listings),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "store", Name: "pending",
+			Help: "IP addresses reported but below the listing threshold."}, pending),
+	)
 }

@@ -2,9 +2,11 @@
 // protocol DST sites use to exchange reports and that dstc uses to hand a
 // report to its local dstd.
 //
-// For now the package has the client side of POST (RFC 3977 §6.3.1). It
-// knows nothing about what an article means: it moves bytes, applies the
-// dot-stuffing of RFC 3977 §3.1.1, and reports the server's answer.
+// The package has the client side of POST (RFC 3977 §6.3.1) and the server
+// side of dstd: POST, IHAVE and the streaming of RFC 4644 (MODE STREAM,
+// CHECK, TAKETHIS), with a Handler deciding about articles. It knows nothing
+// about what an article means: it moves bytes, applies the dot-stuffing of
+// RFC 3977 §3.1.1, and maps answers to and from status codes.
 package nntp
 
 import (

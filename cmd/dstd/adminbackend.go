@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/dst-traps/dst/internal/action"
+	"github.com/dst-traps/dst/internal/admin"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// The daemon is the admin endpoint's Backend.
+var _ admin.Backend = (*daemon)(nil)
+
+func (d *daemon) Status(ctx context.Context) (admin.Status, error) {
+	s, err := d.db.Stats()
+	if err != nil {
+		return admin.Status{}, err
+	}
+	qs, err := d.Queues(ctx)
+	if err != nil {
+		return admin.Status{}, err
+	}
+	adm := []string{d.cfg.Admin.Socket}
+	if d.cfg.Admin.Listen != "" {
+		adm = append(adm, d.cfg.Admin.Listen)
+	}
+	return admin.Status{
+		Version: version, Site: d.cfg.Site, DataDir: d.cfg.DataDir, Listen: d.listenAddrs, Admin: adm,
+		Started: d.started, UptimeSeconds: int64(time.Since(d.started).Seconds()),
+		Listings: s.Listings, Pending: s.Pending, History: s.History, Articles: s.Articles, DBBytes: s.FileBytes,
+		Queues: qs,
+	}, nil
+}
+
+func (d *daemon) Lookup(_ context.Context, ip netip.Addr) (store.Listing, bool, error) {
+	return d.db.Lookup(ip)
+}
+
+func (d *daemon) List(_ context.Context, fn func(store.Listing) error) error {
+	return d.db.ForEachListing(fn)
+}
+
+// Delist removes a listing now; with allow, the address also goes into the
+// allow file (and the running policy), so it is never listed again.
+func (d *daemon) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error) {
+	ip = ip.Unmap()
+	if allow {
+		if err := d.addToAllowFile(ip); err != nil {
+			return false, err
+		}
+	}
+	ok, err := d.db.Delist(ip, time.Now(), "dstctl", d.removalQs)
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		d.met.ListingsRemoved.WithLabelValues("delisted").Inc()
+		d.kick()
+	}
+	d.log.Info("delisted by the administrator", "ip", ip, "was_listed", ok, "allowed", allow)
+	return ok, nil
+}
+
+func (d *daemon) addToAllowFile(ip netip.Addr) error {
+	d.allowMu.Lock()
+	defer d.allowMu.Unlock()
+	f, err := os.OpenFile(d.cfg.Policy.AllowFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fmt.Errorf("allow file: %w", err)
+	}
+	_, err = fmt.Fprintf(f, "%s # dstctl delist -allow, %s\n", ip, time.Now().UTC().Format(time.RFC3339))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("allow file: %w", err)
+	}
+	pol, err := d.buildPolicy(d.cfg)
+	if err != nil {
+		return err
+	}
+	d.in.SetPolicy(pol)
+	return nil
+}
+
+func (d *daemon) Queues(_ context.Context) ([]admin.QueueStatus, error) {
+	var out []admin.QueueStatus
+	for i, a := range d.actions {
+		n, err := d.db.QueueDepth(a.Name())
+		if err != nil {
+			return nil, err
+		}
+		s := d.stats[i].Snapshot()
+		out = append(out, admin.QueueStatus{Name: a.Name(), Depth: n, Done: s.Done, Failures: s.Failures,
+			LastError: s.LastError, LastErrorTime: s.LastErrorTime, LastSuccess: s.LastSuccess})
+	}
+	return out, nil
+}
+
+var _ action.Queue = (*store.DB)(nil)

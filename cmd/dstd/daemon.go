@@ -1,0 +1,424 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/dst-traps/dst/internal/action"
+	"github.com/dst-traps/dst/internal/admin"
+	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dkim"
+	"github.com/dst-traps/dst/internal/ingest"
+	"github.com/dst-traps/dst/internal/logging"
+	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/policy"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// daemon is one running dstd: what serve builds, and what SIGHUP reloads.
+type daemon struct {
+	cfg      *config.Config
+	confPath string
+	log      *slog.Logger
+	db       *store.DB
+	in       *ingest.Ingester
+	own      ed25519.PublicKey
+	reg      *prometheus.Registry
+	met      *metrics.Metrics
+	started  time.Time
+
+	actions     []action.Action
+	reportLog   *action.ReportLog
+	kicks       []chan struct{}
+	stats       []*action.Stats
+	removalQs   []string
+	allowMu     sync.Mutex // serialises writes to the allow file
+	listenAddrs []string
+}
+
+func newLogger(c config.Log, stderr io.Writer) (*slog.Logger, func()) {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated by config
+	mode, _ := logging.ParseMode(c.Destination)
+	return logging.New("dstd", mode, level, stderr)
+}
+
+func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.Writer) error {
+	log, closeLog := newLogger(cfg.Log, stderr)
+	defer closeLog()
+	d := &daemon{cfg: cfg, confPath: confPath, log: log, started: time.Now()}
+
+	for _, dir := range []string{cfg.DataDir} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("creating the data directory: %w", err)
+		}
+	}
+	if err := ensureSpool(cfg.SpoolDir); err != nil {
+		return err
+	}
+	key, created, err := loadOrCreateKey(cfg.DKIM.PrivateKey)
+	if err != nil {
+		return err
+	}
+	d.own = key.Public().(ed25519.PublicKey)
+	if created {
+		log.Info("created the site's DKIM key; give peers this keyring line (dstd keygen prints it again)",
+			"file", cfg.DKIM.PrivateKey, "keyring_line", dkim.KeyringLine(cfg.Site, cfg.DKIM.Selector, d.own))
+	}
+	kr, err := loadKeyring(cfg, d.own, log)
+	if err != nil {
+		return err
+	}
+	pol, err := d.buildPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	signer, err := dkim.NewSigner(cfg.Site, cfg.DKIM.Selector, key)
+	if err != nil {
+		return err
+	}
+
+	d.db, err = store.Open(cfg.DBPath(), store.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer d.db.Close()
+
+	d.reg = prometheus.NewRegistry()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.met = metrics.New(d.reg)
+	metrics.RegisterStore(d.reg,
+		func() float64 { s, _ := d.db.Stats(); return float64(s.Listings) },
+		func() float64 { s, _ := d.db.Stats(); return float64(s.Pending) })
+
+	if err := d.buildActions(); err != nil {
+		return err
+	}
+	var reportQs []string
+	for _, a := range d.actions {
+		if a.Wants(store.Event{Kind: store.EventReport}) {
+			reportQs = append(reportQs, a.Name())
+		}
+		if a.Wants(store.Event{Kind: store.EventExpired}) || a.Wants(store.Event{Kind: store.EventDelisted}) {
+			d.removalQs = append(d.removalQs, a.Name())
+		}
+	}
+	d.in = ingest.New(ingest.Options{
+		Site:        cfg.Site,
+		Store:       d.db,
+		Signer:      signer,
+		Limits:      article.Limits{MaxBytes: cfg.NNTP.MaxArticleBytes},
+		HistoryKeep: cfg.History.Keep.Duration,
+		MaxFuture:   cfg.History.MaxFuture.Duration,
+		Listing: store.IngestParams{
+			ExpireBase: cfg.Listing.Expire.Duration,
+			ExpireMax:  cfg.Listing.MaxExpire.Duration,
+			Threshold:  cfg.Policy.Threshold,
+			Window:     cfg.Policy.Window.Duration,
+		},
+		ReportQueues: reportQs,
+		Notify:       d.kick,
+		Metrics:      d.met,
+		Log:          log,
+	}, kr, pol)
+
+	// Listeners first, so that a port in use fails the start at once.
+	nntpLs, err := d.nntpListeners()
+	if err != nil {
+		return err
+	}
+	adminLs, err := d.adminListeners()
+	if err != nil {
+		for _, l := range nntpLs {
+			l.Close()
+		}
+		return err
+	}
+	srv := d.nntpServer()
+
+	log.Info("dstd started", "version", version, "site", cfg.Site, "config", orNone(confPath),
+		"data_dir", cfg.DataDir, "db", cfg.DBPath(), "nntp", strings.Join(d.listenAddrs, ","),
+		"admin", cfg.Admin.Socket+orEmpty(","+cfg.Admin.Listen, cfg.Admin.Listen != ""),
+		"spool", cfg.SpoolDir, "report_log", orNone(cfg.Actions.Log.File), "keyring", cfg.DKIM.Keyring,
+		"keys", kr.Len())
+
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	var wg sync.WaitGroup
+	goRun := func(f func()) { wg.Add(1); go func() { defer wg.Done(); f() }() }
+
+	for i, a := range d.actions {
+		a, kick := a, d.kicks[i]
+		opt := action.RunnerOptions{Log: log.With("action", a.Name()), Metrics: d.met, Kick: kick, Stats: d.stats[i]}
+		if a.Name() == action.ProgramName {
+			opt.Concurrency = cfg.Actions.Program.Concurrency
+			opt.MaxAttempts = cfg.Actions.Program.MaxAttempts
+		}
+		goRun(func() {
+			if err := action.Run(runCtx, d.db, a, opt); err != nil {
+				log.Error("action stopped", "action", a.Name(), "err", err)
+			}
+		})
+	}
+	goRun(func() { d.sweep(runCtx) })
+	goRun(func() { d.pickUpSpool(runCtx) })
+	for _, l := range adminLs {
+		l := l
+		goRun(func() {
+			if err := admin.Serve(runCtx, l, admin.Handler(d, d.reg, log)); err != nil {
+				log.Error("admin endpoint stopped", "addr", l.Addr(), "err", err)
+			}
+		})
+	}
+	srvDone := make(chan struct{})
+	var srvWG sync.WaitGroup
+	for _, l := range nntpLs {
+		l := l
+		srvWG.Add(1)
+		go func() {
+			defer srvWG.Done()
+			if err := srv.Serve(runCtx, l); err != nil && runCtx.Err() == nil {
+				log.Error("NNTP listener stopped", "addr", l.Addr(), "err", err)
+			}
+		}()
+	}
+	go func() { srvWG.Wait(); close(srvDone) }()
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for loop := true; loop; {
+		select {
+		case <-ctx.Done():
+			loop = false
+		case <-hup:
+			d.reload()
+		}
+	}
+
+	// Staged shutdown: stop taking articles, let the ones being received
+	// finish (their answer comes only after their commit), then stop the
+	// loops and close the store.
+	log.Info("dstd stopping")
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		log.Warn("NNTP connections cut at shutdown", "err", err)
+	}
+	cancelRun()
+	<-srvDone
+	wg.Wait()
+	log.Info("dstd stopped")
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func orEmpty(s string, ok bool) string {
+	if ok {
+		return s
+	}
+	return ""
+}
+
+// ensureSpool creates dstc's spool directory. It is group-writable and
+// setgid so that dstc, run by the MTA as some user in dstd's group, can drop
+// reports there (README "Submission, spool and exit codes").
+func ensureSpool(dir string) error {
+	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new")} {
+		if err := os.MkdirAll(d, 0o770); err != nil {
+			return fmt.Errorf("creating the spool directory: %w", err)
+		}
+	}
+	return nil
+}
+
+func (d *daemon) kick() {
+	for _, k := range d.kicks {
+		select {
+		case k <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (d *daemon) buildActions() error {
+	c := d.cfg.Actions
+	if c.Log.File != "" {
+		rl, err := action.NewReportLog(c.Log.File)
+		if err != nil {
+			return err
+		}
+		d.reportLog = rl
+		d.actions = append(d.actions, rl)
+	}
+	if len(c.Program.Command) > 0 {
+		d.actions = append(d.actions, action.NewProgram(action.ProgramConfig{
+			Command: c.Program.Command,
+			Timeout: c.Program.Timeout.Duration,
+			Store:   d.db,
+			Log:     d.log,
+		}))
+	}
+	for range d.actions {
+		d.kicks = append(d.kicks, make(chan struct{}, 1))
+		d.stats = append(d.stats, new(action.Stats))
+	}
+	return nil
+}
+
+// buildPolicy reads the policy settings and the allow file.
+func (d *daemon) buildPolicy(cfg *config.Config) (*policy.Policy, error) {
+	own, _ := config.ParsePrefixes(cfg.Policy.OwnNetworks)
+	allow, _ := config.ParsePrefixes(cfg.Policy.Allow)
+	more, err := readAllowFile(cfg.Policy.AllowFile)
+	if err != nil {
+		return nil, err
+	}
+	return policy.New(policy.Config{OwnNetworks: own, Allow: append(allow, more...), AllowDocumentation: cfg.Policy.AllowDocumentation}), nil
+}
+
+// readAllowFile reads one address or CIDR per line ('#' comments); a
+// missing file is an empty list.
+func readAllowFile(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("allow file: %w", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if _, err := config.ParsePrefixes([]string{line}); err != nil {
+			return nil, fmt.Errorf("allow file %s line %d: %w", path, n, err)
+		}
+		lines = append(lines, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("allow file %s: %w", path, err)
+	}
+	return config.ParsePrefixes(lines)
+}
+
+// reload applies what SIGHUP may change: keyring, policy and allow file,
+// and reopens the report log (logrotate). Other keys need a restart.
+func (d *daemon) reload() {
+	cfg, err := config.Load(d.confPath)
+	if err != nil {
+		d.log.Error("reload failed, keeping the running configuration", "err", err)
+		return
+	}
+	kr, err := loadKeyring(cfg, d.own, d.log)
+	if err != nil {
+		d.log.Error("reload failed, keeping the running keyring", "err", err)
+		return
+	}
+	pol, err := d.buildPolicy(cfg)
+	if err != nil {
+		d.log.Error("reload failed, keeping the running policy", "err", err)
+		return
+	}
+	d.in.SetKeyring(kr)
+	d.in.SetPolicy(pol)
+	if d.reportLog != nil {
+		if err := d.reportLog.Reopen(); err != nil {
+			d.log.Error("cannot reopen the report log", "err", err)
+		}
+	}
+	d.log.Info("configuration reloaded", "keys", kr.Len())
+}
+
+func (d *daemon) nntpListeners() ([]net.Listener, error) {
+	var ls []net.Listener
+	fail := func(err error) ([]net.Listener, error) {
+		for _, l := range ls {
+			l.Close()
+		}
+		return nil, err
+	}
+	for _, a := range d.cfg.NNTP.Listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fail(fmt.Errorf("NNTP listener: %w", err))
+		}
+		ls = append(ls, l)
+		d.listenAddrs = append(d.listenAddrs, l.Addr().String())
+	}
+	if d.cfg.NNTP.Socket != "" {
+		// Any local user may reach the socket: dstc runs as whatever
+		// user the MTA picks. The loopback port is just as open.
+		l, err := listenUnix(d.cfg.NNTP.Socket, 0o666)
+		if err != nil {
+			return fail(fmt.Errorf("NNTP socket: %w", err))
+		}
+		ls = append(ls, l)
+		d.listenAddrs = append(d.listenAddrs, d.cfg.NNTP.Socket)
+	}
+	return ls, nil
+}
+
+func (d *daemon) adminListeners() ([]net.Listener, error) {
+	var ls []net.Listener
+	l, err := listenUnix(d.cfg.Admin.Socket, 0o660)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	ls = append(ls, l)
+	if d.cfg.Admin.Listen != "" {
+		l, err := net.Listen("tcp", d.cfg.Admin.Listen)
+		if err != nil {
+			ls[0].Close()
+			return nil, fmt.Errorf("admin listener: %w", err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// listenUnix replaces a stale socket file left by a crash; the store's lock
+// already guarantees no other dstd runs on this data directory.
+func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		os.Remove(path)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dkim"
+)
+
+// keygen creates the site's key if it has none and prints what peers need.
+// Running it again only prints: a site must not change keys by accident.
+func keygen(cfg *config.Config, out io.Writer) error {
+	key, created, err := loadOrCreateKey(cfg.DKIM.PrivateKey)
+	if err != nil {
+		return err
+	}
+	if created {
+		fmt.Fprintf(out, "Created the DKIM key of %s in %s.\n", cfg.Site, cfg.DKIM.PrivateKey)
+	} else {
+		fmt.Fprintf(out, "%s already holds the DKIM key of %s; it was left as it is.\n", cfg.DKIM.PrivateKey, cfg.Site)
+	}
+	pub := key.Public().(ed25519.PublicKey)
+	fmt.Fprintf(out, "\nGive this line to each peer, for its keyring file:\n\n%s\n\n", dkim.KeyringLine(cfg.Site, cfg.DKIM.Selector, pub))
+	fmt.Fprintf(out, "Or publish the key in DNS:\n\n%s\n", dkim.TXTRecord(cfg.Site, cfg.DKIM.Selector, pub))
+	return nil
+}
+
+func loadOrCreateKey(path string) (ed25519.PrivateKey, bool, error) {
+	key, err := dkim.LoadPrivateKey(path)
+	if err == nil {
+		return key, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, false, fmt.Errorf("creating the key's directory: %w", err)
+	}
+	_, key, err = dkim.GenerateKey()
+	if err != nil {
+		return nil, false, err
+	}
+	if err := dkim.WritePrivateKey(path, key); err != nil {
+		return nil, false, err
+	}
+	return key, true, nil
+}
+
+// loadKeyring reads the keyring file (missing: empty) and adds the site's
+// own key, so reports this site injects always verify here.
+func loadKeyring(cfg *config.Config, own ed25519.PublicKey, log *slog.Logger) (*dkim.Keyring, error) {
+	kr, err := dkim.LoadKeyring(cfg.DKIM.Keyring)
+	if errors.Is(err, fs.ErrNotExist) {
+		kr, err = dkim.ParseKeyring(strings.NewReader(""))
+		log.Info("no keyring file: only this site's own reports are trusted", "keyring", cfg.DKIM.Keyring)
+	}
+	if err != nil {
+		return nil, err
+	}
+	kr.Add(cfg.Site, cfg.DKIM.Selector, own)
+	return kr, nil
+}
+
+

@@ -1,0 +1,169 @@
+package action
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// ReportLogName is the queue name of the report log action.
+const ReportLogName = "log"
+
+// ReportLog is the "log" action: one line per event in a text file (the
+// format is in the package documentation). It is safe for concurrent use.
+type ReportLog struct {
+	path string
+
+	mu sync.Mutex
+	f  *os.File
+	// broken is set after a short write left part of a line in the file;
+	// the next write starts with a newline so that fragment stays on a
+	// line of its own instead of corrupting the retried line.
+	broken bool
+}
+
+// NewReportLog opens (creating it if needed, mode 0640) the log file for
+// appending.
+func NewReportLog(path string) (*ReportLog, error) {
+	f, err := openLog(path)
+	if err != nil {
+		return nil, err
+	}
+	return &ReportLog{path: path, f: f}, nil
+}
+
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the report log: %w", err)
+	}
+	return f, nil
+}
+
+// Name returns "log".
+func (l *ReportLog) Name() string { return ReportLogName }
+
+// Wants returns true: every event gets a line.
+func (l *ReportLog) Wants(store.Event) bool { return true }
+
+// Do appends the event's line. The line is synced to disk before Do
+// returns, because the runner then removes the event from its queue and
+// nothing else would remember it.
+func (l *ReportLog) Do(_ context.Context, ev store.Event) error {
+	line := FormatLine(ev)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return fmt.Errorf("report log %s is closed: %w", l.path, ErrPermanent)
+	}
+	if l.broken {
+		line = "\n" + line
+	}
+	// One write(2) with O_APPEND: a line never interleaves with another
+	// writer's, and a reader (tail -f) never sees half of one.
+	n, err := l.f.WriteString(line)
+	if err != nil {
+		l.broken = n > 0
+		return fmt.Errorf("cannot write to the report log %s: %w", l.path, err)
+	}
+	l.broken = false
+	if err := l.f.Sync(); err != nil {
+		return fmt.Errorf("cannot sync the report log %s: %w", l.path, err)
+	}
+	return nil
+}
+
+// Reopen opens the log path again and switches to the new file, for
+// SIGHUP after logrotate moved the old one away. If the path cannot be
+// opened the old file stays in use, so no line is lost.
+func (l *ReportLog) Reopen() error {
+	f, err := openLog(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f, l.broken = f, false
+	l.mu.Unlock()
+	if old != nil {
+		if err := old.Close(); err != nil {
+			return fmt.Errorf("closing the previous report log: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the file; later calls of Do fail.
+func (l *ReportLog) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	if err != nil {
+		return fmt.Errorf("closing the report log: %w", err)
+	}
+	return nil
+}
+
+// FormatLine returns the report log line for ev, newline included.
+func FormatLine(ev store.Event) string {
+	var b strings.Builder
+	b.WriteString(ev.Time.UTC().Format(time.RFC3339))
+	b.WriteByte(' ')
+	b.WriteString(ev.Kind.String())
+	field := func(k, v string) {
+		b.WriteByte(' ')
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(logValue(v))
+	}
+	ip := ""
+	if ev.IP.IsValid() {
+		ip = ev.IP.String()
+	}
+	field("ip", ip)
+	switch ev.Kind {
+	case store.EventReport:
+		field("origin", ev.Origin)
+		field("id", ev.MessageID)
+		if ev.Listed {
+			field("listed", "yes")
+			field("expires", ev.Expires.UTC().Format(time.RFC3339))
+		} else {
+			field("listed", "no")
+			field("expires", "")
+		}
+	case store.EventDelisted:
+		field("by", ev.By)
+	}
+	b.WriteByte('\n')
+	return b.String()
+}
+
+// logValue writes v so that it cannot break the line or run into the next
+// field: "-" for empty, quoted when it holds anything but printable ASCII
+// without spaces or quotes (or is "-" itself, which would read as empty).
+func logValue(v string) string {
+	if v == "" {
+		return "-"
+	}
+	if v == "-" {
+		return `"-"`
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c <= ' ' || c == '"' || c == '\\' || c >= utf8.RuneSelf || c == 0x7f {
+			return strconv.Quote(v)
+		}
+	}
+	return v
+}

@@ -1,0 +1,100 @@
+// Package admin is dstd's local administration endpoint: a small HTTP API
+// on a Unix socket in the data directory (and optionally a loopback port),
+// used by dstctl and scraped by Prometheus.
+//
+// Only dstd may open the store (bbolt locks the file), so every
+// administrative read or change of a running site goes through here. The
+// socket's file mode (0660) is the access control; the API has no
+// authentication of its own and must not be exposed beyond the host.
+//
+// Routes (JSON bodies; errors are {"error": "..."}):
+//
+//	GET  /healthz           200 "ok"
+//	GET  /metrics           Prometheus text format
+//	GET  /v1/status         Status
+//	GET  /v1/lookup?ip=IP   Listing; 404 when not listed
+//	GET  /v1/listings       one Listing per line (JSON lines), streamed
+//	POST /v1/delist         form ip=IP[&allow=1]; DelistResult
+//	GET  /v1/queues         []QueueStatus
+//
+// A bad IP address is 400, a wrong method 405. When /v1/listings fails
+// part way, its last line is {"error": "..."}, so a client can tell a cut
+// listing from a complete one.
+package admin
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// Backend is what the endpoint needs from dstd.
+type Backend interface {
+	Status(ctx context.Context) (Status, error)
+	// Lookup returns the listing of ip, and whether there is one.
+	Lookup(ctx context.Context, ip netip.Addr) (store.Listing, bool, error)
+	// List calls fn for each listing and stops at fn's first error.
+	List(ctx context.Context, fn func(store.Listing) error) error
+	// Delist removes the listing of ip and says whether there was one;
+	// allow also puts ip on the allow list, so it is never listed again.
+	Delist(ctx context.Context, ip netip.Addr, allow bool) (bool, error)
+	Queues(ctx context.Context) ([]QueueStatus, error)
+}
+
+// Status describes the running dstd.
+type Status struct {
+	Version       string        `json:"version"`
+	Site          string        `json:"site"`
+	DataDir       string        `json:"data_dir"`
+	Listen        []string      `json:"listen"` // NNTP listeners: addresses and socket paths
+	Admin         []string      `json:"admin"`  // admin endpoints
+	Started       time.Time     `json:"started"`
+	UptimeSeconds int64         `json:"uptime_seconds"`
+	Listings      int           `json:"listings"` // listed addresses
+	Pending       int           `json:"pending"`  // reported, below the listing threshold
+	History       int           `json:"history"`  // Message-IDs remembered
+	Articles      int           `json:"articles"` // report articles stored
+	DBBytes       int64         `json:"db_bytes"`
+	Queues        []QueueStatus `json:"queues"`
+}
+
+// QueueStatus describes one action queue and its runner since dstd started.
+type QueueStatus struct {
+	Name          string    `json:"name"`
+	Depth         int       `json:"depth"`    // events waiting
+	Done          int64     `json:"done"`     // handled since start
+	Failures      int64     `json:"failures"` // failed attempts since start
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+}
+
+// Listing is a listed address as the API shows it.
+type Listing struct {
+	IP            netip.Addr `json:"ip"`
+	FirstSeen     time.Time  `json:"first_seen"`
+	LastSeen      time.Time  `json:"last_seen"`
+	Expires       time.Time  `json:"expires"`
+	Hits          int        `json:"hits"`
+	Origins       []string   `json:"origins"`
+	LastMessageID string     `json:"last_message_id"`
+}
+
+// FromStore converts a store listing for the API.
+func FromStore(l store.Listing) Listing {
+	origins := l.Origins
+	if origins == nil {
+		origins = []string{} // [] rather than null for JSON readers
+	}
+	return Listing{IP: l.IP, FirstSeen: l.FirstSeen, LastSeen: l.LastSeen, Expires: l.Expires,
+		Hits: l.Hits, Origins: origins, LastMessageID: l.LastMessageID}
+}
+
+// DelistResult is the answer to POST /v1/delist.
+type DelistResult struct {
+	IP       netip.Addr `json:"ip"`
+	Delisted bool       `json:"delisted"` // it was listed and no longer is
+	Allowed  bool       `json:"allowed"`  // it is now on the allow list
+}

@@ -1,0 +1,191 @@
+package admin
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// ListingsContentType is the media type of GET /v1/listings.
+const ListingsContentType = "application/x-ndjson"
+
+// Handler returns the endpoint's routes. gatherer may be nil: /metrics is
+// then 404. log receives backend errors (answered with 500).
+func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &handler{b: b, log: log}
+	mux := http.NewServeMux()
+	// Methods are checked in route rather than in the patterns, so that
+	// a wrong method gets a JSON error like every other failure.
+	mux.Handle("/healthz", route(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})))
+	if gatherer != nil {
+		mux.Handle("/metrics", route(http.MethodGet, promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
+		})))
+	}
+	mux.Handle("/v1/status", route(http.MethodGet, http.HandlerFunc(h.status)))
+	mux.Handle("/v1/lookup", route(http.MethodGet, http.HandlerFunc(h.lookup)))
+	mux.Handle("/v1/listings", route(http.MethodGet, http.HandlerFunc(h.listings)))
+	mux.Handle("/v1/delist", route(http.MethodPost, http.HandlerFunc(h.delist)))
+	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
+	})
+	return mux
+}
+
+type handler struct {
+	b   Backend
+	log *slog.Logger
+}
+
+// route answers 405 to any method but method (GET also allows HEAD).
+func route(method string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+			w.Header().Set("Allow", method)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, method, r.Method))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	// The status line is gone already; a failed write means the client
+	// left, and there is no one to tell.
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+// internalError logs err and answers 500 with its text: the caller is the
+// site's administrator, who needs the reason more than secrecy.
+func (h *handler) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	h.log.Error("admin request failed", "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// parseIP reads an address parameter; it answers 400 itself when bad.
+func parseIP(w http.ResponseWriter, v string) (netip.Addr, bool) {
+	if v == "" {
+		writeError(w, http.StatusBadRequest, "missing parameter ip (an IPv4 or IPv6 address)")
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(v)
+	if err != nil || ip.Zone() != "" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not an IPv4 or IPv6 address", v))
+		return netip.Addr{}, false
+	}
+	// The store keeps IPv4 addresses in their 4-byte form.
+	return ip.Unmap(), true
+}
+
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	s, err := h.b.Status(r.Context())
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s)
+}
+
+func (h *handler) lookup(w http.ResponseWriter, r *http.Request) {
+	ip, ok := parseIP(w, r.URL.Query().Get("ip"))
+	if !ok {
+		return
+	}
+	l, found, err := h.b.Lookup(r.Context(), ip)
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	if !found {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("%s is not listed", ip))
+		return
+	}
+	writeJSON(w, http.StatusOK, FromStore(l))
+}
+
+// listings streams one JSON object per line straight from the store, so
+// memory stays flat however many addresses are listed.
+func (h *handler) listings(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", ListingsContentType)
+	enc := json.NewEncoder(w)
+	var writeErr error
+	err := h.b.List(r.Context(), func(l store.Listing) error {
+		if err := enc.Encode(FromStore(l)); err != nil {
+			writeErr = err
+			return fmt.Errorf("sending listings: %w", err)
+		}
+		return nil
+	})
+	if err == nil {
+		return
+	}
+	if writeErr != nil {
+		h.log.Debug("listing client went away", "err", writeErr)
+		return
+	}
+	// The status line may already be out: say so in the stream.
+	h.log.Error("admin request failed", "path", r.URL.Path, "err", err)
+	_ = enc.Encode(errorBody{Error: err.Error()})
+}
+
+func (h *handler) delist(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad form: %v", err))
+		return
+	}
+	ip, ok := parseIP(w, r.PostForm.Get("ip"))
+	if !ok {
+		return
+	}
+	allow := false
+	switch v := r.PostForm.Get("allow"); v {
+	case "", "0", "false":
+	case "1", "true":
+		allow = true
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("allow=%q: want 1 or 0", v))
+		return
+	}
+	removed, err := h.b.Delist(r.Context(), ip, allow)
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, DelistResult{IP: ip, Delisted: removed, Allowed: allow})
+}
+
+func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
+	qs, err := h.b.Queues(r.Context())
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	if qs == nil {
+		qs = []QueueStatus{}
+	}
+	writeJSON(w, http.StatusOK, qs)
+}

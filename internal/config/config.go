@@ -1,0 +1,343 @@
+// Package config reads dstd's configuration: a TOML file whose every key is
+// optional. Defaults are applied once, in Default, so dstd runs with no file
+// at all; examples/dstd.toml documents every key.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Duration is a time.Duration written as in Go ("90s", "36h") or in days
+// ("30d"), which is how retention is usually thought of.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		d.Duration = time.Duration(days * float64(24*time.Hour))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want e.g. 90s, 36h or 30d", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is dstd's whole configuration.
+type Config struct {
+	Site     string  `toml:"site"`
+	DataDir  string  `toml:"data_dir"`
+	SpoolDir string  `toml:"spool_dir"`
+	Log      Log     `toml:"log"`
+	NNTP     NNTP    `toml:"nntp"`
+	DKIM     DKIM    `toml:"dkim"`
+	History  History `toml:"history"`
+	Listing  Listing `toml:"listing"`
+	Policy   Policy  `toml:"policy"`
+	Admin    Admin   `toml:"admin"`
+	Actions  Actions `toml:"actions"`
+	Peers    []Peer  `toml:"peer"`
+}
+
+// Log is where dstd's own log goes.
+type Log struct {
+	Level       string `toml:"level"`       // debug, info, warn, error
+	Destination string `toml:"destination"` // auto, stderr, syslog
+}
+
+// NNTP is the server dstc and peers talk to.
+type NNTP struct {
+	Listen          []string `toml:"listen"`
+	Socket          string   `toml:"socket"`
+	PostAllow       []string `toml:"post_allow"`
+	MaxConnections  int      `toml:"max_connections"`
+	MaxArticleBytes int64    `toml:"max_article_bytes"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+}
+
+// DKIM is the site's signing key and the keyring of trusted origins.
+type DKIM struct {
+	Selector   string `toml:"selector"`
+	PrivateKey string `toml:"private_key"`
+	Keyring    string `toml:"keyring"`
+}
+
+// History is how long Message-IDs are remembered.
+type History struct {
+	Keep      Duration `toml:"keep"`
+	MaxFuture Duration `toml:"max_future"`
+}
+
+// Listing is how long an address stays listed.
+type Listing struct {
+	Expire        Duration `toml:"expire"`
+	MaxExpire     Duration `toml:"max_expire"`
+	SweepInterval Duration `toml:"sweep_interval"`
+}
+
+// Policy decides which reported addresses may be listed.
+type Policy struct {
+	OwnNetworks        []string `toml:"own_networks"`
+	Allow              []string `toml:"allow"`
+	AllowFile          string   `toml:"allow_file"`
+	AllowDocumentation bool     `toml:"allow_documentation"`
+	Threshold          int      `toml:"threshold"`
+	Window             Duration `toml:"window"`
+}
+
+// Admin is the local endpoint of dstctl and Prometheus.
+type Admin struct {
+	Socket string `toml:"socket"`
+	Listen string `toml:"listen"`
+}
+
+// Actions are what dstd does with each accepted report.
+type Actions struct {
+	Log     LogAction     `toml:"log"`
+	Program ProgramAction `toml:"program"`
+}
+
+// LogAction is the text log of reports and delistings.
+type LogAction struct {
+	File string `toml:"file"` // empty: disabled
+}
+
+// ProgramAction runs an external program for each new report.
+type ProgramAction struct {
+	Command     []string `toml:"command"` // empty: disabled
+	Timeout     Duration `toml:"timeout"`
+	Concurrency int      `toml:"concurrency"`
+	MaxAttempts int      `toml:"max_attempts"`
+}
+
+// Peer is another site allowed to feed this one.
+type Peer struct {
+	Name      string   `toml:"name"`
+	Addresses []string `toml:"addresses"`
+}
+
+// Default returns the configuration dstd runs with when no file is given.
+// Paths depend on DataDir; Load recomputes those the file leaves empty.
+func Default() *Config {
+	c := &Config{
+		Site:    defaultSite(),
+		DataDir: DefaultDataDir(),
+		Log:     Log{Level: "info", Destination: "auto"},
+		NNTP: NNTP{
+			Listen:          []string{"127.0.0.1:1119"},
+			PostAllow:       []string{"127.0.0.0/8", "::1/128"},
+			MaxConnections:  64,
+			MaxArticleBytes: 1_000_000,
+			IdleTimeout:     Duration{5 * time.Minute},
+		},
+		DKIM:    DKIM{Selector: "dst"},
+		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
+		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
+		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
+		Actions: Actions{Program: ProgramAction{Timeout: Duration{time.Minute}, Concurrency: 4, MaxAttempts: 10}},
+	}
+	return c
+}
+
+func defaultSite() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "localhost"
+	}
+	return strings.ToLower(h)
+}
+
+// Load reads the file at path over the defaults; path "" means no file.
+// Unknown keys are errors: a misspelt key silently ignored is a surprise.
+func Load(path string) (*Config, error) {
+	c := Default()
+	if path != "" {
+		md, err := toml.DecodeFile(path, c)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return nil, fmt.Errorf("config %s: unknown key(s): %s", path, strings.Join(keys, ", "))
+		}
+	}
+	c.fillPaths()
+	if err := c.Validate(); err != nil {
+		if path == "" {
+			return nil, err
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// fillPaths puts every file under DataDir unless the file set it.
+func (c *Config) fillPaths() {
+	def := func(p *string, name string) {
+		if *p == "" {
+			*p = filepath.Join(c.DataDir, name)
+		}
+	}
+	if c.SpoolDir == "" {
+		if c.DataDir == "/var/lib/dst" {
+			c.SpoolDir = "/var/spool/dst" // where dstc spools by default
+		} else {
+			c.SpoolDir = filepath.Join(c.DataDir, "spool")
+		}
+	}
+	def(&c.NNTP.Socket, "nntp.sock")
+	def(&c.DKIM.PrivateKey, "dkim.key")
+	def(&c.DKIM.Keyring, "keyring")
+	def(&c.Policy.AllowFile, "allow")
+	def(&c.Admin.Socket, "admin.sock")
+	def(&c.Actions.Log.File, "reports.log")
+}
+
+// DBPath is the bbolt database file.
+func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "dst.db") }
+
+// Validate checks values that would otherwise fail later, far from the
+// line of the file that caused them.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if !validSite(c.Site) {
+		bad("site %q: want a domain name such as site-a.example", c.Site)
+	}
+	if c.DataDir == "" {
+		bad("data_dir is empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Destination {
+	case "auto", "stderr", "syslog":
+	default:
+		bad("log.destination %q: want auto, stderr or syslog", c.Log.Destination)
+	}
+	for _, a := range c.NNTP.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("nntp.listen %q: want host:port", a)
+		}
+	}
+	if c.Admin.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+			bad("admin.listen %q: want host:port", c.Admin.Listen)
+		}
+	}
+	for _, list := range []struct {
+		key string
+		v   []string
+	}{{"nntp.post_allow", c.NNTP.PostAllow}, {"policy.own_networks", c.Policy.OwnNetworks}, {"policy.allow", c.Policy.Allow}} {
+		if _, err := ParsePrefixes(list.v); err != nil {
+			bad("%s: %w", list.key, err)
+		}
+	}
+	if c.NNTP.MaxConnections < 1 {
+		bad("nntp.max_connections must be at least 1")
+	}
+	if c.NNTP.MaxArticleBytes < 4096 {
+		bad("nntp.max_article_bytes must be at least 4096")
+	}
+	for key, d := range map[string]Duration{
+		"nntp.idle_timeout": c.NNTP.IdleTimeout, "history.keep": c.History.Keep, "history.max_future": c.History.MaxFuture,
+		"listing.expire": c.Listing.Expire, "listing.max_expire": c.Listing.MaxExpire, "listing.sweep_interval": c.Listing.SweepInterval,
+		"policy.window": c.Policy.Window, "actions.program.timeout": c.Actions.Program.Timeout,
+	} {
+		if d.Duration <= 0 {
+			bad("%s must be positive", key)
+		}
+	}
+	if c.Listing.MaxExpire.Duration < c.Listing.Expire.Duration {
+		bad("listing.max_expire (%s) is shorter than listing.expire (%s)", c.Listing.MaxExpire, c.Listing.Expire)
+	}
+	if c.History.Keep.Duration < c.Listing.Expire.Duration {
+		// A report older than the history could be offered again and
+		// listed twice.
+		bad("history.keep (%s) must be at least listing.expire (%s)", c.History.Keep, c.Listing.Expire)
+	}
+	if c.Policy.Threshold < 1 {
+		bad("policy.threshold must be at least 1")
+	}
+	if c.DKIM.Selector == "" || strings.ContainsAny(c.DKIM.Selector, " ;=") {
+		bad("dkim.selector %q is not a DKIM selector", c.DKIM.Selector)
+	}
+	if c.Actions.Program.Concurrency < 1 || c.Actions.Program.MaxAttempts < 1 {
+		bad("actions.program.concurrency and max_attempts must be at least 1")
+	}
+	names := map[string]bool{}
+	for i, p := range c.Peers {
+		if p.Name == "" {
+			bad("peer %d has no name", i+1)
+		}
+		if names[p.Name] {
+			bad("peer %q is configured twice", p.Name)
+		}
+		names[p.Name] = true
+		if _, err := ParsePrefixes(p.Addresses); err != nil {
+			bad("peer %q addresses: %w", p.Name, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ParsePrefixes parses CIDRs; a bare address means just that address.
+func ParsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+func validSite(s string) bool {
+	if s == "" || len(s) > 253 || strings.ContainsAny(s, "!/ \t") {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, r := range l {
+			if !(r == '-' || r == '_' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9')) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,88 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "dstd.toml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestNoFile(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NNTP.Listen[0] != "127.0.0.1:1119" || c.DKIM.PrivateKey != filepath.Join(c.DataDir, "dkim.key") || c.Listing.Expire.Duration != 24*time.Hour {
+		t.Errorf("defaults: %+v", c)
+	}
+}
+
+// TestExample checks that the commented example file loads and that its
+// uncommented values are the defaults, so the documentation cannot drift.
+func TestExample(t *testing.T) {
+	c, err := Load("../../examples/dstd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := Load("")
+	if c.NNTP.MaxArticleBytes != d.NNTP.MaxArticleBytes || c.History.Keep != d.History.Keep || c.Listing.MaxExpire != d.Listing.MaxExpire ||
+		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log {
+		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	c, err := Load(write(t, `site = "site-a.example"
+data_dir = "/tmp/x"
+[history]
+keep = "45d"
+[[peer]]
+name = "site-b.example"
+addresses = ["192.0.2.20", "2001:db8::/64"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Site != "site-a.example" || c.History.Keep.Duration != 45*24*time.Hour || c.SpoolDir != "/tmp/x/spool" || len(c.Peers) != 1 {
+		t.Errorf("got %+v", c)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{`sight = "typo.example"`, "unknown key(s): sight"},
+		{`[listing]
+expire = "forever"`, "want e.g. 90s, 36h or 30d"},
+		{`site = "bad site"`, `site "bad site"`},
+		{`[nntp]
+post_allow = ["10.0.0.0/33"]`, "nntp.post_allow"},
+		{`[listing]
+expire = "20d"
+max_expire = "10d"`, "listing.max_expire"},
+		{`[history]
+keep = "1h"`, "history.keep"},
+		{`[policy]
+threshold = 0`, "policy.threshold"},
+		{`[[peer]]
+name = "a"
+[[peer]]
+name = "a"`, `peer "a" is configured twice`},
+		{`[log]
+level = "loud"`, "log.level"},
+	} {
+		_, err := Load(write(t, tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to mention %q", tc.file, err, tc.want)
+		}
+	}
+}

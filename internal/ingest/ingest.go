@@ -1,0 +1,278 @@
+// Package ingest is where a report enters a site: it injects reports posted
+// by the local trap client (RFC 5537 §3.5: Message-ID, Date, Path, DKIM
+// signature) and checks every article, local or relayed, before one store
+// transaction records it (shared/DESIGN.md "What a receiving site does").
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/mail"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/dst-traps/dst/internal/arf"
+	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/dkim"
+	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/policy"
+	"github.com/dst-traps/dst/internal/report"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// Kind is the outcome of offering or submitting an article.
+type Kind int
+
+// The outcomes; the NNTP layer maps each to the code of the command.
+const (
+	Accepted  Kind = iota + 1 // stored durably (or, for Offer: wanted)
+	Duplicate                 // already seen: nothing done
+	Refused                   // checked and refused: recorded, counted
+	Later                     // temporary failure: try again
+)
+
+// Verdict is an outcome with the reason given to the sender and the log.
+type Verdict struct {
+	Kind   Kind
+	Reason string
+	// Refusal is the metrics label of a refusal (signature, date, ...).
+	Refusal string
+}
+
+func refused(label, format string, a ...any) Verdict {
+	return Verdict{Kind: Refused, Refusal: label, Reason: fmt.Sprintf(format, a...)}
+}
+
+// Options are the Ingester's dependencies and settings.
+type Options struct {
+	Site   string
+	Store  *store.DB
+	Signer *dkim.Signer
+	Limits article.Limits
+	// HistoryKeep bounds how old an article's Date may be; MaxFuture how
+	// far ahead (clock skew).
+	HistoryKeep, MaxFuture time.Duration
+	// Listing carries ExpireBase, ExpireMax, Threshold and Window; Now and
+	// Queues are filled per report.
+	Listing store.IngestParams
+	// ReportQueues are the action queues that get an event per report.
+	ReportQueues []string
+	// Notify is called after each commit that queued events.
+	Notify  func()
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Ingester checks and stores reports. Keyring and Policy can be replaced
+// while it runs (SIGHUP).
+type Ingester struct {
+	o       Options
+	keyring atomic.Pointer[dkim.Keyring]
+	policy  atomic.Pointer[policy.Policy]
+}
+
+// New returns an Ingester with its initial keyring and policy.
+func New(o Options, kr *dkim.Keyring, p *policy.Policy) *Ingester {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Notify == nil {
+		o.Notify = func() {}
+	}
+	in := &Ingester{o: o}
+	in.keyring.Store(kr)
+	in.policy.Store(p)
+	return in
+}
+
+// SetKeyring replaces the keyring (reload).
+func (in *Ingester) SetKeyring(k *dkim.Keyring) { in.keyring.Store(k) }
+
+// SetPolicy replaces the policy (reload, allow-list change).
+func (in *Ingester) SetPolicy(p *policy.Policy) { in.policy.Store(p) }
+
+// Policy returns the policy in force.
+func (in *Ingester) Policy() *policy.Policy { return in.policy.Load() }
+
+// Offer answers "do you want this article?" (IHAVE, CHECK).
+func (in *Ingester) Offer(msgID string) Verdict {
+	if !article.ValidMessageID(msgID) {
+		return refused("malformed", "malformed Message-ID")
+	}
+	seen, err := in.o.Store.Seen(msgID)
+	if err != nil {
+		in.o.Log.Error("history lookup failed", "message_id", msgID, "err", err)
+		return Verdict{Kind: Later, Reason: "internal error"}
+	}
+	if seen {
+		return Verdict{Kind: Duplicate, Reason: "already seen"}
+	}
+	return Verdict{Kind: Accepted, Reason: "send it"}
+}
+
+// Inject turns a report posted by a local trap client into a signed article
+// of this site and accepts it. The poster is "dstc over the Unix socket",
+// "spool", ... for the log.
+func (in *Ingester) Inject(ctx context.Context, raw []byte, poster string) (string, Verdict) {
+	if in.o.Metrics != nil {
+		in.o.Metrics.ReportsReceived.Inc()
+	}
+	a, err := article.Parse(raw, in.o.Limits)
+	if err != nil {
+		return "", in.refuse("", poster, refusal(err))
+	}
+	if !hasGroup(a.Get("Newsgroups")) {
+		return "", in.refuse("", poster, refused("malformed", "not a DST report: Newsgroups must be %s", report.Newsgroup))
+	}
+	now := in.o.Now()
+	id := a.Get("Message-ID")
+	if !article.ValidMessageID(id) {
+		// The poster did not propose one (RFC 5537 §3.5 lets the
+		// injecting agent supply it).
+		id = article.NewMessageID(in.o.Site)
+	}
+	a.Set("Message-ID", id)
+	if d, err := mail.ParseDate(a.Get("Date")); err != nil || d.After(now.Add(in.o.MaxFuture)) || d.Before(now.Add(-in.o.HistoryKeep)) {
+		a.Set("Date", now.UTC().Format(time.RFC1123Z))
+	}
+	// The site speaks for the report; a poster cannot sign for it.
+	a.Set("From", "DST <dst@"+in.o.Site+">")
+	a.Set("Path", in.o.Site+"!"+article.DefaultPathTail)
+	a.Del("DKIM-Signature")
+	signed, err := in.o.Signer.Sign(a.Bytes())
+	if err != nil {
+		in.o.Log.Error("cannot sign a report", "message_id", id, "err", err)
+		return id, Verdict{Kind: Later, Reason: "internal error: cannot sign"}
+	}
+	return id, in.accept(ctx, id, signed, poster, false)
+}
+
+// Receive checks and stores an article relayed by a peer (IHAVE, TAKETHIS).
+// msgID is the one the peer announced; it must be the article's.
+func (in *Ingester) Receive(ctx context.Context, msgID string, raw []byte, peer string) Verdict {
+	if in.o.Metrics != nil {
+		in.o.Metrics.ReportsReceived.Inc()
+	}
+	return in.accept(ctx, msgID, raw, peer, true)
+}
+
+func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from string, relayed bool) Verdict {
+	a, err := article.Parse(raw, in.o.Limits)
+	if err != nil {
+		return in.refuse(msgID, from, refusal(err))
+	}
+	if got := a.Get("Message-ID"); got != msgID {
+		return in.refuse(msgID, from, refused("malformed", "article's Message-ID %s is not the announced %s", got, msgID))
+	}
+	if v := in.Offer(msgID); v.Kind != Accepted {
+		in.count(v)
+		return v
+	}
+	if !hasGroup(a.Get("Newsgroups")) {
+		return in.refuse(msgID, from, refused("malformed", "not a DST report: Newsgroups must be %s", report.Newsgroup))
+	}
+	origin, err := in.keyring.Load().Verify(raw)
+	if err != nil {
+		return in.refuse(msgID, from, refused("signature", "signature: %v", err))
+	}
+	now := in.o.Now()
+	date, err := mail.ParseDate(a.Get("Date"))
+	switch {
+	case err != nil:
+		return in.refuse(msgID, from, refused("date", "unreadable Date %q", a.Get("Date")))
+	case date.Before(now.Add(-in.o.HistoryKeep)):
+		return in.refuse(msgID, from, refused("date", "Date %s is older than the history (%s)", date.UTC().Format(time.RFC3339), in.o.HistoryKeep))
+	case date.After(now.Add(in.o.MaxFuture)):
+		return in.refuse(msgID, from, refused("date", "Date %s is in the future", date.UTC().Format(time.RFC3339)))
+	}
+	fb, err := arf.Parse(a.Get("Content-Type"), a.Body)
+	if err != nil {
+		return in.refuse(msgID, from, refused("malformed", "feedback report: %v", err))
+	}
+	ip := fb.SourceIP.Unmap()
+	if err := in.policy.Load().Check(ip); err != nil {
+		return in.refuse(msgID, from, refused("policy", "%v", err))
+	}
+
+	p := in.o.Listing
+	p.Now = now
+	p.Queues = in.o.ReportQueues
+	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw}, p)
+	if err != nil {
+		in.o.Log.Error("cannot store a report", "message_id", msgID, "err", err)
+		v := Verdict{Kind: Later, Reason: "internal error: cannot store"}
+		in.count(v)
+		return v
+	}
+	if out == store.Duplicate {
+		v := Verdict{Kind: Duplicate, Reason: "already seen"}
+		in.count(v)
+		return v
+	}
+	in.o.Notify()
+	if in.o.Metrics != nil {
+		in.o.Metrics.ReportsAccepted.Inc()
+	}
+	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
+		"relayed", relayed, "outcome", outcomeName(out), "expires", l.Expires.UTC().Format(time.RFC3339))
+	return Verdict{Kind: Accepted, Reason: "stored"}
+}
+
+// refuse logs and counts a refusal, and records the Message-ID so that the
+// article is not offered again (DESIGN step 2).
+func (in *Ingester) refuse(msgID, from string, v Verdict) Verdict {
+	in.count(v)
+	in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "reason", v.Reason)
+	if msgID != "" && article.ValidMessageID(msgID) {
+		if err := in.o.Store.RecordRefused(msgID, in.o.Now()); err != nil {
+			in.o.Log.Error("cannot record a refused Message-ID", "message_id", msgID, "err", err)
+		}
+	}
+	return v
+}
+
+func (in *Ingester) count(v Verdict) {
+	if in.o.Metrics == nil {
+		return
+	}
+	switch v.Kind {
+	case Duplicate:
+		in.o.Metrics.ReportsRefused.WithLabelValues("duplicate").Inc()
+	case Refused:
+		in.o.Metrics.ReportsRefused.WithLabelValues(v.Refusal).Inc()
+	case Later:
+		in.o.Metrics.ReportsRefused.WithLabelValues("internal").Inc()
+	}
+}
+
+func refusal(err error) Verdict {
+	if errors.Is(err, article.ErrTooLarge) {
+		return refused("too-large", "%v", err)
+	}
+	return refused("malformed", "%v", err)
+}
+
+func hasGroup(newsgroups string) bool {
+	for _, g := range strings.Split(newsgroups, ",") {
+		if strings.TrimSpace(g) == report.Newsgroup {
+			return true
+		}
+	}
+	return false
+}
+
+func outcomeName(o store.Outcome) string {
+	switch o {
+	case store.Pending:
+		return "pending"
+	case store.Listed:
+		return "listed"
+	case store.Extended:
+		return "extended"
+	}
+	return "duplicate"
+}

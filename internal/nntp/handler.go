@@ -1,0 +1,141 @@
+package nntp
+
+import (
+	"context"
+	"net"
+)
+
+// Session is what the server knows about one connection. Server.Authorize
+// fills in the permissions; the server sets ID (and Remote, if left nil).
+// Handlers must treat it as read-only.
+type Session struct {
+	Remote  net.Addr
+	Unix    bool   // the connection came over a Unix socket
+	CanPost bool   // POST is allowed (say, the local dstc on loopback or the socket)
+	CanFeed bool   // IHAVE, CHECK and TAKETHIS are allowed (a configured peer)
+	Peer    string // the peer's name when CanFeed, for logs
+	ID      uint64 // connection id, in every log line about the connection
+}
+
+// Kind is what a Handler decided about an article or an offer.
+type Kind int
+
+// The zero Kind is deliberately not among these: a Verdict left empty by
+// mistake must never acknowledge an article (DESIGN.md: an ack means the
+// report is durably stored), so the server treats it as Defer.
+const (
+	// Accept: the article was taken (and durably stored), or, in answer
+	// to an offer (IHAVE's first phase, CHECK), is wanted.
+	Accept Kind = iota + 1
+	// Refuse: the article was refused, or the offer is not wanted;
+	// the sender must not try again.
+	Refuse
+	// Defer: a temporary problem; the sender should try again later.
+	Defer
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Accept:
+		return "accept"
+	case Refuse:
+		return "refuse"
+	case Defer:
+		return "defer"
+	}
+	return "invalid"
+}
+
+// Verdict is a Handler's answer. Reason is free text for the response line
+// and the sender's logs; the server strips control characters from it and
+// shortens it to fit a response line (RFC 3977 §3.1: 512 octets).
+type Verdict struct {
+	Kind   Kind
+	Reason string
+}
+
+// Accepted, Refused and Deferred build Verdicts.
+func Accepted() Verdict              { return Verdict{Kind: Accept} }
+func Refused(reason string) Verdict  { return Verdict{Kind: Refuse, Reason: reason} }
+func Deferred(reason string) Verdict { return Verdict{Kind: Defer, Reason: reason} }
+
+// Handler decides what happens to articles. The server calls it from the
+// connection's goroutine, one call at a time per connection but concurrently
+// across connections. ctx is cancelled when the connection is torn down (a
+// forced Shutdown, or the context given to ServeConn).
+//
+// Articles are in wire form without the transport encoding: dot-unstuffed,
+// without the terminating ".", every line ending in CRLF. The slice belongs
+// to the handler.
+type Handler interface {
+	// Post is a POST (RFC 3977 §6.3.1) from a session with CanPost.
+	Post(ctx context.Context, s *Session, article []byte) Verdict
+	// Check is an offer: IHAVE's first phase (RFC 3977 §6.3.2) or CHECK
+	// (RFC 4644 §2.4). msgID is a valid RFC 5536 §3.1.3 msg-id. Accept
+	// means "send it".
+	Check(ctx context.Context, s *Session, msgID string) Verdict
+	// Receive is an article transferred by a peer: IHAVE's second phase or
+	// TAKETHIS (RFC 4644 §2.5). msgID is the one named in the command; the
+	// handler must check that the article carries the same.
+	Receive(ctx context.Context, s *Session, msgID string, article []byte) Verdict
+}
+
+// command names the points at which a Verdict becomes a status code.
+type command int
+
+const (
+	cmdPost       command = iota // POST, after the article
+	cmdIHaveOffer                // IHAVE, first phase
+	cmdIHave                     // IHAVE, after the article
+	cmdCheck                     // CHECK
+	cmdTakeThis                  // TAKETHIS, after the article
+)
+
+// codeTable is the response code of a command for each Kind.
+type codeTable struct{ accept, refuse, deferred int }
+
+// codes is the one place where verdicts become status codes.
+//
+// Two rows need a word:
+//   - POST has no "try again later" code (RFC 3977 §6.3.1.2 lists only 240
+//     and 441, and our client, like most, takes 441 as final). A temporary
+//     failure is answered with the generic 403 "internal fault preventing
+//     action being taken" (RFC 3977 §3.2.1), which dstc treats as "spool and
+//     retry".
+//   - TAKETHIS has no such code either (RFC 4644 §2.5.2: 239 or 439, and 439
+//     means "do not retry"). Like INN's innd (nc.c, when paused), a
+//     temporary failure is answered with 400 and the connection is closed,
+//     so the article stays in the sender's queue and is offered again; see
+//     closesAfter.
+func codes(c command) codeTable {
+	switch c {
+	case cmdPost:
+		return codeTable{240, 441, 403} // RFC 3977 §6.3.1.2, §3.2.1
+	case cmdIHaveOffer:
+		return codeTable{335, 435, 436} // RFC 3977 §6.3.2.2, initial response
+	case cmdIHave:
+		return codeTable{235, 437, 436} // RFC 3977 §6.3.2.2, subsequent response
+	case cmdCheck:
+		return codeTable{238, 438, 431} // RFC 4644 §2.4.2
+	case cmdTakeThis:
+		return codeTable{239, 439, 400} // RFC 4644 §2.5.2; 400 closes (§3.2.1)
+	}
+	panic("nntp: no code table for command") // a programming error, not input
+}
+
+// code maps a Verdict to the command's status code. An invalid Kind counts
+// as Defer: never an ack the handler did not mean.
+func (t codeTable) code(k Kind) int {
+	switch k {
+	case Accept:
+		return t.accept
+	case Refuse:
+		return t.refuse
+	}
+	return t.deferred
+}
+
+// closesAfter reports whether the server must close the connection after
+// sending code: 400 means "service not available" (RFC 3977 §3.2.1) and the
+// client expects the connection to go away.
+func closesAfter(code int) bool { return code == 400 }

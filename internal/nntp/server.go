@@ -1,0 +1,295 @@
+package nntp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// LevelTrace is the slog level of protocol transcripts: every command and
+// every response, with the connection id. Article bodies are never logged.
+const LevelTrace = slog.LevelDebug - 4
+
+// Limits bound what one client can make the server do. A zero field takes
+// the default given with it.
+type Limits struct {
+	// MaxConns is the most connections served at once; more get
+	// "400 too many connections" and are closed. Default: no limit.
+	MaxConns int
+	// MaxLineBytes bounds a command line, CRLF included. RFC 3977 §3.1
+	// sets 512, the default. A longer line is discarded and answered 501.
+	MaxLineBytes int
+	// MaxArticleBytes bounds an article after dot-unstuffing, CRLFs
+	// included. A longer one is read to its end without being kept, then
+	// refused. Default: 1,000,000 (dstd.conf's default).
+	MaxArticleBytes int64
+	// IdleTimeout closes a connection that sends no command for this long.
+	// RFC 3977 §3.1 requires at least 3 minutes of a server with an
+	// inactivity timer; shorter values are for tests. Default: 5 minutes.
+	IdleTimeout time.Duration
+	// ArticleTimeout bounds receiving one article. Default: 5 minutes.
+	ArticleTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxLineBytes <= 0 {
+		l.MaxLineBytes = 512
+	}
+	if l.MaxArticleBytes <= 0 {
+		l.MaxArticleBytes = 1_000_000
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = 5 * time.Minute
+	}
+	if l.ArticleTimeout <= 0 {
+		l.ArticleTimeout = 5 * time.Minute
+	}
+	return l
+}
+
+// Server is the NNTP server side of dstd: the wire protocol of RFC 3977 and
+// the streaming extension of RFC 4644, for POST from dstc and IHAVE, CHECK
+// and TAKETHIS from peers. What to do with articles is up to Handler.
+//
+// Set the fields before the first Serve or ServeConn and do not change them
+// afterwards. A Server must not be copied once in use.
+type Server struct {
+	Handler Handler      // required; without one every connection gets 400
+	Log     *slog.Logger // nil: no logging
+	Limits  Limits
+	// Hostname is named in the greeting (RFC 3977 §5.1).
+	Hostname string
+	// Authorize decides what a new connection may do. false gets
+	// "502 access denied" and the connection closed. A nil Authorize
+	// refuses every connection: the server fails closed.
+	Authorize func(c net.Conn) (Session, bool)
+	// OnConnChange, if set, is called with +1 and -1 as connections are
+	// admitted and end, to drive a gauge. It must not block.
+	OnConnChange func(delta int)
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	draining  bool
+	wg        sync.WaitGroup // one per admitted connection
+	lastID    uint64
+}
+
+// Serve accepts connections on l and serves each in its own goroutine. It
+// returns nil when ctx is done or Shutdown is called, and the listener's
+// error if it fails.
+//
+// When ctx is done the server starts draining, as Shutdown does: idle
+// connections are closed, and busy ones once their current command is
+// answered. Call Shutdown to wait for that with a bound.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+
+	stop := context.AfterFunc(ctx, s.drain)
+	defer stop()
+
+	// Connections must outlive a cancelled ctx long enough to finish
+	// their command: draining is the server's business, not the
+	// caller's context's.
+	connCtx := context.WithoutCancel(ctx)
+	var backoff time.Duration
+	for {
+		nc, err := l.Accept()
+		if err != nil {
+			if s.isDraining() {
+				return nil
+			}
+			// Running out of file descriptors passes; giving up the
+			// listener over it would take the site off the network.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.logger().Error("nntp: accept failed; retrying", "err", err, "backoff", backoff)
+				select {
+				case <-time.After(backoff):
+					continue
+				case <-ctx.Done():
+					return nil
+				}
+			}
+			return fmt.Errorf("nntp: accepting connections on %s: %w", l.Addr(), err)
+		}
+		backoff = 0
+		go s.ServeConn(connCtx, nc)
+	}
+}
+
+// ServeConn serves one connection and returns when it is closed; it closes
+// c. Cancelling ctx tears the connection down at once, and cancels the
+// context the Handler gets.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
+	defer c.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Closing is the one way to interrupt a blocked read or write that no
+	// later SetDeadline can undo.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+
+	lim := s.Limits.withDefaults()
+	cn := &conn{srv: s, nc: c, lim: lim, cancel: cancel}
+	log := s.logger().With("remote", remoteString(c))
+
+	switch err := s.admit(cn); {
+	case errors.Is(err, errTooMany):
+		log.Warn("nntp: refusing connection: too many connections", "max", lim.MaxConns)
+		cn.refuse("400 too many connections, try again later") // RFC 3977 §5.1.1
+		return
+	case err != nil: // draining
+		cn.refuse("400 server shutting down")
+		return
+	}
+	defer s.release(cn)
+
+	if s.Handler == nil {
+		log.Error("nntp: Server has no Handler; refusing connection")
+		cn.refuse("400 service not available")
+		return
+	}
+	sess, ok := Session{}, false
+	if s.Authorize != nil {
+		sess, ok = s.Authorize(c)
+	}
+	if !ok {
+		log.Info("nntp: access denied")
+		cn.refuse("502 access denied") // RFC 3977 §5.1.1
+		return
+	}
+	if sess.Remote == nil {
+		sess.Remote = c.RemoteAddr()
+	}
+	sess.ID = cn.id
+	cn.sess = sess
+	cn.log = log.With("conn", cn.id)
+	if sess.Peer != "" {
+		cn.log = cn.log.With("peer", sess.Peer)
+	}
+	cn.serve(ctx)
+}
+
+// Shutdown stops the listeners, closes idle connections, lets busy ones
+// finish the command in progress, and waits for all of them to end. If ctx
+// expires first, it closes the remaining connections, cancels their
+// handlers' contexts and returns ctx's error. Give it a context of its own
+// with a timeout, not one that is already cancelled.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.drain()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.cancel() // closes the connection (see ServeConn)
+	}
+	s.mu.Unlock()
+	return fmt.Errorf("nntp: shutdown: connections were still busy: %w", ctx.Err())
+}
+
+var errTooMany = errors.New("too many connections")
+var errDraining = errors.New("server shutting down")
+
+// admit counts c in, or says why not.
+func (s *Server) admit(c *conn) error {
+	s.mu.Lock()
+	switch {
+	case s.draining:
+		s.mu.Unlock()
+		return errDraining
+	case c.lim.MaxConns > 0 && len(s.conns) >= c.lim.MaxConns:
+		s.mu.Unlock()
+		return errTooMany
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	s.lastID++
+	c.id = s.lastID
+	// Add under mu, with draining false: Shutdown's Wait can only start
+	// once draining is set, so no Add races with it.
+	s.wg.Add(1)
+	s.mu.Unlock()
+	if s.OnConnChange != nil {
+		s.OnConnChange(+1)
+	}
+	return nil
+}
+
+func (s *Server) release(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	if s.OnConnChange != nil {
+		s.OnConnChange(-1)
+	}
+	s.wg.Done()
+}
+
+// drain stops accepting and interrupts the connections that wait for a
+// command; the others notice s.draining when they next go idle.
+func (s *Server) drain() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.draining = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		if c.idle {
+			// A deadline in the past wakes the blocked read. c set its
+			// own deadline under mu before reading, so this one sticks.
+			c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+func remoteString(c net.Conn) string {
+	if a := c.RemoteAddr(); a != nil && a.String() != "" {
+		return a.String()
+	}
+	return "local"
+}

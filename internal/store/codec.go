@@ -1,0 +1,383 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// The values are a small hand-written binary format rather than JSON: a
+// listing is read on every DNS query that misses the in-memory index and on
+// every report, and a million of them should stay a few tens of megabytes.
+// Each value starts with a format byte so that a later dstd can tell old
+// records from new ones without a migration pass.
+
+// formatV1 is the first byte of every encoded value written by this version.
+const formatV1 = 1
+
+// Status bytes stored after the time in a history value.
+const (
+	historyAccepted byte = 1
+	historyRefused  byte = 2
+)
+
+// historyValueLen is the length of a history value: 8-byte time and status.
+const historyValueLen = 9
+
+// Address families in an encoded address, so an invalid (zero) address in an
+// event survives a round trip and a v4 address is not mistaken for v6.
+const (
+	famNone byte = 0
+	famV4   byte = 4
+	famV6   byte = 6
+)
+
+// ipKeyLen is the length of an address key: netip.Addr.As16.
+const ipKeyLen = 16
+
+// timeKeyLen is the length of a time key prefix.
+const timeKeyLen = 8
+
+// timeKey returns t as 8 bytes that sort like t: the Unix nanoseconds with the
+// sign bit flipped, so that (unlikely) times before 1970 still sort first.
+func timeKey(t time.Time) []byte {
+	var k [timeKeyLen]byte
+	binary.BigEndian.PutUint64(k[:], uint64(t.UnixNano())^(1<<63))
+	return k[:]
+}
+
+// parseTimeKey is the inverse of timeKey for the first 8 bytes of k.
+func parseTimeKey(k []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(k[:timeKeyLen])^(1<<63))).UTC()
+}
+
+// ipKey returns the 16-byte key of an address. The caller has unmapped it, so
+// that 192.0.2.1 and ::ffff:192.0.2.1 are the same key and decode as IPv4.
+func ipKey(ip netip.Addr) []byte {
+	a := ip.As16()
+	return a[:]
+}
+
+// parseIPKey is the inverse of ipKey.
+func parseIPKey(k []byte) netip.Addr {
+	return netip.AddrFrom16([ipKeyLen]byte(k[:ipKeyLen])).Unmap()
+}
+
+// joinKey returns a new slice holding a then b, for composite index keys.
+func joinKey(a, b []byte) []byte {
+	k := make([]byte, 0, len(a)+len(b))
+	return append(append(k, a...), b...)
+}
+
+// encodeHistory returns a history value: 8-byte big-endian Unix nanoseconds
+// of when the Message-ID was seen, then the status byte.
+func encodeHistory(seen time.Time, status byte) []byte {
+	v := make([]byte, historyValueLen)
+	binary.BigEndian.PutUint64(v, uint64(seen.UnixNano()))
+	v[8] = status
+	return v
+}
+
+// decodeHistory is the inverse of encodeHistory.
+func decodeHistory(v []byte) (time.Time, byte, error) {
+	if len(v) != historyValueLen {
+		return time.Time{}, 0, fmt.Errorf("history record is %d bytes, want %d", len(v), historyValueLen)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), v[8], nil
+}
+
+// encoder appends the primitive fields of a value.
+type encoder struct{ b []byte }
+
+func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
+func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
+
+func (e *encoder) string(s string) {
+	e.uvarint(uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+
+// time stores the zero time as 0, so "no time" survives a round trip. The
+// price is that exactly 1970-01-01T00:00:00Z reads back as zero.
+func (e *encoder) time(t time.Time) {
+	if t.IsZero() {
+		e.b = binary.AppendVarint(e.b, 0)
+		return
+	}
+	e.b = binary.AppendVarint(e.b, t.UnixNano())
+}
+
+func (e *encoder) addr(a netip.Addr) {
+	switch {
+	case !a.IsValid():
+		e.byte(famNone)
+	case a.Is4():
+		e.byte(famV4)
+		b := a.As4()
+		e.b = append(e.b, b[:]...)
+	default:
+		e.byte(famV6)
+		b := a.As16()
+		e.b = append(e.b, b[:]...)
+	}
+}
+
+// constError is an error that can be a constant, so the package needs no
+// mutable globals for its fixed messages.
+type constError string
+
+func (e constError) Error() string { return string(e) }
+
+// errShort is the cause of every truncated-record error; the caller adds
+// which record it was.
+const errShort = constError("record is truncated")
+
+// decoder reads what encoder wrote. The first error sticks, so a caller
+// decodes all fields and checks err once at the end. Strings are copied out
+// of b, which may be memory owned by a bbolt transaction.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail(errShort)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(errShort)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length or element count and checks it against what is left,
+// so a corrupt count cannot make a caller allocate gigabytes.
+func (d *decoder) count(minSize int) int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/max(minSize, 1)) {
+		d.fail(errShort)
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) string() string {
+	n := d.count(1)
+	if d.err != nil {
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) time() time.Time {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(errShort)
+		return time.Time{}
+	}
+	d.b = d.b[n:]
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, v).UTC()
+}
+
+func (d *decoder) addr() netip.Addr {
+	var n int
+	switch fam := d.byte(); fam {
+	case famNone:
+		return netip.Addr{}
+	case famV4:
+		n = 4
+	case famV6:
+		n = 16
+	default:
+		d.fail(fmt.Errorf("unknown address family %d", fam))
+		return netip.Addr{}
+	}
+	if len(d.b) < n {
+		d.fail(errShort)
+		return netip.Addr{}
+	}
+	a, _ := netip.AddrFromSlice(d.b[:n])
+	d.b = d.b[n:]
+	return a
+}
+
+// version checks the leading format byte.
+func (d *decoder) version() {
+	if v := d.byte(); d.err == nil && v != formatV1 {
+		d.fail(fmt.Errorf("record format %d is not known to this version of dstd", v))
+	}
+}
+
+// done reports the sticky error, and treats bytes left over as corruption.
+func (d *decoder) done() error {
+	if d.err == nil && len(d.b) != 0 {
+		return fmt.Errorf("record has %d unexpected trailing bytes", len(d.b))
+	}
+	return d.err
+}
+
+// encodeListing encodes everything but the address, which is the key.
+func encodeListing(l Listing) []byte {
+	e := encoder{b: make([]byte, 0, 64+len(l.LastMessageID)+16*len(l.Origins))}
+	e.byte(formatV1)
+	e.time(l.FirstSeen)
+	e.time(l.LastSeen)
+	e.time(l.Expires)
+	e.uvarint(uint64(l.Hits))
+	e.uvarint(uint64(len(l.Origins)))
+	for _, o := range l.Origins {
+		e.string(o)
+	}
+	e.string(l.LastMessageID)
+	return e.b
+}
+
+// decodeListing is the inverse of encodeListing; key is the address key.
+func decodeListing(key, v []byte) (Listing, error) {
+	if len(key) != ipKeyLen {
+		return Listing{}, fmt.Errorf("listing key is %d bytes, want %d", len(key), ipKeyLen)
+	}
+	d := decoder{b: v}
+	d.version()
+	l := Listing{IP: parseIPKey(key)}
+	l.FirstSeen = d.time()
+	l.LastSeen = d.time()
+	l.Expires = d.time()
+	l.Hits = int(d.uvarint())
+	if n := d.count(1); n > 0 {
+		l.Origins = make([]string, n)
+		for i := range l.Origins {
+			l.Origins[i] = d.string()
+		}
+	}
+	l.LastMessageID = d.string()
+	if err := d.done(); err != nil {
+		return Listing{}, fmt.Errorf("listing for %s: %w", l.IP, err)
+	}
+	return l, nil
+}
+
+// sighting is one origin's most recent report of a not yet listed address.
+type sighting struct {
+	Origin string
+	Time   time.Time
+}
+
+// sightings is what is known about an address that is reported but not yet
+// listed, because fewer than the threshold of distinct origins reported it.
+type sightings struct {
+	FirstSeen time.Time
+	Hits      int
+	LastMsgID string
+	List      []sighting // one per origin, oldest first
+}
+
+func encodeSightings(s sightings) []byte {
+	e := encoder{b: make([]byte, 0, 32+len(s.LastMsgID)+24*len(s.List))}
+	e.byte(formatV1)
+	e.time(s.FirstSeen)
+	e.uvarint(uint64(s.Hits))
+	e.string(s.LastMsgID)
+	e.uvarint(uint64(len(s.List)))
+	for _, x := range s.List {
+		e.string(x.Origin)
+		e.time(x.Time)
+	}
+	return e.b
+}
+
+func decodeSightings(v []byte) (sightings, error) {
+	d := decoder{b: v}
+	d.version()
+	var s sightings
+	s.FirstSeen = d.time()
+	s.Hits = int(d.uvarint())
+	s.LastMsgID = d.string()
+	if n := d.count(2); n > 0 {
+		s.List = make([]sighting, n)
+		for i := range s.List {
+			s.List[i].Origin = d.string()
+			s.List[i].Time = d.time()
+		}
+	}
+	if err := d.done(); err != nil {
+		return sightings{}, fmt.Errorf("sightings record: %w", err)
+	}
+	return s, nil
+}
+
+// encodeItem encodes a queue item; Seq is the key.
+func encodeItem(it QueueItem) []byte {
+	ev := it.Event
+	e := encoder{b: make([]byte, 0, 64+len(ev.MessageID)+len(ev.Origin)+len(ev.By))}
+	e.byte(formatV1)
+	e.uvarint(uint64(it.Attempts))
+	e.time(it.NextAttempt)
+	e.byte(byte(ev.Kind))
+	e.time(ev.Time)
+	e.addr(ev.IP)
+	e.string(ev.MessageID)
+	e.string(ev.Origin)
+	if ev.Listed {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+	e.time(ev.Expires)
+	e.string(ev.By)
+	return e.b
+}
+
+// decodeItem is the inverse of encodeItem; key is the 8-byte sequence key.
+func decodeItem(key, v []byte) (QueueItem, error) {
+	if len(key) != 8 {
+		return QueueItem{}, fmt.Errorf("queue key is %d bytes, want 8", len(key))
+	}
+	it := QueueItem{Seq: binary.BigEndian.Uint64(key)}
+	d := decoder{b: v}
+	d.version()
+	it.Attempts = int(d.uvarint())
+	it.NextAttempt = d.time()
+	it.Event.Kind = EventKind(d.byte())
+	it.Event.Time = d.time()
+	it.Event.IP = d.addr()
+	it.Event.MessageID = d.string()
+	it.Event.Origin = d.string()
+	it.Event.Listed = d.byte() != 0
+	it.Event.Expires = d.time()
+	it.Event.By = d.string()
+	if err := d.done(); err != nil {
+		return QueueItem{}, fmt.Errorf("queue item %d: %w", it.Seq, err)
+	}
+	return it, nil
+}
+
+// seqKey returns the key of queue item seq.
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}

@@ -1,0 +1,477 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Report is one checked report, as ingest hands it to the store.
+type Report struct {
+	MessageID string
+	IP        netip.Addr // Source-IP of the trapped message
+	Origin    string     // the injecting site (DKIM d=)
+	// Date is the article's Date. The store does not keep it apart from the
+	// article: ingest has already checked it, and history ages by arrival.
+	Date    time.Time
+	Article []byte // the article as accepted, kept for actions and feeds
+}
+
+// IngestParams are the site's policy for one AddReport call.
+type IngestParams struct {
+	Now time.Time
+	// ExpireBase is the lifetime of a new listing.
+	ExpireBase time.Duration
+	// ExpireMax caps the lifetime a repeated hit gives: the n-th hit sets
+	// expiry to Now+min(ExpireBase<<(n-1), ExpireMax), never earlier than it
+	// already was. It must be at least ExpireBase.
+	ExpireMax time.Duration
+	// Threshold is how many distinct origins must report an address within
+	// Window before it is listed; 0 or 1 lists at the first report.
+	Threshold int
+	Window    time.Duration
+	// Queues are the action queues that get an EventReport for the report.
+	Queues []string
+}
+
+// Outcome says what AddReport did.
+type Outcome uint8
+
+const (
+	Duplicate Outcome = iota + 1 // Message-ID already in history; nothing written
+	Pending                      // stored, but too few origins to list the address yet
+	Listed                       // the address is newly listed
+	Extended                     // the address was listed already; its listing was extended
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Duplicate:
+		return "duplicate"
+	case Pending:
+		return "pending"
+	case Listed:
+		return "listed"
+	case Extended:
+		return "extended"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// AddReport stores a report in one transaction: if its Message-ID is in the
+// history it returns Duplicate and writes nothing; otherwise it records the
+// Message-ID and the article, counts the origin towards the threshold, lists
+// or extends the address, and puts an EventReport on each of p.Queues. The
+// Listing is the address's listing after the report when the outcome is
+// Listed or Extended, and zero otherwise.
+//
+// When AddReport returns nil the report is on disk, and may be acknowledged.
+func (db *DB) AddReport(r Report, p IngestParams) (Outcome, Listing, error) {
+	if err := validMessageID(r.MessageID); err != nil {
+		return 0, Listing{}, fmt.Errorf("store report: %w", err)
+	}
+	if err := r.validate(); err != nil {
+		return 0, Listing{}, fmt.Errorf("store report %s: %w", r.MessageID, err)
+	}
+	queues, err := p.validate()
+	if err != nil {
+		return 0, Listing{}, fmt.Errorf("store report %s: %w", r.MessageID, err)
+	}
+	r.IP = r.IP.Unmap()
+
+	var (
+		out Outcome
+		lst Listing
+	)
+	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+		// Batch may run this more than once (again alone, after another
+		// caller in the batch failed). Each run overwrites out and lst, so
+		// only the run that committed counts.
+		var err error
+		out, lst, err = addReport(bucketsOf(tx), r, p, queues)
+		return err
+	})
+	if err != nil {
+		return 0, Listing{}, fmt.Errorf("store report %s from %s about %s: %w", r.MessageID, r.Origin, r.IP, err)
+	}
+	return out, lst, nil
+}
+
+// validate checks the fields other than the Message-ID.
+func (r Report) validate() error {
+	if !r.IP.IsValid() {
+		return errors.New("no valid source IP address")
+	}
+	if r.IP.Zone() != "" {
+		return fmt.Errorf("source IP address %s has a zone, which a trapped message's sender cannot have", r.IP)
+	}
+	if r.Origin == "" || len(r.Origin) > maxOriginLen {
+		return fmt.Errorf("origin %q must be a domain name of 1 to %d bytes", r.Origin, maxOriginLen)
+	}
+	return nil
+}
+
+func validMessageID(id string) error {
+	if id == "" {
+		return errors.New("empty Message-ID")
+	}
+	if len(id) > maxMessageIDLen {
+		return fmt.Errorf("Message-ID of %d bytes is longer than the %d this store accepts", len(id), maxMessageIDLen)
+	}
+	return nil
+}
+
+// validate checks the parameters and returns the queue names without
+// repeats, so a queue listed twice gets one event.
+func (p IngestParams) validate() ([]string, error) {
+	switch {
+	case p.Now.IsZero():
+		return nil, errors.New("ingest time (Now) is not set")
+	case p.ExpireBase <= 0:
+		return nil, fmt.Errorf("listing lifetime %v must be positive", p.ExpireBase)
+	case p.ExpireMax > maxLifetime:
+		return nil, fmt.Errorf("maximum listing lifetime %v is longer than this store can record (%v)", p.ExpireMax, maxLifetime)
+	case p.ExpireMax < p.ExpireBase:
+		return nil, fmt.Errorf("maximum listing lifetime %v is shorter than the base lifetime %v", p.ExpireMax, p.ExpireBase)
+	case p.Threshold > 1 && p.Window <= 0:
+		return nil, fmt.Errorf("a threshold of %d origins needs a positive window, not %v", p.Threshold, p.Window)
+	}
+	return uniqueQueues(p.Queues)
+}
+
+// addReport is the body of AddReport's transaction. It has no effects
+// outside tx, as Batch requires.
+func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, Listing, error) {
+	id := []byte(r.MessageID)
+	if b.history.Get(id) != nil {
+		return Duplicate, Listing{}, nil
+	}
+	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
+		return 0, Listing{}, err
+	}
+	if len(r.Article) > 0 {
+		if err := b.articles.Put(id, r.Article); err != nil {
+			return 0, Listing{}, fmt.Errorf("store article: %w", err)
+		}
+		if err := addCounter(b.meta, countArticles, 1); err != nil {
+			return 0, Listing{}, err
+		}
+	}
+
+	key := ipKey(r.IP)
+	var (
+		out Outcome
+		lst Listing
+	)
+	if v := b.listings.Get(key); v != nil {
+		old, err := decodeListing(key, v)
+		if err != nil {
+			return 0, Listing{}, err
+		}
+		lst = extendListing(old, r, p)
+		if err := putListing(b, lst, old.Expires); err != nil {
+			return 0, Listing{}, err
+		}
+		out = Extended
+	} else {
+		var listed bool
+		var err error
+		lst, listed, err = sight(b, key, r, p)
+		if err != nil {
+			return 0, Listing{}, err
+		}
+		out = Pending
+		if listed {
+			if err := putListing(b, lst, time.Time{}); err != nil {
+				return 0, Listing{}, err
+			}
+			if err := addCounter(b.meta, countListings, 1); err != nil {
+				return 0, Listing{}, err
+			}
+			out = Listed
+		}
+	}
+
+	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin}
+	if out != Pending {
+		ev.Listed, ev.Expires = true, lst.Expires
+	}
+	if err := enqueue(b, queues, ev); err != nil {
+		return 0, Listing{}, err
+	}
+	return out, lst, nil
+}
+
+// extendListing applies a repeated hit to a listing.
+func extendListing(old Listing, r Report, p IngestParams) Listing {
+	l := old
+	l.Hits++
+	if p.Now.After(l.LastSeen) {
+		l.LastSeen = p.Now
+	}
+	l.Origins = appendOrigin(old.Origins, r.Origin)
+	l.LastMessageID = r.MessageID
+	if e := p.Now.Add(expiryStep(p.ExpireBase, p.ExpireMax, l.Hits)); e.After(l.Expires) {
+		l.Expires = e
+	}
+	return l
+}
+
+// expiryStep is the lifetime the hits-th hit gives: base doubled for each
+// hit after the first, capped at maxD. The shift is checked before it is
+// done, because a long-lived spammer's hit count would overflow it.
+func expiryStep(base, maxD time.Duration, hits int) time.Duration {
+	shift := max(hits-1, 0)
+	if shift >= 62 || base > maxD>>shift {
+		return maxD
+	}
+	return base << shift
+}
+
+// appendOrigin returns a new slice: origins without o, then o, keeping the
+// most recent maxListingOrigins.
+func appendOrigin(origins []string, o string) []string {
+	out := make([]string, 0, len(origins)+1)
+	for _, x := range origins {
+		if x != o {
+			out = append(out, x)
+		}
+	}
+	out = append(out, o)
+	if n := len(out) - maxListingOrigins; n > 0 {
+		out = out[n:]
+	}
+	return out
+}
+
+// sight counts a report of an address that is not listed. It returns the new
+// listing and true when the report brings the number of distinct origins
+// within the window up to the threshold; otherwise it records the sighting.
+func sight(b buckets, key []byte, r Report, p IngestParams) (Listing, bool, error) {
+	var s sightings
+	var oldIndex []byte
+	v := b.sightings.Get(key)
+	if v != nil {
+		var err error
+		if s, err = decodeSightings(v); err != nil {
+			return Listing{}, false, fmt.Errorf("sightings of %s: %w", r.IP, err)
+		}
+		oldIndex = joinKey(timeKey(latestSighting(s.List)), key)
+	}
+
+	// Keep the other origins' sightings that are still inside the window,
+	// then add this one as the most recent.
+	cutoff := p.Now.Add(-p.Window)
+	kept := make([]sighting, 0, len(s.List)+1)
+	inWindow := false
+	for _, x := range s.List {
+		if x.Time.After(cutoff) {
+			inWindow = true
+			if x.Origin != r.Origin {
+				kept = append(kept, x)
+			}
+		}
+	}
+	if !inWindow {
+		// Whatever was seen before has left the window: a new episode, so
+		// FirstSeen and Hits describe only reports that led to a listing.
+		s.FirstSeen, s.Hits = p.Now, 0
+	}
+	s.List = append(kept, sighting{Origin: r.Origin, Time: p.Now})
+	s.Hits++
+	s.LastMsgID = r.MessageID
+
+	if len(s.List) >= max(p.Threshold, 1) {
+		if v != nil {
+			if err := b.sightings.Delete(key); err != nil {
+				return Listing{}, false, fmt.Errorf("remove sightings of %s: %w", r.IP, err)
+			}
+			if err := b.sightingsTime.Delete(oldIndex); err != nil {
+				return Listing{}, false, fmt.Errorf("remove sightings index entry of %s: %w", r.IP, err)
+			}
+			if err := addCounter(b.meta, countPending, -1); err != nil {
+				return Listing{}, false, err
+			}
+		}
+		origins := make([]string, 0, len(s.List))
+		for _, x := range s.List {
+			origins = appendOrigin(origins, x.Origin)
+		}
+		return Listing{
+			IP:            r.IP,
+			FirstSeen:     s.FirstSeen,
+			LastSeen:      p.Now,
+			Expires:       p.Now.Add(p.ExpireBase),
+			Hits:          s.Hits,
+			Origins:       origins,
+			LastMessageID: r.MessageID,
+		}, true, nil
+	}
+
+	if err := b.sightings.Put(key, encodeSightings(s)); err != nil {
+		return Listing{}, false, fmt.Errorf("store sightings of %s: %w", r.IP, err)
+	}
+	newIndex := joinKey(timeKey(latestSighting(s.List)), key)
+	if oldIndex != nil && !bytes.Equal(oldIndex, newIndex) {
+		if err := b.sightingsTime.Delete(oldIndex); err != nil {
+			return Listing{}, false, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+		}
+	}
+	if err := b.sightingsTime.Put(newIndex, nil); err != nil {
+		return Listing{}, false, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+	}
+	if v == nil {
+		if err := addCounter(b.meta, countPending, 1); err != nil {
+			return Listing{}, false, err
+		}
+	}
+	return Listing{}, false, nil
+}
+
+// latestSighting is the time of the most recent sighting. The list is in
+// arrival order, but a clock stepped backwards can break that.
+func latestSighting(list []sighting) time.Time {
+	var t time.Time
+	for _, x := range list {
+		if x.Time.After(t) {
+			t = x.Time
+		}
+	}
+	return t
+}
+
+// putHistory records a Message-ID and its time index entry.
+func putHistory(b buckets, id []byte, seen time.Time, status byte) error {
+	if err := b.history.Put(id, encodeHistory(seen, status)); err != nil {
+		return fmt.Errorf("record Message-ID in history: %w", err)
+	}
+	// Arrival times mostly grow, so the time index is appended to; packing
+	// its pages fuller keeps it about half the size of a default split.
+	b.historyTime.FillPercent = 0.9
+	if err := b.historyTime.Put(joinKey(timeKey(seen), id), nil); err != nil {
+		return fmt.Errorf("index Message-ID by time: %w", err)
+	}
+	return addCounter(b.meta, countHistory, 1)
+}
+
+// RecordRefused remembers a Message-ID that was refused, so that peers
+// offering it again are told it is not wanted. A Message-ID already in the
+// history is left as it is.
+func (db *DB) RecordRefused(messageID string, now time.Time) error {
+	if err := validMessageID(messageID); err != nil {
+		return fmt.Errorf("record refused article: %w", err)
+	}
+	if now.IsZero() {
+		return fmt.Errorf("record refused %s: time is not set", messageID)
+	}
+	id := []byte(messageID)
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		if b.history.Get(id) != nil {
+			return nil
+		}
+		return putHistory(b, id, now, historyRefused)
+	})
+	if err != nil {
+		return fmt.Errorf("record refused %s in history: %w", messageID, err)
+	}
+	return nil
+}
+
+// Seen reports whether the Message-ID is in the history.
+func (db *DB) Seen(messageID string) (bool, error) {
+	var seen bool
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		seen = tx.Bucket([]byte(bucketHistory)).Get([]byte(messageID)) != nil
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("look up %s in history: %w", messageID, err)
+	}
+	return seen, nil
+}
+
+// Article returns the stored article, or nil if it was never stored or has
+// been pruned. A feed that finds nil has nothing left to send.
+func (db *DB) Article(messageID string) ([]byte, error) {
+	var a []byte
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte(bucketArticles)).Get([]byte(messageID)); v != nil {
+			a = bytes.Clone(v) // v lives in the mmap only until the transaction ends
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read article %s: %w", messageID, err)
+	}
+	return a, nil
+}
+
+// PruneHistory forgets up to limit Message-IDs first seen before the given
+// time, with their articles, and returns how many it forgot. Call it again
+// while it returns limit; small batches keep each transaction short.
+func (db *DB) PruneHistory(before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, fmt.Errorf("prune history: limit %d must be positive", limit)
+	}
+	var n int
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		// Collect first: deleting under a cursor can skip keys.
+		keys, err := dueKeys(b.historyTime, before, limit, false)
+		if err != nil {
+			return fmt.Errorf("history time index: %w", err)
+		}
+		for _, k := range keys {
+			if err := b.historyTime.Delete(k); err != nil {
+				return err
+			}
+			id := k[timeKeyLen:]
+			if b.history.Get(id) != nil {
+				if err := b.history.Delete(id); err != nil {
+					return err
+				}
+				if err := addCounter(b.meta, countHistory, -1); err != nil {
+					return err
+				}
+			}
+			if b.articles.Get(id) != nil {
+				if err := b.articles.Delete(id); err != nil {
+					return err
+				}
+				if err := addCounter(b.meta, countArticles, -1); err != nil {
+					return err
+				}
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)
+	}
+	return n, nil
+}
+
+// dueKeys returns copies of up to limit keys of a time index whose time is
+// before t (or at t, if inclusive).
+func dueKeys(index *bolt.Bucket, t time.Time, limit int, inclusive bool) ([][]byte, error) {
+	bound := timeKey(t)
+	var keys [][]byte
+	c := index.Cursor()
+	for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
+		if len(k) <= timeKeyLen {
+			return nil, fmt.Errorf("index key of %d bytes is too short: the file is damaged", len(k))
+		}
+		cmp := bytes.Compare(k[:timeKeyLen], bound)
+		if cmp > 0 || (cmp == 0 && !inclusive) {
+			break
+		}
+		keys = append(keys, bytes.Clone(k))
+	}
+	return keys, nil
+}

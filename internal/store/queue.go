@@ -1,0 +1,241 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// EventKind says what happened to an address.
+type EventKind uint8
+
+const (
+	EventReport   EventKind = iota + 1 // a report was stored
+	EventExpired                       // a listing expired
+	EventDelisted                      // an administrator removed a listing
+)
+
+func (k EventKind) String() string {
+	switch k {
+	case EventReport:
+		return "report"
+	case EventExpired:
+		return "expired"
+	case EventDelisted:
+		return "delisted"
+	}
+	return fmt.Sprintf("EventKind(%d)", uint8(k))
+}
+
+// Event is what an action queue holds: enough for a log line, a DNS update
+// or a feed, with the article itself fetched by Message-ID when needed.
+type Event struct {
+	Kind      EventKind
+	Time      time.Time
+	IP        netip.Addr
+	MessageID string    // EventReport
+	Origin    string    // EventReport
+	Listed    bool      // EventReport: the address is listed after this report (false: below threshold)
+	Expires   time.Time // EventReport when Listed
+	By        string    // EventDelisted: who ("dstctl", ...)
+}
+
+// QueueItem is an event waiting in a queue.
+type QueueItem struct {
+	Seq         uint64 // position in the queue; increases with each Enqueue
+	Event       Event
+	Attempts    int       // failed attempts so far
+	NextAttempt time.Time // not before; zero for a new item, which is due at once
+}
+
+// uniqueQueues checks queue names and drops repeats, keeping order.
+func uniqueQueues(names []string) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if err := validQueueName(n); err != nil {
+			return nil, err
+		}
+		dup := false
+		for _, o := range out {
+			dup = dup || o == n
+		}
+		if !dup {
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func validQueueName(n string) error {
+	if n == "" || len(n) > maxQueueNameLen {
+		return fmt.Errorf("queue name %q must be 1 to %d bytes", n, maxQueueNameLen)
+	}
+	return nil
+}
+
+// enqueue appends ev to each queue inside the caller's transaction.
+func enqueue(b buckets, queues []string, ev Event) error {
+	if len(queues) == 0 {
+		return nil
+	}
+	v := encodeItem(QueueItem{Event: ev})
+	for _, name := range queues {
+		q, err := b.queues.CreateBucketIfNotExists([]byte(name))
+		if err != nil {
+			return fmt.Errorf("create queue %s: %w", name, err)
+		}
+		// Keys only ever grow, so pages are filled before they split.
+		q.FillPercent = 0.9
+		seq, err := q.NextSequence()
+		if err != nil {
+			return fmt.Errorf("queue %s: %w", name, err)
+		}
+		if err := q.Put(seqKey(seq), v); err != nil {
+			return fmt.Errorf("append to queue %s: %w", name, err)
+		}
+		if err := addCounter(b.meta, depthPrefix+name, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Enqueue puts ev on each of the queues, for events that AddReport, Expire
+// and Delist do not create themselves.
+func (db *DB) Enqueue(queues []string, ev Event) error {
+	queues, err := uniqueQueues(queues)
+	if err != nil {
+		return fmt.Errorf("enqueue %s event: %w", ev.Kind, err)
+	}
+	if ev.Kind < EventReport || ev.Kind > EventDelisted {
+		return fmt.Errorf("enqueue: unknown event kind %d", uint8(ev.Kind))
+	}
+	if !ev.IP.IsValid() {
+		return fmt.Errorf("enqueue %s event: no valid IP address", ev.Kind)
+	}
+	ev.IP = ev.IP.Unmap().WithZone("")
+	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+		return enqueue(bucketsOf(tx), queues, ev)
+	})
+	if err != nil {
+		return fmt.Errorf("enqueue %s event for %s: %w", ev.Kind, ev.IP, err)
+	}
+	return nil
+}
+
+// QueueNext returns up to n items of the queue, in Seq order, that are due
+// at now and for which skip (if not nil) returns false; skip lets a runner
+// pass over items it already has in flight. skip runs inside a read
+// transaction and must not call methods of db.
+func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]QueueItem, error) {
+	if err := validQueueName(queue); err != nil {
+		return nil, err
+	}
+	if n <= 0 {
+		return nil, fmt.Errorf("read queue %s: count %d must be positive", queue, n)
+	}
+	var items []QueueItem
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		q := tx.Bucket([]byte(bucketQueues)).Bucket([]byte(queue))
+		if q == nil {
+			return nil // nothing was ever queued
+		}
+		c := q.Cursor()
+		for k, v := c.First(); k != nil && len(items) < n; k, v = c.Next() {
+			it, err := decodeItem(k, v)
+			if err != nil {
+				return err
+			}
+			if it.NextAttempt.After(now) || (skip != nil && skip(it.Seq)) {
+				continue
+			}
+			items = append(items, it)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read queue %s: %w", queue, err)
+	}
+	return items, nil
+}
+
+// QueueAck removes an item that has been handled. Acknowledging an item that
+// is not there (already acknowledged) is not an error.
+//
+// Like AddReport it goes through Batch, so acknowledgements from many
+// runners share commits; the price is up to bbolt's batch delay (10ms) of
+// latency, so a runner should not wait for one ack before starting the next
+// item.
+func (db *DB) QueueAck(queue string, seq uint64) error {
+	if err := validQueueName(queue); err != nil {
+		return err
+	}
+	key := seqKey(seq)
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		q := b.queues.Bucket([]byte(queue))
+		if q == nil || q.Get(key) == nil {
+			return nil
+		}
+		if err := q.Delete(key); err != nil {
+			return err
+		}
+		return addCounter(b.meta, depthPrefix+queue, -1)
+	})
+	if err != nil {
+		return fmt.Errorf("acknowledge item %d of queue %s: %w", seq, queue, err)
+	}
+	return nil
+}
+
+// QueueRetry records a failed attempt at an item and sets when it is next
+// due.
+func (db *DB) QueueRetry(queue string, seq uint64, next time.Time) error {
+	if err := validQueueName(queue); err != nil {
+		return err
+	}
+	key := seqKey(seq)
+	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+		var q *bolt.Bucket
+		if q = tx.Bucket([]byte(bucketQueues)).Bucket([]byte(queue)); q == nil {
+			return errors.New("no such item (already acknowledged?)")
+		}
+		v := q.Get(key)
+		if v == nil {
+			return errors.New("no such item (already acknowledged?)")
+		}
+		it, err := decodeItem(key, v)
+		if err != nil {
+			return err
+		}
+		it.Attempts++
+		it.NextAttempt = next
+		return q.Put(key, encodeItem(it))
+	})
+	if err != nil {
+		return fmt.Errorf("reschedule item %d of queue %s: %w", seq, queue, err)
+	}
+	return nil
+}
+
+// QueueDepth returns the number of items in the queue, from a counter.
+func (db *DB) QueueDepth(queue string) (int, error) {
+	if err := validQueueName(queue); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		n = getCounter(tx.Bucket([]byte(bucketMeta)), depthPrefix+queue)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read depth of queue %s: %w", queue, err)
+	}
+	return int(n), nil
+}

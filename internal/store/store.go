@@ -1,0 +1,263 @@
+// Package store is dstd's database: the Message-ID history, the accepted
+// articles, the listed addresses with their expiry index, the sightings that
+// count distinct origins before an address is listed, and one durable FIFO
+// queue per action or peer. It is the only package that imports bbolt.
+//
+// Every method that changes data returns only after its transaction has been
+// committed and synced to disk (unless Options.NoSync), so dstd may
+// acknowledge a report as soon as AddReport returns. AddReport,
+// RecordRefused and Enqueue go through bbolt's Batch, which lets many
+// concurrent submitters share one commit and one fsync.
+//
+// # Layout
+//
+// One bbolt file with these top-level buckets:
+//
+//	history       Message-ID -> 8-byte big-endian Unix ns when seen, status byte (1 accepted, 2 refused)
+//	history_time  timeKey(seen) || Message-ID -> empty; drives PruneHistory
+//	articles      Message-ID -> the article as accepted
+//	listings      16-byte address -> listing record
+//	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
+//	sightings     16-byte address -> sightings record (reported, not yet listed)
+//	sightings_time timeKey(latest sighting) || 16-byte address -> empty; drives PruneSightings
+//	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
+//	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
+//
+// Addresses are unmapped before use (::ffff:192.0.2.1 is 192.0.2.1) and keyed
+// by their 16-byte form, so IPv4 and IPv6 share one ordering. A timeKey is the
+// Unix nanoseconds as big-endian uint64 with the sign bit flipped, so keys sort
+// by time. Records start with a format byte and then use varints and
+// length-prefixed strings (see codec.go).
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Bucket names. They are part of the file format.
+const (
+	bucketHistory       = "history"
+	bucketHistoryTime   = "history_time"
+	bucketArticles      = "articles"
+	bucketListings      = "listings"
+	bucketExpiry        = "expiry"
+	bucketSightings     = "sightings"
+	bucketSightingsTime = "sightings_time"
+	bucketQueues        = "queues"
+	bucketMeta          = "meta"
+)
+
+// Keys in the meta bucket. Each holds an 8-byte big-endian integer.
+const (
+	metaLayout    = "layout" // file layout version, checked by Open
+	countListings = "count/listings"
+	countPending  = "count/pending"
+	countHistory  = "count/history"
+	countArticles = "count/articles"
+	depthPrefix   = "depth/" // + queue name: items in that queue
+)
+
+// layoutVersion is the version of the layout described in the package
+// comment. Change it, with a migration, whenever an existing file would be
+// misread.
+const layoutVersion = 1
+
+// Limits on what callers store, so that bad input gets a clear error rather
+// than bbolt's "key too large" in the middle of a transaction.
+const (
+	maxMessageIDLen   = 1000 // RFC 5536 allows 250; leave room, but stay far below bbolt's key limit
+	maxQueueNameLen   = 200
+	maxOriginLen      = 255 // a domain name
+	maxListingOrigins = 32
+	// maxLifetime bounds ExpireMax: expiry times are stored as int64 Unix
+	// nanoseconds, which run out in 2262.
+	maxLifetime = 100 * 365 * 24 * time.Hour
+)
+
+// DefaultLockTimeout is how long Open waits for another process to release
+// the database when Options.Timeout is zero. bbolt's own default is to wait
+// for ever, which would make a second dstd hang silently at start.
+const DefaultLockTimeout = time.Second
+
+// Options tune Open.
+type Options struct {
+	// Timeout is how long Open waits for the file lock held by another
+	// process (another dstd running) before failing with a clear error.
+	// Zero means DefaultLockTimeout.
+	Timeout time.Duration
+	// NoSync skips fsync after each commit. For tests and benchmarks only:
+	// a crash can then lose reports that were already acknowledged.
+	NoSync bool
+	// Strict makes bbolt check the whole file after every commit (its
+	// StrictMode). Slow; for tests.
+	Strict bool
+}
+
+// DB is an open store. Its methods are safe for concurrent use.
+type DB struct {
+	bdb  *bolt.DB
+	path string
+}
+
+// InUseError is returned by Open when another process holds the database.
+type InUseError struct {
+	Path string
+	Err  error // bbolt's timeout error
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("database %s is in use by another process (is dstd already running?)", e.Path)
+}
+
+func (e *InUseError) Unwrap() error { return e.Err }
+
+// Open opens the database at path, creating the file (mode 0600) and its
+// buckets if needed. Only one process may have it open at a time.
+func Open(path string, opt Options) (*DB, error) {
+	timeout := opt.Timeout
+	if timeout <= 0 {
+		timeout = DefaultLockTimeout
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opt.NoSync})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, &InUseError{Path: path, Err: err}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	bdb.StrictMode = opt.Strict
+	db := &DB{bdb: bdb, path: path}
+	if err := bdb.Update(db.initLayout); err != nil {
+		_ = bdb.Close() // the init error is the one worth reporting
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// initLayout creates the buckets of a new file and checks the layout version
+// of an existing one, so an older dstd refuses a file a newer one upgraded.
+func (db *DB) initLayout(tx *bolt.Tx) error {
+	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
+		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
+		bucketQueues, bucketMeta} {
+		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+	}
+	meta := tx.Bucket([]byte(bucketMeta))
+	v := meta.Get([]byte(metaLayout))
+	if v == nil {
+		return putCounter(meta, metaLayout, layoutVersion)
+	}
+	if len(v) != 8 {
+		return fmt.Errorf("layout version record is %d bytes, want 8: the file is not a DST store or is damaged", len(v))
+	}
+	if got := int64(binary.BigEndian.Uint64(v)); got != layoutVersion {
+		return fmt.Errorf("file has layout version %d but this dstd understands only version %d", got, layoutVersion)
+	}
+	return nil
+}
+
+// Close releases the database and its lock. It waits for a write in
+// progress; callers should stop using db first, because a call that has not
+// started by then fails.
+func (db *DB) Close() error {
+	if err := db.bdb.Close(); err != nil {
+		return fmt.Errorf("close database %s: %w", db.path, err)
+	}
+	return nil
+}
+
+// Stats are counts for status displays and metrics.
+type Stats struct {
+	Listings  int   // listed addresses
+	Pending   int   // addresses reported but below the origin threshold
+	History   int   // Message-IDs remembered, accepted or refused
+	Articles  int   // stored articles
+	FileBytes int64 // size of the database file
+}
+
+// Stats returns the counters. It costs O(1): the counts are kept in the meta
+// bucket and changed in the same transactions as the data they count.
+func (db *DB) Stats() (Stats, error) {
+	var s Stats
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		s.Listings = int(getCounter(meta, countListings))
+		s.Pending = int(getCounter(meta, countPending))
+		s.History = int(getCounter(meta, countHistory))
+		s.Articles = int(getCounter(meta, countArticles))
+		s.FileBytes = tx.Size()
+		return nil
+	})
+	if err != nil {
+		return Stats{}, fmt.Errorf("read statistics from %s: %w", db.path, err)
+	}
+	return s, nil
+}
+
+// getCounter reads an 8-byte counter from meta; absent is zero.
+func getCounter(meta *bolt.Bucket, key string) int64 {
+	v := meta.Get([]byte(key))
+	if len(v) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(v))
+}
+
+func putCounter(meta *bolt.Bucket, key string, n int64) error {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(n))
+	if err := meta.Put([]byte(key), v[:]); err != nil {
+		return fmt.Errorf("update counter %s: %w", key, err)
+	}
+	return nil
+}
+
+// addCounter changes a counter by delta inside the caller's transaction.
+// A counter that would go negative means the file was damaged or a bug
+// double-counted; clamping keeps Stats sensible, and the property test is
+// what catches the bug.
+func addCounter(meta *bolt.Bucket, key string, delta int64) error {
+	if delta == 0 {
+		return nil
+	}
+	n := max(getCounter(meta, key)+delta, 0)
+	if n == 0 && strings.HasPrefix(key, depthPrefix) {
+		// An empty queue's counter is deleted rather than kept at zero, so
+		// short-lived queue names leave nothing behind in meta.
+		if err := meta.Delete([]byte(key)); err != nil {
+			return fmt.Errorf("update counter %s: %w", key, err)
+		}
+		return nil
+	}
+	return putCounter(meta, key, n)
+}
+
+// buckets are the top-level buckets of one transaction, looked up once.
+type buckets struct {
+	history, historyTime, articles, listings, expiry,
+	sightings, sightingsTime, queues, meta *bolt.Bucket
+}
+
+// bucketsOf looks up the top-level buckets; Open made sure they exist.
+func bucketsOf(tx *bolt.Tx) buckets {
+	return buckets{
+		history:       tx.Bucket([]byte(bucketHistory)),
+		historyTime:   tx.Bucket([]byte(bucketHistoryTime)),
+		articles:      tx.Bucket([]byte(bucketArticles)),
+		listings:      tx.Bucket([]byte(bucketListings)),
+		expiry:        tx.Bucket([]byte(bucketExpiry)),
+		sightings:     tx.Bucket([]byte(bucketSightings)),
+		sightingsTime: tx.Bucket([]byte(bucketSightingsTime)),
+		queues:        tx.Bucket([]byte(bucketQueues)),
+		meta:          tx.Bucket([]byte(bucketMeta)),
+	}
+}

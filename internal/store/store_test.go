@@ -1,0 +1,400 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// t0 is the tests' fixed "now"; tests move it by hand, so no test depends on
+// the wall clock.
+var t0 = time.Date(2026, 11, 28, 10, 10, 10, 0, time.UTC)
+
+// openTest opens a fresh store in strict mode, closed when the test ends.
+func openTest(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "dst.db"), Options{Strict: true, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkConsistency(t, db)
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+// params returns typical ingest parameters at now.
+func params(now time.Time, threshold int, queues ...string) IngestParams {
+	return IngestParams{
+		Now:        now,
+		ExpireBase: time.Hour,
+		ExpireMax:  8 * time.Hour,
+		Threshold:  threshold,
+		Window:     time.Hour,
+		Queues:     queues,
+	}
+}
+
+func report(id, ip, origin string) Report {
+	return Report{
+		MessageID: id,
+		IP:        netip.MustParseAddr(ip),
+		Origin:    origin,
+		Date:      t0,
+		Article:   []byte("Message-ID: " + id + "\r\n\r\nbody\r\n"),
+	}
+}
+
+// checkConsistency compares every counter and index with a full scan of the
+// data it summarises.
+func checkConsistency(t testing.TB, db *DB) {
+	t.Helper()
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		count := func(bk *bolt.Bucket) int { return bk.Stats().KeyN }
+
+		var listed []string
+		if err := b.listings.ForEach(func(k, v []byte) error {
+			l, err := decodeListing(k, v)
+			if err != nil {
+				return err
+			}
+			if b.expiry.Get(joinKey(timeKey(l.Expires), k)) == nil {
+				return fmt.Errorf("listing %s has no expiry index entry for %v", l.IP, l.Expires)
+			}
+			if b.sightings.Get(k) != nil {
+				return fmt.Errorf("listed %s also has sightings", l.IP)
+			}
+			if len(l.Origins) == 0 || len(l.Origins) > maxListingOrigins {
+				return fmt.Errorf("listing %s has %d origins", l.IP, len(l.Origins))
+			}
+			listed = append(listed, l.IP.String())
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := b.sightings.ForEach(func(k, v []byte) error {
+			s, err := decodeSightings(v)
+			if err != nil {
+				return err
+			}
+			if b.sightingsTime.Get(joinKey(timeKey(latestSighting(s.List)), k)) == nil {
+				return fmt.Errorf("sightings of %s have no index entry", parseIPKey(k))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			what      string
+			counter   string
+			got, want int
+		}{
+			{"listings", countListings, int(getCounter(b.meta, countListings)), len(listed)},
+			{"expiry index", countListings, count(b.expiry), len(listed)},
+			{"pending", countPending, int(getCounter(b.meta, countPending)), count(b.sightings)},
+			{"sightings index", countPending, count(b.sightingsTime), count(b.sightings)},
+			{"history", countHistory, int(getCounter(b.meta, countHistory)), count(b.history)},
+			{"history index", countHistory, count(b.historyTime), count(b.history)},
+			{"articles", countArticles, int(getCounter(b.meta, countArticles)), count(b.articles)},
+		} {
+			if c.got != c.want {
+				return fmt.Errorf("%s: counter or index says %d, scan says %d", c.what, c.got, c.want)
+			}
+		}
+		return b.queues.ForEachBucket(func(name []byte) error {
+			q := b.queues.Bucket(name)
+			if got, want := int(getCounter(b.meta, depthPrefix+string(name))), count(q); got != want {
+				return fmt.Errorf("queue %s: depth counter %d, items %d", name, got, want)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Errorf("store is inconsistent: %v", err)
+	}
+}
+
+func TestOpenCreatesPrivateFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dst.db")
+	db, err := Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		t.Errorf("database file mode %v is readable by others", perm)
+	}
+}
+
+func TestOpenInUse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dst.db")
+	db, err := Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+
+	start := time.Now()
+	db2, err := Open(path, Options{Timeout: 100 * time.Millisecond})
+	if err == nil {
+		db2.Close()
+		t.Fatal("second Open of the same file succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("second Open took %v to fail", d)
+	}
+	want := fmt.Sprintf("database %s is in use by another process (is dstd already running?)", path)
+	if err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+	var inUse *InUseError
+	if !errors.As(err, &inUse) || inUse.Path != path {
+		t.Errorf("error %#v is not an *InUseError for %s", err, path)
+	}
+}
+
+func TestOpenRejectsOtherLayout(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dst.db")
+	db, err := Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.bdb.Update(func(tx *bolt.Tx) error {
+		return putCounter(tx.Bucket([]byte(bucketMeta)), metaLayout, layoutVersion+1)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := Open(path, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), "layout version 2") {
+		t.Errorf("Open of a newer layout: err = %v, want one naming layout version 2", err)
+	}
+}
+
+// TestReopen checks that everything written is still there after Close, and
+// with sync on, as dstd runs.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "dst.db")
+	db, err := Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := report("<a@x>", "203.0.113.7", "site-a.example")
+	if _, _, err := db.AddReport(r, params(t0, 1, "log")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.AddReport(report("<b@x>", "2001:db8::1", "site-b.example"), params(t0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordRefused("<bad@x>", t0); err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := db.Lookup(r.IP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err = Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	got, ok, err := db.Lookup(r.IP)
+	if err != nil || !ok || !reflect.DeepEqual(got, want) {
+		t.Errorf("after reopen Lookup = %+v, %v, %v; want %+v", got, ok, err, want)
+	}
+	for _, id := range []string{"<a@x>", "<b@x>", "<bad@x>"} {
+		if seen, err := db.Seen(id); err != nil || !seen {
+			t.Errorf("after reopen Seen(%s) = %v, %v", id, seen, err)
+		}
+	}
+	if a, err := db.Article("<a@x>"); err != nil || string(a) != string(r.Article) {
+		t.Errorf("after reopen Article = %q, %v", a, err)
+	}
+	if items, err := db.QueueNext("log", t0, 10, nil); err != nil || len(items) != 1 || items[0].Event.MessageID != "<a@x>" {
+		t.Errorf("after reopen queue log = %+v, %v", items, err)
+	}
+	s, err := db.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Listings != 1 || s.Pending != 1 || s.History != 3 || s.Articles != 2 || s.FileBytes <= 0 {
+		t.Errorf("after reopen Stats = %+v", s)
+	}
+	checkConsistency(t, db)
+}
+
+// TestCountersProperty runs a random mix of every writing operation and
+// checks after each step that counters and indexes agree with the data, and
+// that Stats.Listings matches ForEachListing.
+func TestCountersProperty(t *testing.T) {
+	db := openTest(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := t0
+	ips := make([]netip.Addr, 20)
+	for i := range ips {
+		if i%2 == 0 {
+			ips[i] = netip.AddrFrom4([4]byte{203, 0, 113, byte(i)})
+		} else {
+			ips[i] = netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i))
+		}
+	}
+	origins := []string{"a.example", "b.example", "c.example"}
+	// What the run did, so the test can show it reached every path.
+	did := map[string]int{}
+
+	for step := range 600 {
+		now = now.Add(time.Duration(rng.IntN(20)) * time.Minute)
+		var err error
+		switch op := rng.IntN(10); {
+		case op < 6:
+			id := fmt.Sprintf("<%d@x>", rng.IntN(400)) // some repeat: duplicates
+			r := Report{MessageID: id, IP: ips[rng.IntN(len(ips))], Origin: origins[rng.IntN(len(origins))]}
+			if rng.IntN(2) == 0 {
+				r.Article = []byte("article " + id)
+			}
+			var out Outcome
+			out, _, err = db.AddReport(r, params(now, 1+rng.IntN(3), "log"))
+			did[out.String()]++
+		case op == 6:
+			err = db.RecordRefused(fmt.Sprintf("<%d@x>", rng.IntN(400)), now)
+		case op == 7:
+			var found bool
+			found, err = db.Delist(ips[rng.IntN(len(ips))], now, "test", []string{"log"})
+			if found {
+				did["delisted"]++
+			}
+		case op == 8:
+			var gone []Listing
+			gone, err = db.Expire(now, 1+rng.IntN(3), []string{"log"})
+			did["expired"] += len(gone)
+		default:
+			var n int
+			switch rng.IntN(3) {
+			case 0:
+				n, err = db.PruneHistory(now.Add(-3*time.Hour), 1+rng.IntN(5))
+				did["history pruned"] += n
+			case 1:
+				n, err = db.PruneSightings(now.Add(-time.Hour), 1+rng.IntN(5))
+				did["sightings pruned"] += n
+			default:
+				var items []QueueItem
+				items, err = db.QueueNext("log", now, 3, nil)
+				for _, it := range items {
+					if err == nil {
+						err = db.QueueAck("log", it.Seq)
+					}
+				}
+			}
+		}
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+
+		s, err := db.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		if err := db.ForEachListing(func(Listing) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if s.Listings != n {
+			t.Fatalf("step %d: Stats.Listings = %d, ForEachListing saw %d", step, s.Listings, n)
+		}
+		checkConsistency(t, db)
+		if t.Failed() {
+			t.Fatalf("step %d", step)
+		}
+	}
+	t.Logf("operations: %v", did)
+	for _, what := range []string{"duplicate", "pending", "listed", "extended", "delisted", "expired", "history pruned", "sightings pruned"} {
+		if did[what] == 0 {
+			t.Errorf("the random run never had %s; change the seed or the mix", what)
+		}
+	}
+}
+
+// TestCodecRoundTrip checks that every record type decodes to what was
+// encoded, including the awkward values: zero times, no origins, an invalid
+// address in an event.
+func TestCodecRoundTrip(t *testing.T) {
+	for _, l := range []Listing{
+		{IP: netip.MustParseAddr("192.0.2.1"), FirstSeen: t0, LastSeen: t0, Expires: t0.Add(time.Hour), Hits: 1, Origins: []string{"a"}, LastMessageID: "<x@y>"},
+		{IP: netip.MustParseAddr("2001:db8::1"), Hits: 1 << 40},
+	} {
+		got, err := decodeListing(ipKey(l.IP), encodeListing(l))
+		if err != nil || !reflect.DeepEqual(got, l) {
+			t.Errorf("listing round trip: got %+v, %v; want %+v", got, err, l)
+		}
+	}
+	for _, it := range []QueueItem{
+		{Seq: 7, Attempts: 3, NextAttempt: t0, Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<m>", Origin: "o", Listed: true, Expires: t0.Add(time.Hour)}},
+		{Seq: 1, Event: Event{Kind: EventDelisted, IP: netip.MustParseAddr("2001:db8::2"), By: "dstctl"}},
+		{Seq: 1 << 63, Event: Event{Kind: EventExpired}},
+	} {
+		got, err := decodeItem(seqKey(it.Seq), encodeItem(it))
+		if err != nil || !reflect.DeepEqual(got, it) {
+			t.Errorf("item round trip: got %+v, %v; want %+v", got, err, it)
+		}
+	}
+	s := sightings{FirstSeen: t0, Hits: 2, LastMsgID: "<m>", List: []sighting{{"a", t0}, {"b", t0.Add(time.Second)}}}
+	if got, err := decodeSightings(encodeSightings(s)); err != nil || !reflect.DeepEqual(got, s) {
+		t.Errorf("sightings round trip: got %+v, %v; want %+v", got, err, s)
+	}
+	for _, tm := range []time.Time{t0, time.Unix(-5, 0).UTC(), time.Unix(0, 1).UTC()} {
+		if got := parseTimeKey(timeKey(tm)); !got.Equal(tm) {
+			t.Errorf("time key round trip of %v gave %v", tm, got)
+		}
+	}
+	if string(timeKey(time.Unix(-1, 0))) >= string(timeKey(time.Unix(1, 0))) {
+		t.Error("time keys before 1970 do not sort first")
+	}
+}
+
+// FuzzDecode feeds damaged records to the decoders: they must fail cleanly,
+// and whatever they accept must survive encode and decode unchanged.
+// (Comparing bytes would be too strict: varints have overlong forms.)
+func FuzzDecode(f *testing.F) {
+	f.Add(encodeListing(Listing{FirstSeen: t0, Expires: t0, Hits: 3, Origins: []string{"a", "b"}, LastMessageID: "<m>"}))
+	f.Add(encodeItem(QueueItem{Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("2001:db8::1"), MessageID: "<m>"}}))
+	f.Add(encodeSightings(sightings{FirstSeen: t0, Hits: 1, List: []sighting{{"a", t0}}}))
+	f.Add([]byte{formatV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	key16 := ipKey(netip.MustParseAddr("192.0.2.1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if l, err := decodeListing(key16, b); err == nil {
+			if again, err := decodeListing(key16, encodeListing(l)); err != nil || !reflect.DeepEqual(again, l) {
+				t.Errorf("listing %+v comes back as %+v, %v", l, again, err)
+			}
+		}
+		if it, err := decodeItem(seqKey(1), b); err == nil {
+			if again, err := decodeItem(seqKey(1), encodeItem(it)); err != nil || !reflect.DeepEqual(again, it) {
+				t.Errorf("item %+v comes back as %+v, %v", it, again, err)
+			}
+		}
+		if s, err := decodeSightings(b); err == nil {
+			if again, err := decodeSightings(encodeSightings(s)); err != nil || !reflect.DeepEqual(again, s) {
+				t.Errorf("sightings %+v come back as %+v, %v", s, again, err)
+			}
+		}
+	})
+}

@@ -168,6 +168,9 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 
 	for i, a := range d.actions {
 		a, kick := a, d.kicks[i]
+		// The report log runs one event at a time, so its lines keep the
+		// queue's order; the runner does not wait for an event's ack
+		// before the next one, so acks still share commits.
 		opt := action.RunnerOptions{Log: log.With("action", a.Name()), Metrics: d.met, Kick: kick, Stats: d.stats[i]}
 		if a.Name() == action.ProgramName {
 			opt.Concurrency = cfg.Actions.Program.Concurrency

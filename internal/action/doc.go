@@ -47,8 +47,9 @@
 //   - stdin: the trapped message as enclosed in the report (RFC 5965
 //     message/rfc822 part, or only its header section when the origin sent
 //     text/rfc822-headers), with CRLF line ends. When the report article is
-//     no longer stored (pruned from the history), or cannot be read, stdin
-//     is empty and dstd logs a warning.
+//     no longer stored (pruned from the history) or cannot be parsed, stdin
+//     is empty and dstd logs a warning. (A store that cannot be read at all
+//     makes dstd retry later instead.)
 //   - environment: only PATH (dstd's own), the extra variables of the
 //     configuration, and these, which always win:
 //     DST_EVENT=report,
@@ -68,8 +69,8 @@
 // process group is then killed with SIGKILL) mean "try again later": the
 // event is retried with backoff until the configured maximum number of
 // attempts, then dropped with an error in dstd's log. The first KiB of the
-// program's stderr appears in dstd's log and in "dstctl queues" for each
-// failure. Several reports may be handled at once, up to the configured
+// program's stderr appears in dstd's log for each failure, and in "dstctl
+// queues" for the last one. Several reports may be handled at once, up to the configured
 // concurrency, so the program must not assume it runs alone; and, since
 // delivery is at least once, it should tolerate seeing the same
 // DST_MESSAGE_ID twice.

@@ -26,7 +26,9 @@ const (
 // backoff from 1s to 10m, retries for ever.
 type RunnerOptions struct {
 	// Concurrency is how many events Do handles at once (default 1). The
-	// report log wants 1 so that its lines keep the queue's order.
+	// report log wants 1 so that its lines keep the queue's order; even
+	// then the runner does not wait for one event's ack to be committed
+	// before it starts the next (up to maxSettling acks pending).
 	Concurrency int
 	// The delay before retry n is MinBackoff·2^(n-1), capped at
 	// MaxBackoff, then jittered down by up to half so that events failing
@@ -152,28 +154,43 @@ type runner struct {
 	log  *slog.Logger
 }
 
-// result is what a worker tells the loop when it is done with an item.
+// maxSettling bounds the items whose Do has returned but whose ack or
+// retry the store has not yet committed. Letting them settle in the
+// background means the next Do need not wait for the commit (QueueAck
+// shares commits through bbolt's Batch, which waits up to 10ms to fill
+// one), so even a runner with Concurrency 1 keeps up with a burst.
+const maxSettling = 256
+
+// result is what a worker tells the loop about an item: first that Do
+// returned (its slot is free), then that the store has recorded the
+// outcome (the item may be read again).
 type result struct {
 	seq         uint64
-	retryAt     time.Time // non-zero: the item is due again then
-	storeFailed bool      // the store refused the ack or the retry
+	settled     bool      // false: Do returned; true: ack or retry done
+	retryAt     time.Time // settled, rescheduled: the item is due again then
+	storeFailed bool      // settled: the store refused the ack or the retry
 }
 
 // loop is the only goroutine that reads the queue and the in-flight set;
 // workers report back on results, so neither needs a lock.
 func (r *runner) loop(ctx context.Context) {
 	conc := r.opt.Concurrency
-	inflight := make(map[uint64]bool, conc)
-	// Buffered for every possible worker, so a worker never blocks on
-	// its report, even after the loop has stopped reading.
-	results := make(chan result, conc)
+	doing := 0                        // items in Do
+	inflight := make(map[uint64]bool) // items in Do or settling: not to be read again
+	// Room for both reports of every item that can be in flight, so a
+	// worker never blocks on a report, even after the loop stops reading.
+	results := make(chan result, 2*(conc+maxSettling))
 	var wg sync.WaitGroup
 	var retries timeHeap     // retry times this runner scheduled
 	var pauseUntil time.Time // after a store error
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
-	finish := func(res result) {
+	take := func(res result) {
+		if !res.settled {
+			doing--
+			return
+		}
 		delete(inflight, res.seq)
 		if !res.retryAt.IsZero() {
 			heap.Push(&retries, res.retryAt)
@@ -185,18 +202,20 @@ func (r *runner) loop(ctx context.Context) {
 
 	for {
 		now := r.opt.Now()
-		if len(inflight) < conc && !now.Before(pauseUntil) {
-			items, err := r.q.QueueNext(r.name, now, conc-len(inflight), func(seq uint64) bool { return inflight[seq] })
+		n := min(conc-doing, conc+maxSettling-len(inflight))
+		if n > 0 && ctx.Err() == nil && !now.Before(pauseUntil) {
+			items, err := r.q.QueueNext(r.name, now, n, func(seq uint64) bool { return inflight[seq] })
 			if err != nil {
 				r.log.Error("cannot read the action queue; will try again", "err", err)
 				pauseUntil = now.Add(r.opt.MinBackoff)
 			}
 			for _, it := range items {
 				inflight[it.Seq] = true
+				doing++
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					results <- r.handle(ctx, it)
+					results <- r.handle(ctx, it, func() { results <- result{seq: it.Seq} })
 				}()
 			}
 		}
@@ -222,13 +241,13 @@ func (r *runner) loop(ctx context.Context) {
 		case <-r.opt.Kick:
 		case <-timer.C:
 		case res := <-results:
-			finish(res)
+			take(res)
 			// Take every other report that is waiting, so that one
 			// queue read serves them all.
 			for more := true; more; {
 				select {
 				case res := <-results:
-					finish(res)
+					take(res)
 				default:
 					more = false
 				}
@@ -249,18 +268,21 @@ func (r *runner) updateDepth() {
 	r.opt.Metrics.QueueDepth.WithLabelValues(r.name).Set(float64(n))
 }
 
-// handle runs Do for one item and records the outcome in the store.
-func (r *runner) handle(ctx context.Context, it store.QueueItem) result {
-	res := result{seq: it.Seq}
+// handle runs Do for one item, calls doDone as soon as Do has returned,
+// then records the outcome in the store.
+func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) result {
+	res := result{seq: it.Seq, settled: true}
 	ev := it.Event
 	log := r.log.With("seq", it.Seq, "event", ev.Kind.String(), "ip", ev.IP, "message_id", ev.MessageID)
 
 	if !r.a.Wants(ev) {
+		doDone()
 		log.Debug("acknowledging an event this action does not take (queued under an older configuration)")
 		res.storeFailed = r.ack(log, it.Seq)
 		return res
 	}
 	err := r.do(ctx, ev)
+	doDone()
 	if err == nil {
 		res.storeFailed = r.ack(log, it.Seq)
 		r.opt.Stats.success(r.opt.Now())

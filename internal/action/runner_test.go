@@ -27,6 +27,7 @@ type fakeQueue struct {
 	items   map[string][]store.QueueItem // by queue, in Seq order
 	retries []retryRec
 	failAck bool
+	ackGate chan struct{} // if not nil, QueueAck waits for it to close (a slow commit)
 }
 
 type retryRec struct {
@@ -62,6 +63,9 @@ func (q *fakeQueue) QueueNext(queue string, now time.Time, n int, skip func(uint
 }
 
 func (q *fakeQueue) QueueAck(queue string, seq uint64) error {
+	if q.ackGate != nil {
+		<-q.ackGate
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.failAck {
@@ -399,6 +403,29 @@ func TestRunConcurrencyBound(t *testing.T) {
 	if p := peak.Load(); p != conc {
 		t.Errorf("peak concurrency %d, want %d", p, conc)
 	}
+}
+
+// TestRunDoesNotWaitForAcks: with Concurrency 1, the next event's Do runs
+// while the previous ack waits for its commit, and an item being acked is
+// not handed out again.
+func TestRunDoesNotWaitForAcks(t *testing.T) {
+	q := newFakeQueue()
+	q.ackGate = make(chan struct{})
+	for i := range 3 {
+		q.add("log", testEvent(i))
+	}
+	var calls atomic.Int32
+	a := &funcAction{name: "log", do: func(context.Context, store.Event) error { calls.Add(1); return nil }}
+	k := make(chan struct{}, 1)
+	startRun(t, q, a, RunnerOptions{Kick: k})
+	waitFor(t, "three Do calls with every ack pending", func() bool { return calls.Load() == 3 })
+	kick(k)
+	time.Sleep(10 * time.Millisecond)
+	if c := calls.Load(); c != 3 {
+		t.Errorf("Do called %d times, want 3: an item was handed out again before its ack", c)
+	}
+	close(q.ackGate)
+	waitFor(t, "the acks", func() bool { return len(q.get("log")) == 0 })
 }
 
 func TestRunBlockedActionDoesNotBlockOthers(t *testing.T) {

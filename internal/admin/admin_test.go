@@ -33,8 +33,10 @@ type fakeBackend struct {
 	delisted []string
 	failList error // returned by List after the first listing
 	fail     error // returned by every other method
-	// listed, when not nil, receives each listing as List sends it.
-	listed chan<- netip.Addr
+	// extra generated listings follow the fixed ones; List then waits
+	// for hold to close (if not nil) before it returns.
+	extra int
+	hold  chan struct{}
 }
 
 func newFakeBackend() *fakeBackend {
@@ -88,12 +90,19 @@ func (b *fakeBackend) List(ctx context.Context, fn func(store.Listing) error) er
 		if err := fn(l); err != nil {
 			return err
 		}
-		if b.listed != nil {
-			select {
-			case b.listed <- ip:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+	}
+	for i := range b.extra {
+		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+		if err := fn(store.Listing{IP: ip, FirstSeen: t0, LastSeen: t0, Expires: t0.Add(time.Hour), Hits: 1,
+			Origins: []string{"site-a.example"}, LastMessageID: fmt.Sprintf("<%d@site-a.example>", i)}); err != nil {
+			return err
+		}
+	}
+	if b.hold != nil {
+		select {
+		case <-b.hold:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
@@ -214,42 +223,62 @@ func TestHandlerLookup(t *testing.T) {
 
 func TestHandlerListingsStreamed(t *testing.T) {
 	b := newFakeBackend()
-	listed := make(chan netip.Addr)
-	b.listed = listed
+	// Enough listings to pass any buffer; then the backend holds until
+	// the test has read them. A handler that gathered the whole list
+	// before answering would never let the test read a line.
+	b.extra = 5000
+	b.hold = make(chan struct{})
 	srv := newTestServer(t, b)
-	resp, err := http.Get(srv.URL + "/v1/listings")
-	if err != nil {
-		t.Fatal(err)
+
+	type answer struct {
+		resp *http.Response
+		err  error
 	}
-	defer resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != ListingsContentType {
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(srv.URL + "/v1/listings")
+		got <- answer{resp, err}
+	}()
+	var a answer
+	select {
+	case a = <-got:
+	case <-time.After(5 * time.Second):
+		close(b.hold)
+		t.Fatal("no answer while the backend was still listing: the handler does not stream")
+	}
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	defer a.resp.Body.Close()
+	if ct := a.resp.Header.Get("Content-Type"); ct != ListingsContentType {
 		t.Errorf("Content-Type %q", ct)
 	}
-	// The backend is held after each listing until the test takes it, so
-	// the whole list can never have been collected first: the handler
-	// must stream. (The first listing may sit in the server's buffer;
-	// reading needs the handler to make progress.)
-	got := make(chan []Listing)
-	go func() {
-		var ls []Listing
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
+	sc := bufio.NewScanner(a.resp.Body)
+	var ls []Listing
+	read := func(n int) {
+		for len(ls) < n && sc.Scan() {
 			var l Listing
 			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-				t.Errorf("line %q: %v", sc.Text(), err)
+				t.Fatalf("line %q: %v", sc.Text(), err)
 			}
 			ls = append(ls, l)
 		}
-		got <- ls
-	}()
-	for _, want := range b.order {
-		if ip := <-listed; ip != want {
-			t.Errorf("listed %v, want %v", ip, want)
-		}
 	}
-	ls := <-got
-	if len(ls) != 2 || ls[0].IP != b.order[0] || ls[1].IP != b.order[1] {
-		t.Errorf("listings = %+v", ls)
+	// The tail of the list may wait in the server's buffer until the
+	// handler returns, but the head must arrive while the backend holds.
+	stalled := time.AfterFunc(5*time.Second, func() { close(b.hold) })
+	read(1000)
+	if !stalled.Stop() {
+		t.Error("the first listings did not arrive while the backend was still listing: the handler does not stream")
+	} else {
+		close(b.hold)
+	}
+	read(1 << 30)
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 2+b.extra || ls[0].IP != b.order[0] || ls[1].IP != b.order[1] || ls[2].LastMessageID != "<0@site-a.example>" {
+		t.Errorf("got %d listings, first %+v", len(ls), ls[:min(3, len(ls))])
 	}
 }
 

@@ -131,6 +131,11 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request) {
 // memory stays flat however many addresses are listed.
 func (h *handler) listings(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ListingsContentType)
+	// Send the status line at once, so the client knows the request was
+	// taken even if the store is slow to yield the first listing. After
+	// that the server's buffer flushes itself as it fills.
+	w.WriteHeader(http.StatusOK)
+	_ = http.NewResponseController(w).Flush()
 	enc := json.NewEncoder(w)
 	var writeErr error
 	err := h.b.List(r.Context(), func(l store.Listing) error {

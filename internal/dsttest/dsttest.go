@@ -1,0 +1,240 @@
+// Package dsttest runs the real DST programs for integration tests and
+// benchmarks: it builds dstc, dstd and dstctl once per test binary, and
+// starts dstd processes on loopback with a configuration of the test's.
+package dsttest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Bin returns the path of a built program ("dstc", "dstd", "dstctl"),
+// building all three on first use.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "dst-bin-")
+		if buildErr != nil {
+			return
+		}
+		// Tests run the programs as other users too (an MTA's nobody).
+		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/",
+			"github.com/dst-traps/dst/cmd/dstc", "github.com/dst-traps/dst/cmd/dstd", "github.com/dst-traps/dst/cmd/dstctl")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, name)
+}
+
+// FreePort returns a loopback port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Dstd is one dstd process of a test.
+type Dstd struct {
+	t       testing.TB
+	Dir     string // its data directory
+	Conf    string // its configuration file
+	NNTP    string // its NNTP address, 127.0.0.1:port
+	Admin   string // its admin socket
+	Site    string
+	logPath string
+	cmd     *exec.Cmd
+}
+
+// NewDstd prepares a dstd for site whose configuration is extra (TOML)
+// plus what the harness sets: site, data_dir, logging to stderr at debug
+// level, and an NNTP listener on a free loopback port. extra may have its
+// own [log] and [nntp] tables; the harness adds its keys to them.
+func NewDstd(t testing.TB, site, extra string) *Dstd {
+	t.Helper()
+	dir := t.TempDir()
+	d := &Dstd{t: t, Dir: filepath.Join(dir, "data"), Site: site,
+		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), logPath: filepath.Join(dir, "dstd.log")}
+	d.Admin = filepath.Join(d.Dir, "admin.sock")
+	d.Conf = filepath.Join(dir, "dstd.toml")
+	conf := fmt.Sprintf("site = %q\ndata_dir = %q\n", site, d.Dir) + extra + "\n"
+	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
+	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
+	if err := os.WriteFile(d.Conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		d.Stop()
+		if t.Failed() {
+			t.Logf("dstd %s log:\n%s", site, d.Log())
+		}
+	})
+	return d
+}
+
+// addToTable puts lines at the top of [table], creating it at the end.
+func addToTable(conf, table, lines string) string {
+	hdr := "\n[" + table + "]\n"
+	if i := strings.Index(conf, hdr); i >= 0 {
+		j := i + len(hdr)
+		return conf[:j] + lines + "\n" + conf[j:]
+	}
+	return conf + hdr + lines + "\n"
+}
+
+// Start runs dstd and waits until its admin endpoint answers.
+func (d *Dstd) Start() {
+	d.t.Helper()
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.cmd = exec.Command(Bin(d.t, "dstd"), "-c", d.Conf)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	logf.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if out, err := exec.Command(Bin(d.t, "dstctl"), "-admin", d.Admin, "status").CombinedOutput(); err == nil {
+			return
+		} else if time.Now().After(deadline) {
+			d.t.Fatalf("dstd %s did not start: %v %s\n%s", d.Site, err, out, d.Log())
+		}
+		if d.cmd.ProcessState != nil {
+			d.t.Fatalf("dstd exited:\n%s", d.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (d *Dstd) Stop() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			d.t.Errorf("dstd %s exited with %v after SIGTERM", d.Site, err)
+		}
+	case <-time.After(20 * time.Second):
+		d.cmd.Process.Kill()
+		<-done
+		d.t.Errorf("dstd %s did not stop within 20s of SIGTERM", d.Site)
+	}
+	d.cmd = nil
+}
+
+// Kill sends SIGKILL: a crash.
+func (d *Dstd) Kill() {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	d.cmd = nil
+}
+
+// Signal sends sig to the running dstd.
+func (d *Dstd) Signal(sig os.Signal) { d.cmd.Process.Signal(sig) }
+
+// Pid is the running dstd's process id.
+func (d *Dstd) Pid() int { return d.cmd.Process.Pid }
+
+// Log returns what dstd wrote to stderr.
+func (d *Dstd) Log() string {
+	b, _ := os.ReadFile(d.logPath)
+	return string(b)
+}
+
+// Ctl runs dstctl against this dstd and returns its output and exit code.
+func (d *Dstd) Ctl(args ...string) (string, int) {
+	d.t.Helper()
+	cmd := exec.Command(Bin(d.t, "dstctl"), append([]string{"-admin", d.Admin}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// Dstc runs dstc on msg, submitting to this dstd.
+func (d *Dstd) Dstc(msg []byte, args ...string) (string, int) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Bin(d.t, "dstc"), append([]string{"-log", "stderr", "-s", d.NNTP, "-spool", filepath.Join(d.Dir, "spool")}, args...)...)
+	cmd.Stdin = bytes.NewReader(msg)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// Keyring returns the keyring line of this dstd's key (dstd keygen).
+func (d *Dstd) KeyringLine() string {
+	d.t.Helper()
+	out, err := exec.Command(Bin(d.t, "dstd"), "keygen", "-c", d.Conf).CombinedOutput()
+	if err != nil {
+		d.t.Fatalf("dstd keygen: %v\n%s", err, out)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == d.Site {
+			return sc.Text()
+		}
+	}
+	d.t.Fatalf("no keyring line in:\n%s", out)
+	return ""
+}
+
+// WaitFor polls cond every 50ms until it is true or timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

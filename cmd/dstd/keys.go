@@ -68,5 +68,3 @@ func loadKeyring(cfg *config.Config, own ed25519.PublicKey, log *slog.Logger) (*
 	kr.Add(cfg.Site, cfg.DKIM.Selector, own)
 	return kr, nil
 }
-
-

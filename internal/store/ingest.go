@@ -87,7 +87,7 @@ func (db *DB) AddReport(r Report, p IngestParams) (Outcome, Listing, error) {
 		out Outcome
 		lst Listing
 	)
-	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		// Batch may run this more than once (again alone, after another
 		// caller in the batch failed). Each run overwrites out and lst, so
 		// only the run that committed counts.
@@ -369,7 +369,7 @@ func (db *DB) RecordRefused(messageID string, now time.Time) error {
 		return fmt.Errorf("record refused %s: time is not set", messageID)
 	}
 	id := []byte(messageID)
-	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		if b.history.Get(id) != nil {
 			return nil

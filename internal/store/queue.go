@@ -120,7 +120,7 @@ func (db *DB) Enqueue(queues []string, ev Event) error {
 		return fmt.Errorf("enqueue %s event: no valid IP address", ev.Kind)
 	}
 	ev.IP = ev.IP.Unmap().WithZone("")
-	err = db.bdb.Batch(func(tx *bolt.Tx) error {
+	err = db.batch(func(tx *bolt.Tx) error {
 		return enqueue(bucketsOf(tx), queues, ev)
 	})
 	if err != nil {
@@ -168,16 +168,16 @@ func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64
 // QueueAck removes an item that has been handled. Acknowledging an item that
 // is not there (already acknowledged) is not an error.
 //
-// Like AddReport it goes through Batch, so acknowledgements from many
-// runners share commits; the price is up to bbolt's batch delay (10ms) of
-// latency, so a runner should not wait for one ack before starting the next
-// item.
+// Like AddReport it shares commits with concurrent writers, so
+// acknowledgements from many runners cost one fsync; the price is up to the
+// batch delay (2ms) of latency, so a runner should not wait for one ack
+// before starting the next item.
 func (db *DB) QueueAck(queue string, seq uint64) error {
 	if err := validQueueName(queue); err != nil {
 		return err
 	}
 	key := seqKey(seq)
-	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		q := b.queues.Bucket([]byte(queue))
 		if q == nil || q.Get(key) == nil {
@@ -201,7 +201,7 @@ func (db *DB) QueueRetry(queue string, seq uint64, next time.Time) error {
 		return err
 	}
 	key := seqKey(seq)
-	err := db.bdb.Batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		var q *bolt.Bucket
 		if q = tx.Bucket([]byte(bucketQueues)).Bucket([]byte(queue)); q == nil {
 			return errors.New("no such item (already acknowledged?)")

@@ -1,0 +1,170 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/dkim"
+	"github.com/dst-traps/dst/internal/policy"
+	"github.com/dst-traps/dst/internal/report"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+type fixture struct {
+	in     *Ingester
+	db     *store.DB
+	peer   *dkim.Signer // site-b.test, in the keyring
+	now    time.Time
+	notify int
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "dst.db"), store.Options{NoSync: true, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ownPub, ownKey, _ := dkim.GenerateKey()
+	peerPub, peerKey, _ := dkim.GenerateKey()
+	own, _ := dkim.NewSigner("site-a.test", "dst", ownKey)
+	peer, _ := dkim.NewSigner("site-b.test", "dst", peerKey)
+	kr, _ := dkim.ParseKeyring(strings.NewReader(""))
+	kr.Add("site-a.test", "dst", ownPub)
+	kr.Add("site-b.test", "dst", peerPub)
+	f := &fixture{db: db, peer: peer, now: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	f.in = New(Options{
+		Site: "site-a.test", Store: db, Signer: own, Limits: article.DefaultLimits(),
+		HistoryKeep: 30 * 24 * time.Hour, MaxFuture: time.Hour,
+		Listing:      store.IngestParams{ExpireBase: 24 * time.Hour, ExpireMax: 14 * 24 * time.Hour, Threshold: 1, Window: 24 * time.Hour},
+		ReportQueues: []string{"log"},
+		Notify:       func() { f.notify++ },
+		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:          func() time.Time { return f.now },
+	}, kr, policy.New(policy.Config{AllowDocumentation: true}))
+	return f
+}
+
+func (f *fixture) report(t *testing.T, ip string, date time.Time) *article.Article {
+	t.Helper()
+	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: date, Host: "trap.test", UserAgent: "test",
+		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// relayed is an article injected at site-b.test.
+func (f *fixture) relayed(t *testing.T, ip string, date time.Time, edit func(*article.Article)) (string, []byte) {
+	t.Helper()
+	a := f.report(t, ip, date)
+	a.Set("From", "DST <dst@site-b.test>")
+	if edit != nil {
+		edit(a)
+	}
+	signed, err := f.peer.Sign(a.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.Get("Message-ID"), append([]byte("Path: site-b.test!not-for-mail\r\n"), signed...)
+}
+
+func TestInject(t *testing.T) {
+	f := newFixture(t)
+	a := f.report(t, "203.0.113.7", f.now)
+	a.Set("From", "someone <x@elsewhere.example>")
+	a.Set("DKIM-Signature", "v=1; forged")
+	id, v := f.in.Inject(context.Background(), a.Bytes(), "test")
+	if v.Kind != Accepted || id != a.Get("Message-ID") {
+		t.Fatalf("Inject = %q %+v", id, v)
+	}
+	l, ok, _ := f.db.Lookup(netip.MustParseAddr("203.0.113.7"))
+	if !ok || l.Origins[0] != "site-a.test" || !l.Expires.Equal(f.now.Add(24*time.Hour)) {
+		t.Errorf("listing = %+v, %v", l, ok)
+	}
+	stored, _ := f.db.Article(id)
+	st, err := article.Parse(stored, article.DefaultLimits())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Get("Path") != "site-a.test!not-for-mail" || st.Get("From") != "DST <dst@site-a.test>" || len(st.Values("DKIM-Signature")) != 1 {
+		t.Errorf("injected article headers: %q", st.Header)
+	}
+	if f.notify != 1 {
+		t.Errorf("actions notified %d times", f.notify)
+	}
+	if _, v := f.in.Inject(context.Background(), a.Bytes(), "test"); v.Kind != Duplicate {
+		t.Errorf("second Inject = %+v, want Duplicate", v)
+	}
+}
+
+func TestInjectWithoutMessageIDOrDate(t *testing.T) {
+	f := newFixture(t)
+	a := f.report(t, "203.0.113.8", f.now)
+	a.Del("Message-ID")
+	a.Del("Date")
+	id, v := f.in.Inject(context.Background(), a.Bytes(), "test")
+	if v.Kind != Accepted || !strings.HasSuffix(id, "@site-a.test>") {
+		t.Fatalf("Inject = %q %+v", id, v)
+	}
+}
+
+func TestReceive(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name    string
+		ip      string
+		date    time.Time
+		edit    func(*article.Article)
+		mangle  func([]byte) []byte
+		id      string // announced Message-ID; "" = the article's
+		want    Kind
+		refusal string
+	}{
+		{name: "valid", ip: "203.0.113.20", date: f.now, want: Accepted},
+		{name: "old", ip: "203.0.113.21", date: f.now.Add(-31 * 24 * time.Hour), want: Refused, refusal: "date"},
+		{name: "future", ip: "203.0.113.22", date: f.now.Add(2 * time.Hour), want: Refused, refusal: "date"},
+		{name: "special-purpose", ip: "10.0.0.1", date: f.now, want: Refused, refusal: "policy"},
+		{name: "wrong group", ip: "203.0.113.23", date: f.now, edit: func(a *article.Article) { a.Set("Newsgroups", "alt.test") }, want: Refused, refusal: "malformed"},
+		{name: "announced id differs", ip: "203.0.113.24", date: f.now, id: "<other@site-b.test>", want: Refused, refusal: "malformed"},
+		{name: "body altered", ip: "203.0.113.25", date: f.now, mangle: func(b []byte) []byte { return bytes.Replace(b, []byte("203.0.113.25"), []byte("203.0.113.99"), -1) }, want: Refused, refusal: "signature"},
+		{name: "garbage", ip: "203.0.113.26", date: f.now, mangle: func([]byte) []byte { return []byte("no header\r\n") }, want: Refused, refusal: "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id, raw := f.relayed(t, tc.ip, tc.date, tc.edit)
+			if tc.mangle != nil {
+				raw = tc.mangle(raw)
+			}
+			if tc.id != "" {
+				id = tc.id
+			}
+			v := f.in.Receive(ctx, id, raw, "site-b.test")
+			if v.Kind != tc.want || v.Refusal != tc.refusal {
+				t.Fatalf("Receive = %+v, want kind %d refusal %q", v, tc.want, tc.refusal)
+			}
+			_, listed, _ := f.db.Lookup(netip.MustParseAddr(tc.ip))
+			if listed != (tc.want == Accepted) {
+				t.Errorf("listed = %v", listed)
+			}
+			if seen, _ := f.db.Seen(id); !seen {
+				t.Error("Message-ID not in the history: it would be offered again")
+			}
+			if v := f.in.Offer(id); v.Kind != Duplicate {
+				t.Errorf("Offer after Receive = %+v, want Duplicate", v)
+			}
+		})
+	}
+	if v := f.in.Offer("not an id"); v.Kind != Refused {
+		t.Errorf("Offer of a malformed id = %+v", v)
+	}
+}

@@ -26,6 +26,14 @@ type Metrics struct {
 	NNTPConnections *prometheus.GaugeVec
 	NNTPRefused     *prometheus.CounterVec // label reason: "address", "limit"
 
+	// Outgoing feeds: label peer = the peer's name.
+	FeedConnected *prometheus.GaugeVec   // 1 while connected
+	FeedQueue     *prometheus.GaugeVec   // articles waiting for the peer
+	FeedSent      *prometheus.CounterVec // accepted by the peer (239, 235)
+	FeedRefused   *prometheus.CounterVec // refused or already there (438, 439, 435, 437)
+	FeedDeferred  *prometheus.CounterVec // to be offered again (431, 436, connection lost)
+	FeedErrors    *prometheus.CounterVec // connection or protocol failures
+
 	// Spool pickup.
 	SpoolPicked prometheus.Counter
 	SpoolErrors prometheus.Counter
@@ -52,13 +60,26 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Open NNTP connections."}, []string{"listener"}),
 		NNTPRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "nntp", Name: "refused_connections_total",
 			Help: "NNTP connections refused, by reason."}, []string{"reason"}),
+		FeedConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "feed", Name: "connected",
+			Help: "1 while the outgoing feed to the peer is connected."}, []string{"peer"}),
+		FeedQueue: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "dst", Subsystem: "feed", Name: "queue_depth",
+			Help: "Articles waiting to be offered to the peer."}, []string{"peer"}),
+		FeedSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "sent_total",
+			Help: "Articles the peer accepted."}, []string{"peer"}),
+		FeedRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "refused_total",
+			Help: "Articles the peer refused or already had."}, []string{"peer"}),
+		FeedDeferred: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "deferred_total",
+			Help: "Articles the peer asked to offer again later."}, []string{"peer"}),
+		FeedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "errors_total",
+			Help: "Connection and protocol failures of the feed."}, []string{"peer"}),
 		SpoolPicked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "picked_total",
 			Help: "Reports taken from dstc's spool directory."}),
 		SpoolErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "errors_total",
 			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
-		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused, m.SpoolPicked, m.SpoolErrors)
+		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
+		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors)
 	return m
 }
 

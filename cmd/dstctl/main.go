@@ -63,6 +63,7 @@ commands:
   list [-json]        every listing, one per line
   delist [-allow] IP  remove IP's listing; -allow also keeps it from being listed again
   queues              the action queues: waiting events, successes, failures
+  peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
   version             print dstctl's version
 
 exit status: 0 done, 1 not listed or dstd reported an error, 2 usage, 3 dstd unreachable
@@ -113,6 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f = c.delist
 	case "queues":
 		f = c.queues
+	case "peers":
+		f = c.peers
 	case "help":
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -323,6 +326,43 @@ func (c *cli) queues(ctx context.Context, args []string) int {
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail(fmt.Errorf("writing the queues: %w", err))
+	}
+	return exitOK
+}
+
+func (c *cli) peers(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
+	if ok, code := c.parseArgs(fs, args, 0, "peers"); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ps, err := c.c.Peers(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(c.stdout, "no outgoing feeds configured")
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tADDRESS\tSTATE\tWAITING\tSENT\tREFUSED\tDEFERRED\tLAST SUCCESS\tLAST ERROR")
+	for _, p := range ps {
+		state := "disconnected"
+		if p.Connected {
+			state = "connected (IHAVE)"
+			if p.Streaming {
+				state = "connected (streaming)"
+			}
+		}
+		lastErr := "-"
+		if p.LastError != "" {
+			lastErr = fmtTime(p.LastErrorTime) + " " + oneLine(p.LastError)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Addr, state, p.Depth, p.Sent, p.Refused, p.Deferred, fmtTime(p.LastSuccess), lastErr)
+	}
+	if err := tw.Flush(); err != nil {
+		return c.fail(fmt.Errorf("writing the peers: %w", err))
 	}
 	return exitOK
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/dst-traps/dst/internal/article"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dkim"
+	"github.com/dst-traps/dst/internal/feed"
 	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/logging"
 	"github.com/dst-traps/dst/internal/metrics"
@@ -50,6 +51,9 @@ type daemon struct {
 	reportLog   *action.ReportLog
 	kicks       []chan struct{}
 	stats       []*action.Stats
+	feeders     []*feed.Feeder
+	feedKicks   []chan struct{}
+	feedPeers   []string
 	removalQs   []string
 	allowMu     sync.Mutex // serialises writes to the allow file
 	listenAddrs []string
@@ -113,6 +117,9 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	if err := d.buildActions(); err != nil {
 		return err
 	}
+	if err := d.buildFeeds(); err != nil {
+		return err
+	}
 	var reportQs []string
 	for _, a := range d.actions {
 		if a.Wants(store.Event{Kind: store.EventReport}) {
@@ -136,6 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 			Window:     cfg.Policy.Window.Duration,
 		},
 		ReportQueues: reportQs,
+		FeedQueues:   d.feedQueues,
 		Notify:       d.kick,
 		Metrics:      d.met,
 		Log:          log,
@@ -179,6 +187,14 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		goRun(func() {
 			if err := action.Run(runCtx, d.db, a, opt); err != nil {
 				log.Error("action stopped", "action", a.Name(), "err", err)
+			}
+		})
+	}
+	for _, f := range d.feeders {
+		f := f
+		goRun(func() {
+			if err := f.Run(runCtx); err != nil {
+				log.Error("feed stopped", "err", err)
 			}
 		})
 	}
@@ -261,10 +277,12 @@ func ensureSpool(dir string) error {
 }
 
 func (d *daemon) kick() {
-	for _, k := range d.kicks {
-		select {
-		case k <- struct{}{}:
-		default:
+	for _, ks := range [][]chan struct{}{d.kicks, d.feedKicks} {
+		for _, k := range ks {
+			select {
+			case k <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

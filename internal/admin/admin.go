@@ -16,6 +16,7 @@
 //	GET  /v1/listings       one Listing per line (JSON lines), streamed
 //	POST /v1/delist         form ip=IP[&allow=1]; DelistResult
 //	GET  /v1/queues         []QueueStatus
+//	GET  /v1/peers          []PeerStatus
 //
 // A bad IP address is 400, a wrong method 405. When /v1/listings fails
 // part way, its last line is {"error": "..."}, so a client can tell a cut
@@ -41,6 +42,23 @@ type Backend interface {
 	// allow also puts ip on the allow list, so it is never listed again.
 	Delist(ctx context.Context, ip netip.Addr, allow bool) (bool, error)
 	Queues(ctx context.Context) ([]QueueStatus, error)
+	// Peers describes the outgoing feeds.
+	Peers(ctx context.Context) ([]PeerStatus, error)
+}
+
+// PeerStatus describes the outgoing feed to one peer since dstd started.
+type PeerStatus struct {
+	Name          string    `json:"name"`
+	Addr          string    `json:"addr"`
+	Connected     bool      `json:"connected"`
+	Streaming     bool      `json:"streaming"` // MODE STREAM accepted (else IHAVE)
+	Depth         int       `json:"depth"`     // reports waiting for the peer
+	Sent          int64     `json:"sent"`      // accepted by the peer
+	Refused       int64     `json:"refused"`   // refused by it, or it had them already
+	Deferred      int64     `json:"deferred"`  // to be offered again
+	LastSuccess   time.Time `json:"last_success,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
 }
 
 // Status describes the running dstd.

@@ -462,3 +462,19 @@ func TestClientErrors(t *testing.T) {
 		t.Errorf("Health on a missing socket = %v\nwant %s", err, want)
 	}
 }
+
+func (b *fakeBackend) Peers(context.Context) ([]PeerStatus, error) {
+	return []PeerStatus{{Name: "site-b.test", Addr: "192.0.2.20:1119", Connected: true, Streaming: true, Depth: 3, Sent: 10}}, nil
+}
+
+func TestHandlerPeers(t *testing.T) {
+	srv := newTestServer(t, newFakeBackend())
+	code, _, body := get(t, srv.URL+"/v1/peers")
+	var ps []PeerStatus
+	if err := json.Unmarshal([]byte(body), &ps); code != 200 || err != nil {
+		t.Fatalf("peers = %d %s", code, body)
+	}
+	if len(ps) != 1 || ps[0].Name != "site-b.test" || !ps[0].Connected || ps[0].Depth != 3 {
+		t.Errorf("peers = %+v", ps)
+	}
+}

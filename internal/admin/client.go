@@ -223,6 +223,13 @@ func (c *Client) Queues(ctx context.Context) ([]QueueStatus, error) {
 	return qs, err
 }
 
+// Peers returns the outgoing feeds.
+func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
+	var ps []PeerStatus
+	err := c.getJSON(ctx, "/v1/peers", &ps)
+	return ps, err
+}
+
 // Close releases idle connections.
 func (c *Client) Close() {
 	c.hc.CloseIdleConnections()

@@ -40,6 +40,7 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/listings", route(http.MethodGet, http.HandlerFunc(h.listings)))
 	mux.Handle("/v1/delist", route(http.MethodPost, http.HandlerFunc(h.delist)))
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
+	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
@@ -193,4 +194,16 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 		qs = []QueueStatus{}
 	}
 	writeJSON(w, http.StatusOK, qs)
+}
+
+func (h *handler) peers(w http.ResponseWriter, r *http.Request) {
+	ps, err := h.b.Peers(r.Context())
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	if ps == nil {
+		ps = []PeerStatus{}
+	}
+	writeJSON(w, http.StatusOK, ps)
 }

@@ -56,7 +56,16 @@ type Config struct {
 	Policy   Policy  `toml:"policy"`
 	Admin    Admin   `toml:"admin"`
 	Actions  Actions `toml:"actions"`
+	TLS      TLS     `toml:"tls"`
 	Peers    []Peer  `toml:"peer"`
+}
+
+// TLS is the site's certificate, used as the server's and as the client
+// certificate of its outgoing feeds, and the implicit-TLS listeners.
+type TLS struct {
+	Cert   string   `toml:"cert"`   // PEM certificate chain
+	Key    string   `toml:"key"`    // PEM private key
+	Listen []string `toml:"listen"` // implicit TLS (NNTPS) addresses
 }
 
 // Log is where dstd's own log goes.
@@ -130,10 +139,26 @@ type ProgramAction struct {
 	MaxAttempts int      `toml:"max_attempts"`
 }
 
-// Peer is another site allowed to feed this one.
+// Peer is another site: it may feed this one (incoming) and this one may
+// feed it (outgoing, when Feed is set).
 type Peer struct {
-	Name      string   `toml:"name"`
-	Addresses []string `toml:"addresses"`
+	// Name is the peer's site name: its Path identity and DKIM domain.
+	Name string `toml:"name"`
+
+	// Incoming: the addresses it may feed from, and what it must present.
+	Addresses    []string `toml:"addresses"`
+	ClientCert   string   `toml:"client_cert"`   // PEM certificate it must present (TLS)
+	AuthUser     string   `toml:"auth_user"`     // AUTHINFO USER it must give (over TLS)
+	AuthPassword string   `toml:"auth_password"` // and its AUTHINFO PASS
+
+	// Outgoing: where and how this site sends it reports.
+	Feed       string `toml:"feed"`        // host:port; empty: no outgoing feed
+	TLS        string `toml:"tls"`         // "", "starttls" or "implicit"
+	CA         string `toml:"ca"`          // PEM CA or certificate its server certificate must chain to; empty: system roots
+	ServerName string `toml:"server_name"` // name to verify in its certificate; default: the host of feed
+	Username   string `toml:"username"`    // AUTHINFO USER to give it
+	Password   string `toml:"password"`    // AUTHINFO PASS to give it
+	Source     string `toml:"source"`      // local address to connect from
 }
 
 // Default returns the configuration dstd runs with when no file is given.
@@ -287,6 +312,17 @@ func (c *Config) Validate() error {
 	if c.DKIM.Selector == "" || strings.ContainsAny(c.DKIM.Selector, " ;=") {
 		bad("dkim.selector %q is not a DKIM selector", c.DKIM.Selector)
 	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls.cert and tls.key go together")
+	}
+	if len(c.TLS.Listen) > 0 && c.TLS.Cert == "" {
+		bad("tls.listen needs tls.cert and tls.key")
+	}
+	for _, a := range c.TLS.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("tls.listen %q: want host:port", a)
+		}
+	}
 	if c.Actions.Program.Concurrency < 1 || c.Actions.Program.MaxAttempts < 1 {
 		bad("actions.program.concurrency and max_attempts must be at least 1")
 	}
@@ -301,6 +337,28 @@ func (c *Config) Validate() error {
 		names[p.Name] = true
 		if _, err := ParsePrefixes(p.Addresses); err != nil {
 			bad("peer %q addresses: %w", p.Name, err)
+		}
+		if p.Name == c.Site {
+			bad("peer %q has this site's own name", p.Name)
+		}
+		if p.Feed != "" {
+			if _, _, err := net.SplitHostPort(p.Feed); err != nil {
+				bad("peer %q feed %q: want host:port", p.Name, p.Feed)
+			}
+		}
+		switch p.TLS {
+		case "", "starttls", "implicit":
+		default:
+			bad("peer %q tls %q: want \"\", \"starttls\" or \"implicit\"", p.Name, p.TLS)
+		}
+		if (p.Username != "" || p.Password != "") && p.TLS == "" {
+			bad("peer %q: username/password are only sent over TLS: set tls", p.Name)
+		}
+		if (p.AuthUser == "") != (p.AuthPassword == "") {
+			bad("peer %q: auth_user and auth_password go together", p.Name)
+		}
+		if (p.ClientCert != "" || p.AuthUser != "") && c.TLS.Cert == "" {
+			bad("peer %q must authenticate over TLS, but [tls] has no cert", p.Name)
 		}
 	}
 	return errors.Join(errs...)

@@ -84,12 +84,7 @@ func NewDstd(t testing.TB, site, extra string) *Dstd {
 		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), logPath: filepath.Join(dir, "dstd.log")}
 	d.Admin = filepath.Join(d.Dir, "admin.sock")
 	d.Conf = filepath.Join(dir, "dstd.toml")
-	conf := fmt.Sprintf("site = %q\ndata_dir = %q\n", site, d.Dir) + extra + "\n"
-	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
-	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
-	if err := os.WriteFile(d.Conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	d.Reconfigure(extra)
 	t.Cleanup(func() {
 		d.Stop()
 		if t.Failed() {
@@ -97,6 +92,19 @@ func NewDstd(t testing.TB, site, extra string) *Dstd {
 		}
 	})
 	return d
+}
+
+// Reconfigure rewrites the configuration file with extra in place of the
+// previous extra (for sites that must know each other's addresses before
+// they start); a running dstd sees it at its next start or SIGHUP.
+func (d *Dstd) Reconfigure(extra string) {
+	d.t.Helper()
+	conf := fmt.Sprintf("site = %q\ndata_dir = %q\n", d.Site, d.Dir) + extra + "\n"
+	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
+	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
+	if err := os.WriteFile(d.Conf, []byte(conf), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
 }
 
 // addToTable puts lines at the top of [table], creating it at the end.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,9 @@ type Options struct {
 	Listing store.IngestParams
 	// ReportQueues are the action queues that get an event per report.
 	ReportQueues []string
+	// FeedQueues returns the queues of the outgoing peers that should get
+	// a report whose Path is path: those not named in it. Nil: no feeds.
+	FeedQueues func(path string) []string
 	// Notify is called after each commit that queued events.
 	Notify  func()
 	Metrics *metrics.Metrics
@@ -201,6 +205,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	p := in.o.Listing
 	p.Now = now
 	p.Queues = in.o.ReportQueues
+	if in.o.FeedQueues != nil {
+		p.Queues = append(slices.Clip(p.Queues), in.o.FeedQueues(a.Get("Path"))...)
+	}
 	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw}, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a report", "message_id", msgID, "err", err)

@@ -38,7 +38,7 @@ func (d *daemon) buildFeeds() error {
 			Name: p.Name, Addr: p.Feed, TLS: p.TLS, TLSConfig: tc,
 			Username: p.Username, Password: p.Password, LocalAddr: p.Source,
 		}, d.db, feed.Options{
-			Site: d.cfg.Site, Log: d.log.With("peer", p.Name), Metrics: d.met, Kick: kick,
+			Site: d.cfg.Site, Log: d.log, Metrics: d.met, Kick: kick,
 		}))
 		d.feedPeers = append(d.feedPeers, p.Name)
 	}
@@ -94,4 +94,3 @@ func (d *daemon) Peers(_ context.Context) ([]admin.PeerStatus, error) {
 	}
 	return out, nil
 }
-

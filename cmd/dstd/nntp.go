@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/pem"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/ingest"
@@ -12,13 +15,26 @@ import (
 func (d *daemon) nntpServer() *nntp.Server {
 	postAllow, _ := config.ParsePrefixes(d.cfg.NNTP.PostAllow)
 	type peer struct {
-		name  string
-		addrs []netip.Prefix
+		name     string
+		addrs    []netip.Prefix
+		needCert bool   // it must present cert (client_cert)
+		cert     []byte // DER; nil when client_cert could not be read: nothing matches
+		user     string // it must authenticate as user (auth_user)
 	}
 	var peers []peer
 	for _, p := range d.cfg.Peers {
 		a, _ := config.ParsePrefixes(p.Addresses)
-		peers = append(peers, peer{p.Name, a})
+		pe := peer{name: p.Name, addrs: a, needCert: p.ClientCert != "", user: p.AuthUser}
+		if pe.needCert {
+			b, err := os.ReadFile(p.ClientCert)
+			if blk, _ := pem.Decode(b); err == nil && blk != nil && blk.Type == "CERTIFICATE" {
+				pe.cert = blk.Bytes
+			} else {
+				// Fail closed: the peer cannot feed until this is fixed.
+				d.log.Error("peer client_cert unreadable; the peer cannot feed", "peer", p.Name, "file", p.ClientCert, "err", err)
+			}
+		}
+		peers = append(peers, pe)
 	}
 	return &nntp.Server{
 		Handler:  ingest.NNTPHandler(d.in),
@@ -30,14 +46,19 @@ func (d *daemon) nntpServer() *nntp.Server {
 			IdleTimeout:     d.cfg.NNTP.IdleTimeout.Duration,
 		},
 		// Local submission is allowed on the Unix socket and from
-		// post_allow; feeding from configured peers' addresses only.
-		Authorize: func(c net.Conn) (nntp.Session, bool) {
-			s := nntp.Session{Remote: c.RemoteAddr()}
-			if _, ok := c.(*net.UnixConn); ok {
-				s.Unix, s.CanPost = true, true
+		// post_allow; feeding from configured peers' addresses, and,
+		// for a peer that requires it, with its client certificate or
+		// its AUTHINFO user (either will do). The server asks again
+		// after STARTTLS and AUTHINFO, with s.TLS and s.User filled in.
+		Authorize: func(_ net.Conn, s nntp.Session) (nntp.Session, bool) {
+			if s.Unix {
+				s.CanPost = true
 				return s, true
 			}
-			ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+			if s.Remote == nil {
+				return s, false
+			}
+			ap, err := netip.ParseAddrPort(s.Remote.String())
 			if err != nil {
 				return s, false
 			}
@@ -47,17 +68,29 @@ func (d *daemon) nntpServer() *nntp.Server {
 					s.CanPost = true
 				}
 			}
+			mustAuthenticate := false
 			for _, p := range peers {
 				for _, a := range p.addrs {
-					if a.Contains(ip) && !s.CanFeed {
+					if !a.Contains(ip) || s.CanFeed {
+						continue
+					}
+					certOK := p.cert != nil && s.TLS != nil && len(s.TLS.PeerCertificates) > 0 &&
+						bytes.Equal(s.TLS.PeerCertificates[0].Raw, p.cert)
+					userOK := p.user != "" && s.User == p.user
+					if (!p.needCert && p.user == "") || certOK || userOK {
 						s.CanFeed, s.Peer = true, p.name
+					} else {
+						// Greet it without CanFeed: STARTTLS or
+						// AUTHINFO may still prove who it is.
+						mustAuthenticate = true
 					}
 				}
 			}
-			if !s.CanPost && !s.CanFeed {
+			if !s.CanPost && !s.CanFeed && !mustAuthenticate {
 				d.met.NNTPRefused.WithLabelValues("address").Inc()
+				return s, false
 			}
-			return s, s.CanPost || s.CanFeed
+			return s, true
 		},
 		OnConnChange: func(delta int) { d.met.NNTPConnections.WithLabelValues("all").Add(float64(delta)) },
 	}

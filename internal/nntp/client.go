@@ -2,11 +2,13 @@
 // protocol DST sites use to exchange reports and that dstc uses to hand a
 // report to its local dstd.
 //
-// The package has the client side of POST (RFC 3977 §6.3.1) and the server
-// side of dstd: POST, IHAVE and the streaming of RFC 4644 (MODE STREAM,
-// CHECK, TAKETHIS), with a Handler deciding about articles. It knows nothing
-// about what an article means: it moves bytes, applies the dot-stuffing of
-// RFC 3977 §3.1.1, and maps answers to and from status codes.
+// The package has both sides of dstd's NNTP: the server, with POST, IHAVE
+// and the streaming of RFC 4644 (MODE STREAM, CHECK, TAKETHIS) and a Handler
+// deciding about articles; and the client, with POST for dstc, and IHAVE and
+// pipelined CHECK/TAKETHIS over TLS (RFC 4642) and AUTHINFO (RFC 4643) for
+// feeds to peers. It knows nothing about what an article means: it moves
+// bytes, applies the dot-stuffing of RFC 3977 §3.1.1, and maps answers to
+// and from status codes.
 package nntp
 
 import (
@@ -19,6 +21,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -54,7 +57,8 @@ const maxResponseLine = 4096
 const quitWait = 2 * time.Second
 
 // Client is a connection to an NNTP server. It is not safe for concurrent
-// use; open one per goroutine.
+// use, with one exception: while streaming, one goroutine may send CHECK
+// and TAKETHIS while another reads their results (see Check).
 type Client struct {
 	conn    net.Conn
 	addr    string // as given to Dial, for error messages
@@ -63,9 +67,21 @@ type Client struct {
 	w       *textproto.Writer
 
 	postingAllowed bool
+	tls            bool // the session is encrypted (implicit TLS or STARTTLS)
+
+	// mu guards what the sending and the reading goroutine of a stream
+	// share.
+	mu sync.Mutex
 	// broken is the I/O error that left the session in an unknown state
 	// (say, half an article sent). No command may follow it.
 	broken error
+	// pending are the streaming commands sent and not yet answered, in
+	// the order they were sent: a server answers pipelined commands in
+	// order (RFC 3977 §3.5), so the head is what the next response is
+	// about.
+	pending []pendingCmd
+	// wake tells a NextResult waiting for a command that one was sent.
+	wake   chan struct{}
 	closed bool
 }
 
@@ -80,37 +96,40 @@ type Client struct {
 //
 // A 200 or 201 greeting gives a Client (see PostingAllowed). A 400 or 502
 // greeting, or any other code, gives an error wrapping *Error.
+//
+// Dial is DialWith with only a timeout: no TLS, no authentication.
 func Dial(ctx context.Context, addr string, timeout time.Duration) (*Client, error) {
-	network, address := splitAddr(addr)
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, network, address)
-	if err != nil {
-		return nil, fmt.Errorf("nntp: connecting to %s: %w", addr, err)
-	}
-	c := &Client{
+	return DialWith(ctx, addr, DialOptions{Timeout: timeout})
+}
+
+// newClient wraps a connection that is ready for the greeting.
+func newClient(conn net.Conn, addr string, timeout time.Duration) *Client {
+	return &Client{
 		conn:    conn,
 		addr:    addr,
 		timeout: timeout,
 		br:      bufio.NewReaderSize(conn, maxResponseLine),
 		w:       textproto.NewWriter(bufio.NewWriter(conn)),
+		wake:    make(chan struct{}, 1),
 	}
+}
 
+// greet reads the greeting (RFC 3977 §5.1).
+func (c *Client) greet(ctx context.Context) error {
 	end := c.begin(ctx)
 	code, text, err := c.readResponse()
 	err = end(err)
 	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("nntp: reading greeting from %s: %w", addr, err)
+		return fmt.Errorf("nntp: reading greeting from %s: %w", c.addr, err)
 	}
 	switch code {
 	case 200: // RFC 3977 §5.1.1: service available, posting allowed
 		c.postingAllowed = true
 	case 201: // service available, posting prohibited
 	default: // 400 temporarily unavailable, 502 permanently unavailable
-		conn.Close()
-		return nil, fmt.Errorf("nntp: %s refused the session: %w", addr, &Error{Code: code, Text: text})
+		return fmt.Errorf("nntp: %s refused the session: %w", c.addr, &Error{Code: code, Text: text})
 	}
-	return c, nil
+	return nil
 }
 
 // splitAddr maps a Dial address to a network and an address for net.Dial.
@@ -145,7 +164,7 @@ func (c *Client) PostingAllowed() bool {
 // the Client unusable except for Close, and mean the article may or may
 // not have been posted.
 func (c *Client) Post(ctx context.Context, article []byte) (err error) {
-	if err := c.usable(); err != nil {
+	if err := c.usableForCommand(); err != nil {
 		return fmt.Errorf("nntp: POST to %s: %w", c.addr, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -193,13 +212,24 @@ func (c *Client) Post(ctx context.Context, article []byte) (err error) {
 // for the 205 answer, and closes the connection. After an I/O error it just
 // closes the connection. Errors are only worth logging: whatever was posted
 // before stays posted.
+//
+// While streaming, Close must not run concurrently with NextResult: cancel
+// the context given to NextResult and wait for it to return first. With
+// streaming commands still unanswered Close does not send QUIT, whose
+// answer would come after theirs: nobody is waiting for those any more, so
+// it just hangs up.
 func (c *Client) Close() error {
+	// Decided before closed is set, which makes every command unusable.
+	sayGoodbye := c.usableForCommand() == nil
+	c.mu.Lock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
+	c.mu.Unlock()
 	var qerr error
-	if c.broken == nil {
+	if sayGoodbye {
 		wait := quitWait
 		if c.timeout > 0 && c.timeout < wait {
 			wait = c.timeout
@@ -223,6 +253,8 @@ func (c *Client) Close() error {
 }
 
 func (c *Client) usable() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	switch {
 	case c.closed:
 		return net.ErrClosed
@@ -232,9 +264,26 @@ func (c *Client) usable() error {
 	return nil
 }
 
+// usableForCommand is usable for a command with a response of its own
+// (everything but CHECK and TAKETHIS): its response would be taken for the
+// answer to a streaming command still unanswered.
+func (c *Client) usableForCommand() error {
+	if err := c.usable(); err != nil {
+		return err
+	}
+	if n := c.Unanswered(); n > 0 {
+		return fmt.Errorf("%d streaming commands are still unanswered", n)
+	}
+	return nil
+}
+
 // fail records that the session is in an unknown state and wraps err.
 func (c *Client) fail(doing string, err error) error {
-	c.broken = err
+	c.mu.Lock()
+	if c.broken == nil {
+		c.broken = err
+	}
+	c.mu.Unlock()
 	return fmt.Errorf("nntp: %s to %s: %w", doing, c.addr, err)
 }
 
@@ -242,6 +291,14 @@ func (c *Client) fail(doing string, err error) error {
 // The returned function undoes it and, if err came from a cancelled or
 // expired context, makes that visible in the error.
 func (c *Client) begin(ctx context.Context) func(error) error {
+	return c.beginDir(ctx, c.conn.SetDeadline)
+}
+
+// beginDir is begin for one direction: set is the connection's
+// SetDeadline, SetReadDeadline or SetWriteDeadline. While streaming, the
+// sending and the reading goroutine each set their own direction's
+// deadline, so neither cuts the other short.
+func (c *Client) beginDir(ctx context.Context, set func(time.Time) error) func(error) error {
 	var deadline time.Time
 	if c.timeout > 0 {
 		deadline = time.Now().Add(c.timeout)
@@ -249,10 +306,10 @@ func (c *Client) begin(ctx context.Context) func(error) error {
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
-	c.conn.SetDeadline(deadline)
+	set(deadline)
 	// Cancellation without a deadline must also interrupt a blocked read
 	// or write: a deadline in the past does that.
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { set(time.Unix(1, 0)) })
 	return func(err error) error {
 		stop()
 		if err == nil {

@@ -12,21 +12,24 @@ import (
 type cmdSpec struct {
 	name string
 	args string // for HELP
-	// allowed says whether the session may use the command, else 502;
-	// nil: always.
-	allowed func(*Session) bool
+	// allowed says whether the session may use the command, else 480 or
+	// 502 (see notPermitted); nil: always.
+	allowed func(*conn) bool
 	// listed says whether HELP shows the command; nil: as allowed.
-	listed func(*Session) bool
+	listed func(*conn) bool
 	run    func(c *conn, ctx context.Context, args []string)
 }
 
-func canPost(s *Session) bool { return s.CanPost }
-func canFeed(s *Session) bool { return s.CanFeed }
+func canPost(c *conn) bool { return c.sess.CanPost }
+func canFeed(c *conn) bool { return c.sess.CanFeed }
 
 // commandTable lists the commands, in HELP order. Each session builds it
 // once rather than sharing a package variable: the package keeps no globals.
 func commandTable() []cmdSpec {
 	return []cmdSpec{
+		// AUTHINFO and STARTTLS answer their own refusals (483, 502,
+		// 580): RFC 4643 §2.2 forbids 480 for AUTHINFO.
+		{"AUTHINFO", "USER name|PASS password", nil, (*conn).canAuthinfo, (*conn).authinfo},
 		{"CAPABILITIES", "[keyword]", nil, nil, (*conn).capabilities},
 		{"CHECK", "message-ID", canFeed, nil, (*conn).check},
 		{"DATE", "", nil, nil, (*conn).date},
@@ -36,6 +39,7 @@ func commandTable() []cmdSpec {
 		// POST answers 440 itself, the command's own code (see post).
 		{"POST", "", nil, canPost, (*conn).post},
 		{"QUIT", "", nil, nil, (*conn).quit},
+		{"STARTTLS", "", nil, (*conn).canStartTLS, (*conn).starttls},
 		// TAKETHIS must read its article before refusing (see takethis).
 		{"TAKETHIS", "message-ID", nil, canFeed, (*conn).takethis},
 	}
@@ -63,12 +67,14 @@ func (c *conn) dispatch(ctx context.Context, line string) {
 		c.bad++
 		c.reply(501, "control characters in command line")
 		return
-	case spec.allowed != nil && !spec.allowed(&c.sess):
-		c.reply(502, "%s not allowed in this session", spec.name) // RFC 3977 §3.2.1
+	case spec.allowed != nil && !spec.allowed(c):
+		c.notPermitted(spec.name)
 		return
 	}
 	before := c.bad
+	c.line = line
 	spec.run(c, ctx, words[1:])
+	c.line = ""
 	if c.bad == before {
 		c.bad = 0
 	}
@@ -105,6 +111,19 @@ func (c *conn) capabilities(_ context.Context, args []string) {
 	if c.sess.CanPost {
 		lines = append(lines, "POST")
 	}
+	if c.canStartTLS() {
+		lines = append(lines, "STARTTLS") // RFC 4642 §2.1
+	}
+	if c.canAuthinfo() {
+		// The label lists the AUTHINFO commands usable now (RFC 4643
+		// §2.1): USER only under TLS (§2.2), a bare AUTHINFO before, as
+		// INN's nnrpd does. Not listed at all once authenticated.
+		if c.sess.TLS != nil {
+			lines = append(lines, "AUTHINFO USER")
+		} else {
+			lines = append(lines, "AUTHINFO")
+		}
+	}
 	c.multiline(lines)
 }
 
@@ -121,7 +140,7 @@ func (c *conn) help(_ context.Context, args []string) {
 		if listed == nil {
 			listed = spec.allowed
 		}
-		if listed != nil && !listed(&c.sess) {
+		if listed != nil && !listed(c) {
 			continue
 		}
 		lines = append(lines, strings.TrimSpace("  "+spec.name+" "+spec.args))
@@ -169,7 +188,7 @@ func (c *conn) mode(_ context.Context, args []string) {
 	switch strings.ToUpper(args[0]) {
 	case "STREAM":
 		if !c.sess.CanFeed {
-			c.reply(502, "streaming not allowed in this session")
+			c.notPermitted("MODE STREAM")
 			return
 		}
 		c.reply(203, "streaming permitted")
@@ -290,7 +309,7 @@ func (c *conn) takethis(ctx context.Context, args []string) {
 		return
 	}
 	if !c.sess.CanFeed {
-		c.reply(502, "TAKETHIS not allowed in this session")
+		c.notPermitted("TAKETHIS")
 		return
 	}
 	id, ok := msgIDArg(args)

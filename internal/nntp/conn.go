@@ -32,15 +32,21 @@ const maxBadCommands = 10
 // (RFC 3977 §3.1).
 const maxResponseBytes = 512
 
+// maxAuthFailures is how many rejected AUTHINFO PASS end the session: a
+// peer that knows its password needs one try, and closing makes guessing
+// cost a connection (and a MaxConns slot) per few guesses.
+const maxAuthFailures = 3
+
 // conn is one session.
 type conn struct {
-	srv    *Server
-	nc     net.Conn
-	lim    Limits
-	cancel context.CancelFunc
-	id     uint64
-	sess   Session
-	log    *slog.Logger
+	srv     *Server
+	nc      net.Conn // the TLS connection after STARTTLS; guarded by srv.mu when written
+	lim     Limits
+	cancel  context.CancelFunc
+	id      uint64
+	sess    Session
+	baseLog *slog.Logger // with the connection id
+	log     *slog.Logger // baseLog with the peer's name, if known
 
 	br   *bufio.Reader
 	bw   *bufio.Writer
@@ -48,8 +54,16 @@ type conn struct {
 
 	idle bool // waiting for a command; guarded by srv.mu
 
-	bad  int  // consecutive unknown or malformed commands
-	done bool // the session ends after the current response
+	bad  int    // consecutive unknown or malformed commands
+	done bool   // the session ends after the current response
+	line string // the command line being run, for commands that need it raw
+
+	// farewell, if set, answers the next command, and the session ends:
+	// how a refusal after STARTTLS is told (RFC 3977 §3.2.1).
+	farewell string
+
+	authUser     string // AUTHINFO USER given, waiting for PASS
+	authFailures int    // AUTHINFO PASS rejected so far
 }
 
 // flushReader flushes pending responses before every read from the
@@ -79,7 +93,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.br = bufio.NewReaderSize(flushReader{c}, readBufferSize)
 	c.bw = bufio.NewWriter(c.nc)
 	c.cmds = commandTable()
-	c.log.Debug("nntp: session start", "unix", c.sess.Unix, "post", c.sess.CanPost, "feed", c.sess.CanFeed)
+	c.log.Debug("nntp: session start", "unix", c.sess.Unix, "tls", c.sess.TLS != nil, "post", c.sess.CanPost, "feed", c.sess.CanFeed)
 	defer c.log.Debug("nntp: session end")
 
 	// RFC 3977 §5.1.1: 200 if posting is allowed, 201 if not.
@@ -102,8 +116,12 @@ func (c *conn) serve(ctx context.Context) {
 		case err != nil:
 			c.endOnReadError(err)
 			return
+		case c.farewell != "":
+			c.log.Log(ctx, LevelTrace, "nntp: <", "line", redact(line))
+			c.goodbye(c.farewell)
+			return
 		default:
-			c.log.Log(ctx, LevelTrace, "nntp: <", "line", line)
+			c.log.Log(ctx, LevelTrace, "nntp: <", "line", redact(line))
 			c.dispatch(ctx, line)
 		}
 		if c.bad >= maxBadCommands {
@@ -205,7 +223,7 @@ func (c *conn) readCommand() (string, error) {
 // TAKETHIS, an article follows without waiting for us (RFC 4644 §2.5), and
 // it must be read and dropped, or its lines would be taken for commands.
 func (c *conn) lineTooLong(start string) {
-	c.log.Info("nntp: command line too long", "max", c.lim.MaxLineBytes, "start", truncate(start, 40))
+	c.log.Info("nntp: command line too long", "max", c.lim.MaxLineBytes, "start", truncate(redact(start), 40))
 	c.bad++
 	if verb, _, _ := strings.Cut(strings.TrimLeft(start, " \t"), " "); strings.EqualFold(verb, "TAKETHIS") {
 		if !c.discardArticle() {

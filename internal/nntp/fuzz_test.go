@@ -112,8 +112,12 @@ func (h *checkingHandler) Receive(_ context.Context, s *Session, id string, art 
 // lines "ddd text" of at most 512 octets, multi-line blocks only after 100
 // and 101 and always closed by ".", nothing after 205 or 400, and exactly
 // one acknowledgement (235, 239, 240) per article the handler accepted.
-// perms chooses CanPost (bit 0) and CanFeed (bit 1).
+// perms chooses CanPost (bit 0) and CanFeed (bit 1), and offers STARTTLS
+// (bit 2) and AUTHINFO (bit 3). The script is clear text, so a handshake
+// after STARTTLS fails and ends the session; what is fuzzed there is the
+// way to it, and AUTHINFO in clear.
 func FuzzServer(f *testing.F) {
+	pki := newTestPKI(f)
 	art := "Path: not-for-mail\r\nFrom: DST <dst@site-a.example>\r\nNewsgroups: dst.reports\r\n" +
 		"Subject: trap hit 203.0.113.7\r\nMessage-ID: <u1@site-a.example>\r\n\r\n..dotted\r\nbody\r\n"
 	for _, seed := range []struct {
@@ -131,6 +135,12 @@ func FuzzServer(f *testing.F) {
 		{3, "POST\r\n" + strings.Repeat("0123456789abcdef\r\n", 200) + ".\r\nDATE\r\n"},
 		{0, "POST\r\nIHAVE <a@b>\r\nTAKETHIS <a@b>\r\nQUIT\r\n.\r\nMODE STREAM\r\nmode stream\r\n"},
 		{3, "GET / HTTP/1.0\r\n\r\n\x00\x01\r\n"},
+		{12, "CAPABILITIES\r\nHELP\r\nIHAVE <a@b>\r\nAUTHINFO USER feeder\r\nAUTHINFO PASS s3cret\r\nSTARTTLS\r\nCAPABILITIES\r\n"},
+		{8, "AUTHINFO PASS x\r\nAUTHINFO\r\nAUTHINFO SASL PLAIN\r\nauthinfo user a b\r\nMODE STREAM\r\nTAKETHIS <a@b>\r\nx\r\n.\r\nCHECK <a@b>\r\n"},
+		{6, "MODE STREAM\r\nSTARTTLS\r\n\x16\x03\x01\x00\x05hello"},
+		{4, "STARTTLS x\r\nSTARTTLS\r\nDATE\r\n"},
+		{1, "STARTTLS\r\nAUTHINFO USER a\r\nQUIT\r\n"},
+		{15, "AUTHINFO PASS " + strings.Repeat("p", 600) + "\r\nDATE\r\nQUIT\r\n"},
 	} {
 		f.Add(seed.perms, []byte(seed.stream))
 	}
@@ -141,10 +151,20 @@ func FuzzServer(f *testing.F) {
 		srv := &Server{
 			Handler:  h,
 			Hostname: "fuzz.test",
-			Authorize: func(net.Conn) (Session, bool) {
-				return Session{CanPost: perms&1 != 0, CanFeed: perms&2 != 0}, true
+			Authorize: func(_ net.Conn, s Session) (Session, bool) {
+				s.CanPost, s.CanFeed = perms&1 != 0, perms&2 != 0 || s.User != ""
+				return s, true
 			},
 			Limits: Limits{MaxArticleBytes: h.maxBytes},
+		}
+		if perms&4 != 0 {
+			srv.TLSConfig = pki.serverConfig()
+		}
+		if perms&8 != 0 {
+			srv.Authenticate = func(_ *Session, user, pass string) bool {
+				t.Errorf("Authenticate(%q) called without TLS", user)
+				return true
+			}
 		}
 		conn := &scriptConn{in: bytes.NewReader(stream)}
 		done := make(chan struct{})
@@ -159,6 +179,11 @@ func FuzzServer(f *testing.F) {
 		}
 
 		out := conn.out.String()
+		// After 382 the stream belongs to TLS (here a failed handshake,
+		// and maybe its alert): what follows is not NNTP.
+		if i := strings.Index("\r\n"+out, "\r\n382 "); i >= 0 {
+			out = out[:i+strings.Index(out[i:], "\r\n")+2]
+		}
 		if !strings.HasSuffix(out, "\r\n") {
 			t.Fatalf("output does not end in CRLF: %q", out)
 		}

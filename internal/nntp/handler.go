@@ -2,19 +2,62 @@ package nntp
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 )
 
-// Session is what the server knows about one connection. Server.Authorize
-// fills in the permissions; the server sets ID (and Remote, if left nil).
-// Handlers must treat it as read-only.
+// Session is what the server knows about one connection, and what the
+// connection may do. Handlers must treat it as read-only.
+//
+// # Permissions model
+//
+// A Session holds facts and grants.
+//
+// Facts are what the connection is; only the server sets them: ID, Remote,
+// Unix, TLS (once a TLS handshake has completed, implicit or after STARTTLS)
+// and User (once AUTHINFO USER/PASS has succeeded).
+//
+// Grants are what it may do; only Server.Authorize sets them: CanPost,
+// CanFeed and Peer. POST needs CanPost; IHAVE, CHECK, TAKETHIS and MODE
+// STREAM need CanFeed. Everything else (CAPABILITIES, HELP, DATE, MODE
+// READER, QUIT, STARTTLS, AUTHINFO) needs nothing.
+//
+// Authorize is asked whenever the facts change: when the connection
+// arrives (after the handshake, with implicit TLS), after STARTTLS, and
+// after AUTHINFO has verified a password. Each answer replaces every
+// earlier grant, and the server puts its own facts back into what
+// Authorize returns, so a hook can neither forge a fact nor carry a grant
+// past the change that should have revoked it. There is thus one place
+// that decides, for example "this address, and either this client
+// certificate or that user name".
+//
+// A command refused for lack of CanFeed is answered 480 "authentication
+// required" (RFC 4643 §2.2, RFC 3977 §3.2.1) when authenticating could
+// still grant it (STARTTLS or AUTHINFO is still available), and 502
+// otherwise. POST without CanPost gets its own 440 (RFC 3977 §6.3.1.2).
 type Session struct {
-	Remote  net.Addr
-	Unix    bool   // the connection came over a Unix socket
+	// Facts, set by the server.
+	ID     uint64               // connection id, in every log line about the connection
+	Remote net.Addr             // the client's address
+	Unix   bool                 // the connection came over a Unix socket
+	TLS    *tls.ConnectionState // nil until a TLS handshake has completed
+	User   string               // the AUTHINFO user name, once authenticated; "" before
+
+	// Grants, set by Server.Authorize.
 	CanPost bool   // POST is allowed (say, the local dstc on loopback or the socket)
 	CanFeed bool   // IHAVE, CHECK and TAKETHIS are allowed (a configured peer)
-	Peer    string // the peer's name when CanFeed, for logs
-	ID      uint64 // connection id, in every log line about the connection
+	Peer    string // the peer's name, for logs; may be set before CanFeed is granted
+}
+
+// withGrants is facts with the grants of g, and nothing else from g.
+func (facts Session) withGrants(g Session) Session {
+	facts.CanPost, facts.CanFeed, facts.Peer = g.CanPost, g.CanFeed, g.Peer
+	return facts
+}
+
+// facts is s without its grants.
+func (s Session) facts() Session {
+	return Session{ID: s.ID, Remote: s.Remote, Unix: s.Unix, TLS: s.TLS, User: s.User}
 }
 
 // Kind is what a Handler decided about an article or an offer.

@@ -2,6 +2,7 @@ package nntp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +35,10 @@ type Limits struct {
 	IdleTimeout time.Duration
 	// ArticleTimeout bounds receiving one article. Default: 5 minutes.
 	ArticleTimeout time.Duration
+	// HandshakeTimeout bounds a TLS handshake, implicit or after
+	// STARTTLS, so that a client cannot hold a connection slot by
+	// starting one and going quiet. Default: 30 seconds.
+	HandshakeTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -49,12 +54,21 @@ func (l Limits) withDefaults() Limits {
 	if l.ArticleTimeout <= 0 {
 		l.ArticleTimeout = 5 * time.Minute
 	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = 30 * time.Second
+	}
 	return l
 }
 
-// Server is the NNTP server side of dstd: the wire protocol of RFC 3977 and
-// the streaming extension of RFC 4644, for POST from dstc and IHAVE, CHECK
-// and TAKETHIS from peers. What to do with articles is up to Handler.
+// Server is the NNTP server side of dstd: the wire protocol of RFC 3977, the
+// streaming extension of RFC 4644, TLS (RFC 4642, RFC 8143) and AUTHINFO
+// USER/PASS (RFC 4643), for POST from dstc and IHAVE, CHECK and TAKETHIS
+// from peers. What to do with articles is up to Handler; who may do what is
+// up to Authorize (see Session for the permissions model).
+//
+// For implicit TLS (NNTPS on port 563, RFC 8143), serve a listener wrapped with
+// tls.NewListener: the server completes the handshake before it asks
+// Authorize, so the client certificate is there to be checked.
 //
 // Set the fields before the first Serve or ServeConn and do not change them
 // afterwards. A Server must not be copied once in use.
@@ -64,10 +78,36 @@ type Server struct {
 	Limits  Limits
 	// Hostname is named in the greeting (RFC 3977 §5.1).
 	Hostname string
-	// Authorize decides what a new connection may do. false gets
-	// "502 access denied" and the connection closed. A nil Authorize
-	// refuses every connection: the server fails closed.
-	Authorize func(c net.Conn) (Session, bool)
+	// Authorize decides what a connection may do: it gets the connection
+	// and the facts the server knows (s.Remote, s.Unix, s.TLS, s.User;
+	// no grants) and returns the grants (CanPost, CanFeed, Peer); other
+	// fields of its result are ignored. It is called when the connection
+	// arrives, after STARTTLS and after a successful AUTHINFO, and each
+	// answer replaces the earlier grants.
+	//
+	// false when the connection arrives gets "502 access denied" and the
+	// connection closed (RFC 3977 §5.1.1); after STARTTLS, "400 access
+	// denied" to the next command and the end of the session (RFC 3977
+	// §3.2.1); after AUTHINFO, "481" as for a wrong password. A
+	// connection that may gain grants by authenticating (a peer's
+	// address, but its certificate or password is still to come) must be
+	// answered true with no grants, or it never gets the chance.
+	//
+	// A nil Authorize refuses every connection: the server fails closed.
+	// It is called from the connection's goroutine, concurrently across
+	// connections.
+	Authorize func(c net.Conn, s Session) (Session, bool)
+	// TLSConfig, if set, offers STARTTLS (RFC 4642) on connections that
+	// are not already under TLS. To see client certificates, set its
+	// ClientAuth (tls.RequestClientCert to pin certificates in Authorize,
+	// tls.VerifyClientCertIfGiven to have them chain to ClientCAs).
+	TLSConfig *tls.Config
+	// Authenticate, if set, offers AUTHINFO USER/PASS (RFC 4643 §2.3),
+	// only under TLS: a password is never taken in clear (RFC 4643 §2.2,
+	// 483). It reports whether pass is user's password for a client with
+	// s's facts; it should compare in constant time. When it says yes,
+	// Authorize is asked again with s.User set, and decides the grants.
+	Authenticate func(s *Session, user, pass string) bool
 	// OnConnChange, if set, is called with +1 and -1 as connections are
 	// admitted and end, to drive a gauge. It must not block.
 	OnConnChange func(delta int)
@@ -152,6 +192,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 
 	lim := s.Limits.withDefaults()
 	cn := &conn{srv: s, nc: c, lim: lim, cancel: cancel}
+	// After STARTTLS cn.nc is the TLS connection over c; closing it
+	// sends the TLS close_notify before c itself is closed.
+	defer func() { cn.nc.Close() }()
 	log := s.logger().With("remote", remoteString(c))
 
 	switch err := s.admit(cn); {
@@ -170,23 +213,24 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		cn.refuse("400 service not available")
 		return
 	}
-	sess, ok := Session{}, false
-	if s.Authorize != nil {
-		sess, ok = s.Authorize(c)
+	cn.baseLog = log.With("conn", cn.id)
+	cn.log = cn.baseLog
+	facts := Session{ID: cn.id, Remote: c.RemoteAddr(), Unix: isUnix(c)}
+	if tc, ok := c.(*tls.Conn); ok {
+		// Implicit TLS: the handshake would otherwise happen on the first
+		// write, the greeting, after Authorize; doing it first, under its
+		// own deadline, lets Authorize see the client certificate.
+		state, err := cn.handshake(ctx, tc)
+		if err != nil {
+			cn.log.Info("nntp: TLS handshake failed", "err", err)
+			return
+		}
+		facts.TLS = state
 	}
-	if !ok {
-		log.Info("nntp: access denied")
+	if !cn.authorize(facts) {
+		cn.log.Info("nntp: access denied")
 		cn.refuse("502 access denied") // RFC 3977 §5.1.1
 		return
-	}
-	if sess.Remote == nil {
-		sess.Remote = c.RemoteAddr()
-	}
-	sess.ID = cn.id
-	cn.sess = sess
-	cn.log = log.With("conn", cn.id)
-	if sess.Peer != "" {
-		cn.log = cn.log.With("peer", sess.Peer)
 	}
 	cn.serve(ctx)
 }

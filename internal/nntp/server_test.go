@@ -79,6 +79,7 @@ func (h *fakeHandler) Receive(_ context.Context, s *Session, id string, art []by
 		h.received = make(map[string][]byte)
 	}
 	h.received[id] = art
+	h.sessions = append(h.sessions, *s)
 	return decide(id)
 }
 
@@ -89,10 +90,13 @@ func (h *fakeHandler) nPosts() int {
 }
 
 // permit returns an Authorize that grants what it is told.
-func permit(post, feed bool) func(net.Conn) (Session, bool) {
-	return func(c net.Conn) (Session, bool) {
-		_, unix := c.(*net.UnixConn)
-		return Session{CanPost: post, CanFeed: feed, Unix: unix, Peer: map[bool]string{true: "peer.example"}[feed]}, true
+func permit(post, feed bool) func(net.Conn, Session) (Session, bool) {
+	return func(_ net.Conn, s Session) (Session, bool) {
+		s.CanPost, s.CanFeed = post, feed
+		if feed {
+			s.Peer = "peer.example"
+		}
+		return s, true
 	}
 }
 
@@ -667,7 +671,7 @@ func TestNoHandler(t *testing.T) {
 
 func TestAccessDenied(t *testing.T) {
 	srv := newServer(&fakeHandler{}, true, true)
-	srv.Authorize = func(net.Conn) (Session, bool) { return Session{}, false }
+	srv.Authorize = func(net.Conn, Session) (Session, bool) { return Session{}, false }
 	addr := startServer(t, srv)
 	c := connect(t, "tcp", addr)
 	c.expect("502 access denied")
@@ -875,9 +879,9 @@ func TestClientInterop(t *testing.T) {
 	h := &fakeHandler{}
 	srv := newServer(h, false, false)
 	srv.Log = testLogger(t)
-	srv.Authorize = func(c net.Conn) (Session, bool) {
-		_, unix := c.(*net.UnixConn)
-		return Session{Unix: unix, CanPost: unix}, true
+	srv.Authorize = func(_ net.Conn, s Session) (Session, bool) {
+		s.CanPost = s.Unix
+		return s, true
 	}
 	path := filepath.Join(t.TempDir(), "post.sock")
 	ln, err := net.Listen("unix", path)

@@ -1,0 +1,722 @@
+package feed_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/dst-traps/dst/internal/feed"
+	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/nntp"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+const (
+	site     = "site-b.test" // the feeding site
+	peerName = "peer.test"   // the site fed
+)
+
+// peer is the receiving side: the package nntp Server with a Handler that
+// keeps what it is sent, like a peer's history.
+type peer struct {
+	mu       sync.Mutex
+	order    []string
+	received map[string][]byte
+	checks   int
+	conns    []net.Conn
+
+	// Misbehaviour, set before the feed starts.
+	closeAt    int             // after this many articles, hang up once
+	checkLater map[string]int  // answer 431 this many times for the ID
+	takeLater  map[string]int  // answer TAKETHIS with 400 (and close) this many times
+	refuse     map[string]bool // answer TAKETHIS with 439
+	// With tlsCert, the server offers STARTTLS and AUTHINFO, and lets
+	// only user "feeder" with password "s3cret" feed.
+	tlsCert *tls.Certificate
+}
+
+func (p *peer) Post(context.Context, *nntp.Session, []byte) nntp.Verdict {
+	return nntp.Refused("no posting")
+}
+
+func (p *peer) Check(_ context.Context, _ *nntp.Session, id string) nntp.Verdict {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.checks++
+	if _, ok := p.received[id]; ok {
+		return nntp.Refused("already have it")
+	}
+	if p.checkLater[id] > 0 {
+		p.checkLater[id]--
+		return nntp.Deferred("busy")
+	}
+	return nntp.Accepted()
+}
+
+func (p *peer) Receive(_ context.Context, _ *nntp.Session, id string, art []byte) nntp.Verdict {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.takeLater[id] > 0 {
+		p.takeLater[id]--
+		return nntp.Deferred("paused")
+	}
+	if p.refuse[id] {
+		return nntp.Refused("bad signature")
+	}
+	if _, ok := p.received[id]; ok {
+		return nntp.Refused("duplicate")
+	}
+	if p.received == nil {
+		p.received = make(map[string][]byte)
+	}
+	p.received[id] = art
+	p.order = append(p.order, id)
+	if len(p.order) == p.closeAt {
+		// The article is stored but its 239 will not arrive: the feed
+		// offers it again, and gets 438.
+		for _, c := range p.conns {
+			c.Close()
+		}
+	}
+	return nntp.Accepted()
+}
+
+func (p *peer) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.order)
+}
+
+func (p *peer) snapshot() ([]string, map[string][]byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string][]byte, len(p.received))
+	for k, v := range p.received {
+		m[k] = v
+	}
+	return append([]string(nil), p.order...), m
+}
+
+// serve runs the peer's Server on ln until the test ends.
+func (p *peer) serve(t *testing.T, ln net.Listener) {
+	t.Helper()
+	srv := &nntp.Server{
+		Handler:  p,
+		Hostname: peerName,
+		Log:      testLog(t),
+		Authorize: func(c net.Conn, s nntp.Session) (nntp.Session, bool) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if s.TLS == nil && s.User == "" { // the connection arrives
+				p.conns = append(p.conns, c)
+			}
+			return nntp.Session{CanFeed: p.tlsCert == nil || s.User == "feeder", Peer: site}, true
+		},
+	}
+	if p.tlsCert != nil {
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*p.tlsCert}}
+		srv.Authenticate = func(_ *nntp.Session, user, pass string) bool { return user == "feeder" && pass == "s3cret" }
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		<-served
+	})
+}
+
+func (p *peer) start(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.serve(t, ln)
+	return ln.Addr().String()
+}
+
+// testLog shows the log of failing tests only.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+func openStore(t *testing.T) *store.DB {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "dst.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// report is an article as the store keeps it. Its body starts with a dot
+// and it has a folded signed field, so byte identity is tested on the
+// awkward cases.
+func report(i int, path string) (string, []byte) {
+	id := fmt.Sprintf("<%d.r@site-a.test>", i)
+	return id, []byte("Path: " + path + "\r\n" +
+		"From: DST <dst@site-a.test>\r\n" +
+		"Newsgroups: dst.reports\r\n" +
+		"Message-ID: " + id + "\r\n" +
+		"DKIM-Signature: v=1; a=ed25519-sha256; d=site-a.test; s=dst;\r\n\th=from:message-id; b=abc\r\n" +
+		"\r\n" +
+		fmt.Sprintf(".line %d starts with a dot\r\n.\r\nlast line\r\n", i))
+}
+
+// queue stores n reports and queues them for the peer, in order.
+func queue(t *testing.T, db *store.DB, from, n int, path string) (ids []string, arts map[string][]byte) {
+	t.Helper()
+	arts = make(map[string][]byte)
+	for i := from; i < from+n; i++ {
+		id, art := report(i, path)
+		_, _, err := db.AddReport(store.Report{
+			MessageID: id,
+			IP:        netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}),
+			Origin:    "site-a.test",
+			Date:      time.Now(),
+			Article:   art,
+		}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour,
+			Queues: []string{feed.QueueName(peerName)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		arts[id] = art
+	}
+	return ids, arts
+}
+
+// sent is what the peer must receive for art: our name first in Path,
+// every other byte the same.
+func sent(art []byte) []byte {
+	return append([]byte("Path: "+site+"!"), bytes.TrimPrefix(art, []byte("Path: "))...)
+}
+
+func options(t *testing.T, kick chan struct{}) feed.Options {
+	return feed.Options{
+		Site:        site,
+		Log:         testLog(t),
+		MinBackoff:  10 * time.Millisecond,
+		MaxBackoff:  100 * time.Millisecond,
+		Poll:        100 * time.Millisecond,
+		IdleTimeout: 500 * time.Millisecond,
+		Timeout:     5 * time.Second,
+		Kick:        kick,
+	}
+}
+
+// run starts the feeder and stops it when the test ends, checking that Run
+// returns promptly.
+func run(t *testing.T, f *feed.Feeder) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Error("Run did not return within 3s of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func depth(t *testing.T, db *store.DB) int {
+	n, err := db.QueueDepth(feed.QueueName(peerName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// checkDelivered checks that the peer has every article, exactly as it
+// should look, and that the queue is empty.
+func checkDelivered(t *testing.T, p *peer, db *store.DB, ids []string, arts map[string][]byte) {
+	t.Helper()
+	waitFor(t, "every article at the peer", func() bool { return p.count() >= len(ids) })
+	waitFor(t, "an empty queue", func() bool { return depth(t, db) == 0 })
+	_, got := p.snapshot()
+	for _, id := range ids {
+		if want := sent(arts[id]); !bytes.Equal(got[id], want) {
+			t.Fatalf("%s arrived as\n%q\nwant\n%q", id, got[id], want)
+		}
+	}
+}
+
+func TestOrderAndCompleteness(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 1000, "site-a.test!not-for-mail")
+	p := &peer{}
+	o := options(t, nil)
+	m := metrics.New(prometheus.NewRegistry())
+	o.Metrics = m
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), Window: 64}, db, o)
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+	order, _ := p.snapshot()
+	for i := range ids {
+		if order[i] != ids[i] {
+			t.Fatalf("article %d received is %s, want %s (queue order)", i, order[i], ids[i])
+		}
+	}
+	waitFor(t, "the status", func() bool { s := f.Status(); return s.Sent == 1000 && s.Depth == 0 })
+	s := f.Status()
+	if !s.Connected || !s.Streaming || s.Refused != 0 || s.Deferred != 0 || s.LastSuccess.IsZero() || s.Name != peerName {
+		t.Errorf("status %+v", s)
+	}
+	// Idle, the feed hangs up.
+	waitFor(t, "the idle disconnection", func() bool { return !f.Status().Connected })
+	for name, c := range map[string]prometheus.Metric{
+		"sent": m.FeedSent.WithLabelValues(peerName), "queue": m.FeedQueue.WithLabelValues(peerName),
+		"connected": m.FeedConnected.WithLabelValues(peerName), "refused": m.FeedRefused.WithLabelValues(peerName),
+		"errors": m.FeedErrors.WithLabelValues(peerName),
+	} {
+		want := map[string]float64{"sent": 1000}[name]
+		if got := value(t, c); got != want {
+			t.Errorf("metric %s = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// value reads a counter or a gauge.
+func value(t *testing.T, m prometheus.Metric) float64 {
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Counter != nil {
+		return d.Counter.GetValue()
+	}
+	return d.Gauge.GetValue()
+}
+
+// selfSigned returns a certificate for peerName and a pool that trusts it.
+func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: peerName},
+		DNSNames:     []string{peerName},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, roots
+}
+
+// TestTLSAndSourceAddress feeds over implicit TLS from 127.0.0.2.
+func TestTLSAndSourceAddress(t *testing.T) {
+	cert, roots := selfSigned(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{}
+	p.serve(t, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 20, "site-a.test!not-for-mail")
+	f := feed.New(feed.Peer{Name: peerName, Addr: ln.Addr().String(), LocalAddr: "127.0.0.2",
+		TLS: feed.TLSImplicit, TLSConfig: &tls.Config{RootCAs: roots, ServerName: peerName}}, db, options(t, nil))
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if host, _, _ := net.SplitHostPort(c.RemoteAddr().String()); host != "127.0.0.2" {
+			t.Errorf("connection from %s, want 127.0.0.2", c.RemoteAddr())
+		}
+	}
+}
+
+func TestKickAfterIdle(t *testing.T) {
+	db := openStore(t)
+	p := &peer{}
+	kick := make(chan struct{}, 1)
+	o := options(t, kick)
+	o.Poll = time.Hour // only the kick can wake it
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, o)
+	run(t, f)
+	time.Sleep(50 * time.Millisecond) // Run is asleep on an empty queue
+	ids, arts := queue(t, db, 0, 5, "site-a.test!not-for-mail")
+	kick <- struct{}{}
+	checkDelivered(t, p, db, ids, arts)
+}
+
+func TestPeerInPathNotSent(t *testing.T) {
+	db := openStore(t)
+	skip, _ := queue(t, db, 0, 3, "x.test!PEER.test!site-a.test!not-for-mail")
+	ids, arts := queue(t, db, 3, 2, "site-a.test!not-for-mail")
+	// Our own name first: sent as it is, not named twice.
+	own, ownArt := report(9, site+"!site-a.test!not-for-mail")
+	_, _, err := db.AddReport(store.Report{MessageID: own, IP: netip.MustParseAddr("198.51.100.9"), Origin: "site-a.test",
+		Date: time.Now(), Article: ownArt}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour,
+		Queues: []string{feed.QueueName(peerName)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A report whose article was pruned: acknowledged, nothing sent.
+	if err := db.Enqueue([]string{feed.QueueName(peerName)}, store.Event{Kind: store.EventReport,
+		IP: netip.MustParseAddr("198.51.100.10"), MessageID: "<gone@site-a.test>"}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := &peer{}
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, options(t, nil))
+	run(t, f)
+	waitFor(t, "an empty queue", func() bool { return depth(t, db) == 0 })
+	_, got := p.snapshot()
+	for _, id := range skip {
+		if got[id] != nil {
+			t.Errorf("%s was sent to a peer named in its Path", id)
+		}
+	}
+	for _, id := range ids {
+		if !bytes.Equal(got[id], sent(arts[id])) {
+			t.Errorf("%s arrived as %q", id, got[id])
+		}
+	}
+	if !bytes.Equal(got[own], ownArt) {
+		t.Errorf("%s arrived as %q, want it unchanged", own, got[own])
+	}
+	if len(got) != 3 {
+		t.Errorf("peer got %d articles, want 3", len(got))
+	}
+	if s := f.Status(); s.Refused != 3 || s.Sent != 3 {
+		t.Errorf("status %+v, want 3 refused locally and 3 sent", s)
+	}
+}
+
+func TestPeerDownAtStart(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 200, "site-a.test!not-for-mail")
+	// An address nobody listens on yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	f := feed.New(feed.Peer{Name: peerName, Addr: addr}, db, options(t, nil))
+	run(t, f)
+	waitFor(t, "a connection error in the status", func() bool { return f.Status().LastError != "" })
+	if s := f.Status(); s.Connected || s.Depth != 200 || !strings.Contains(s.LastError, addr) {
+		t.Errorf("status while the peer is down: %+v", s)
+	}
+
+	ln, err = net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s again: %v", addr, err)
+	}
+	p := &peer{}
+	p.serve(t, ln)
+	checkDelivered(t, p, db, ids, arts)
+}
+
+func TestPeerHangsUpMidStream(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 500, "site-a.test!not-for-mail")
+	p := &peer{closeAt: 100}
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), Window: 32}, db, options(t, nil))
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+	p.mu.Lock()
+	conns := len(p.conns)
+	p.mu.Unlock()
+	if conns < 2 {
+		t.Errorf("%d connections: the feed did not reconnect", conns)
+	}
+	if s := f.Status(); s.LastError == "" || s.Sent+s.Refused < 500 {
+		t.Errorf("status %+v", s)
+	}
+}
+
+func TestDeferredAreRetried(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 50, "site-a.test!not-for-mail")
+	p := &peer{
+		checkLater: map[string]int{ids[3]: 2, ids[40]: 1}, // 431
+		takeLater:  map[string]int{ids[10]: 1},            // 400 and close
+		refuse:     map[string]bool{ids[20]: true},        // 439
+	}
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, options(t, nil))
+	run(t, f)
+	delivered := append(append([]string(nil), ids[:20]...), ids[21:]...)
+	checkDelivered(t, p, db, delivered, arts)
+	_, got := p.snapshot()
+	if got[ids[20]] != nil {
+		t.Error("the refused article is stored")
+	}
+	// Each item ends acknowledged once, as sent or refused. How many of
+	// each depends on which 239s were lost when the peer hung up (an
+	// article it stored is offered again and refused with 438).
+	s := f.Status()
+	if s.Deferred < 4 || s.Refused < 1 || s.Sent+s.Refused != 50 {
+		t.Errorf("status %+v: want at least 4 deferred and 1 refused, and 50 sent or refused", s)
+	}
+}
+
+func TestRestartResumes(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 300, "site-a.test!not-for-mail")
+	p := &peer{}
+	addr := p.start(t)
+	f := feed.New(feed.Peer{Name: peerName, Addr: addr, Window: 8}, db, options(t, nil))
+	stop := run(t, f)
+	waitFor(t, "some articles at the peer", func() bool { return p.count() >= 50 })
+	stop()
+	// A new dstd on the same store picks up where the last one stopped.
+	f = feed.New(feed.Peer{Name: peerName, Addr: addr, Window: 8}, db, options(t, nil))
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+}
+
+func TestCancelPromptly(t *testing.T) {
+	t.Run("in backoff", func(t *testing.T) {
+		db := openStore(t)
+		queue(t, db, 0, 1, "a!x")
+		o := options(t, nil)
+		o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
+		f := feed.New(feed.Peer{Name: peerName, Addr: "127.0.0.1:1"}, db, o)
+		stop := run(t, f)
+		waitFor(t, "the first failure", func() bool { return f.Status().LastError != "" })
+		stop() // fails the test if Run does not return
+	})
+	t.Run("connected and waiting for answers", func(t *testing.T) {
+		db := openStore(t)
+		queue(t, db, 0, 3, "a!x")
+		// A peer that takes the commands and never answers them.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		got := make(chan string, 10)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			io.WriteString(c, "200 hello\r\n")
+			br := bufio.NewReader(c)
+			br.ReadString('\n') // MODE STREAM
+			io.WriteString(c, "203 ok\r\n")
+			for {
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				got <- line
+			}
+		}()
+		f := feed.New(feed.Peer{Name: peerName, Addr: ln.Addr().String()}, db, options(t, nil))
+		stop := run(t, f)
+		<-got
+		stop()
+	})
+}
+
+// ihavePeer is a peer that does not stream, like an INN without
+// streaming: 500 to MODE STREAM, IHAVE only.
+type ihavePeer struct {
+	mu       sync.Mutex
+	order    []string
+	received map[string][]byte
+	later    map[string]int // answer 436 to the offer this many times
+}
+
+func (p *ihavePeer) start(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.session(c)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func (p *ihavePeer) session(c net.Conn) {
+	defer c.Close()
+	br := bufio.NewReader(c)
+	say := func(s string) { io.WriteString(c, s+"\r\n") }
+	say("200 old server")
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		switch strings.ToUpper(cmd) {
+		case "MODE":
+			say("500 what is MODE?")
+		case "QUIT":
+			say("205 bye")
+			return
+		case "IHAVE":
+			p.mu.Lock()
+			_, have := p.received[arg]
+			later := p.later[arg] > 0
+			if later {
+				p.later[arg]--
+			}
+			p.mu.Unlock()
+			switch {
+			case have:
+				say("435 have it")
+				continue
+			case later:
+				say("436 try later")
+				continue
+			}
+			say("335 send it")
+			var art bytes.Buffer
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if l == ".\r\n" {
+					break
+				}
+				art.WriteString(strings.TrimPrefix(l, ".")) // undo dot-stuffing
+			}
+			p.mu.Lock()
+			if p.received == nil {
+				p.received = make(map[string][]byte)
+			}
+			p.received[arg] = art.Bytes()
+			p.order = append(p.order, arg)
+			p.mu.Unlock()
+			say("235 thanks")
+		default:
+			say("500 unknown")
+		}
+	}
+}
+
+func TestIHaveFallback(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 30, "site-a.test!not-for-mail")
+	p := &ihavePeer{later: map[string]int{ids[5]: 2}}
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, options(t, nil))
+	run(t, f)
+	waitFor(t, "an empty queue", func() bool { return depth(t, db) == 0 })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.order) != 30 {
+		t.Fatalf("peer got %d articles", len(p.order))
+	}
+	for i, id := range p.order {
+		if !bytes.Equal(p.received[id], sent(arts[id])) {
+			t.Errorf("%s arrived as %q", id, p.received[id])
+		}
+		// The deferred one comes later; the others keep queue order.
+		if i < 5 && id != ids[i] {
+			t.Errorf("article %d is %s, want %s", i, id, ids[i])
+		}
+	}
+	s := f.Status()
+	if s.Streaming || s.Sent != 30 || s.Deferred != 2 {
+		t.Errorf("status %+v", s)
+	}
+}
+
+// TestStartTLSAndPassword feeds over STARTTLS with AUTHINFO; with a wrong
+// password nothing is sent, and the error says why.
+func TestStartTLSAndPassword(t *testing.T) {
+	cert, roots := selfSigned(t)
+	p := &peer{tlsCert: &cert}
+	addr := p.start(t)
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 20, "site-a.test!not-for-mail")
+
+	bad := feed.Peer{Name: peerName, Addr: addr, TLS: feed.TLSStartTLS,
+		TLSConfig: &tls.Config{RootCAs: roots, ServerName: peerName}, Username: "feeder", Password: "wrong"}
+	f := feed.New(bad, db, options(t, nil))
+	stop := run(t, f)
+	waitFor(t, "the refusal in the status", func() bool { return strings.Contains(f.Status().LastError, "481") })
+	stop()
+	if p.count() != 0 || depth(t, db) != 20 {
+		t.Fatalf("with a wrong password: %d sent, %d queued", p.count(), depth(t, db))
+	}
+
+	good := bad
+	good.Password = "s3cret"
+	f = feed.New(good, db, options(t, nil))
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+}

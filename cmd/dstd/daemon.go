@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,7 @@ type daemon struct {
 	feeders     []*feed.Feeder
 	feedKicks   []chan struct{}
 	feedPeers   []string
+	serverTLS   *tls.Config
 	removalQs   []string
 	allowMu     sync.Mutex // serialises writes to the allow file
 	listenAddrs []string
@@ -149,6 +151,9 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		Log:          log,
 	}, kr, pol)
 
+	if err := d.loadServerTLS(); err != nil {
+		return err
+	}
 	// Listeners first, so that a port in use fails the start at once.
 	nntpLs, err := d.nntpListeners()
 	if err != nil {
@@ -395,6 +400,14 @@ func (d *daemon) nntpListeners() ([]net.Listener, error) {
 		}
 		ls = append(ls, l)
 		d.listenAddrs = append(d.listenAddrs, l.Addr().String())
+	}
+	for _, a := range d.cfg.TLS.Listen {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			return fail(fmt.Errorf("NNTPS listener: %w", err))
+		}
+		ls = append(ls, tls.NewListener(l, d.serverTLS))
+		d.listenAddrs = append(d.listenAddrs, "tls:"+l.Addr().String())
 	}
 	if d.cfg.NNTP.Socket != "" {
 		// Any local user may reach the socket: dstc runs as whatever

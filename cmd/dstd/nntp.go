@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"crypto/subtle"
+	"crypto/tls"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -36,7 +39,7 @@ func (d *daemon) nntpServer() *nntp.Server {
 		}
 		peers = append(peers, pe)
 	}
-	return &nntp.Server{
+	srv := &nntp.Server{
 		Handler:  ingest.NNTPHandler(d.in),
 		Log:      d.log.With("component", "nntp"),
 		Hostname: d.cfg.Site,
@@ -94,4 +97,39 @@ func (d *daemon) nntpServer() *nntp.Server {
 		},
 		OnConnChange: func(delta int) { d.met.NNTPConnections.WithLabelValues("all").Add(float64(delta)) },
 	}
+	srv.TLSConfig = d.serverTLS
+	creds := map[string]string{}
+	for _, p := range d.cfg.Peers {
+		if p.AuthUser != "" {
+			creds[p.AuthUser] = p.AuthPassword
+		}
+	}
+	if len(creds) > 0 {
+		srv.Authenticate = func(_ *nntp.Session, user, pass string) bool {
+			want, ok := creds[user]
+			// Compare in constant time so a wrong password's timing
+			// does not tell how much of it was right.
+			return ok && subtle.ConstantTimeCompare([]byte(want), []byte(pass)) == 1
+		}
+	}
+	return srv
+}
+
+// loadServerTLS reads the site's certificate for STARTTLS and the implicit
+// TLS listeners. Client certificates are requested, not required: peers
+// pinned with client_cert are matched in Authorize, others may use AUTHINFO.
+func (d *daemon) loadServerTLS() error {
+	if d.cfg.TLS.Cert == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(d.cfg.TLS.Cert, d.cfg.TLS.Key)
+	if err != nil {
+		return fmt.Errorf("tls.cert/tls.key: %w", err)
+	}
+	d.serverTLS = &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		ClientAuth:   tls.RequestClientCert,
+		MinVersion:   tls.VersionTLS12,
+	}
+	return nil
 }

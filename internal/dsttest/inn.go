@@ -447,6 +447,15 @@ func (n *INN) greeting() (string, error) {
 	return strings.TrimSpace(line), err
 }
 
+// Restart stops innd (if it runs) and starts it again on the same port
+// with the same tree: history, spool and innfeed backlogs survive, and
+// changes made to the files under Dir/etc take effect.
+func (n *INN) Restart() {
+	n.t.Helper()
+	n.Stop()
+	n.start()
+}
+
 // Addr is innd's NNTP address, 127.0.0.1:port.
 func (n *INN) Addr() string { return n.addr }
 

@@ -39,7 +39,7 @@ type site struct {
 	addr string
 	mu   sync.Mutex
 	got  map[string][]byte // Message-ID -> article as received
-	n    int               // articles received, duplicates included
+	n    int               // offers (CHECK, IHAVE) and articles received, duplicates included
 }
 
 func startSite(t *testing.T, name string) *site {
@@ -72,6 +72,7 @@ func (s *site) Post(context.Context, *nntp.Session, []byte) nntp.Verdict {
 func (s *site) Check(_ context.Context, _ *nntp.Session, id string) nntp.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.n++
 	if _, ok := s.got[id]; ok {
 		return nntp.Refused("already have it")
 	}
@@ -225,7 +226,7 @@ func TestINNAcceptsTakethis(t *testing.T) {
 	// time to do so wrongly (it feeds both sites from one queue).
 	time.Sleep(2 * time.Second)
 	if n := siteA.count(); n != 0 {
-		t.Errorf("INN fed the origin site-a.test %d articles; its name is in Path", n)
+		t.Errorf("INN offered the origin site-a.test %d times; its name is in Path", n)
 	}
 	// INN's article log, written out at shutdown, names the sites each
 	// article was sent to: site-b.test only.

@@ -43,6 +43,7 @@ if ((${#missing[@]})); then
 		# installed with "No configuration"): add the alias first, so that
 		# the postinst leaves /etc/aliases alone. Then configure again.
 		inn_fixups() {
+			[[ " ${missing[*]} " == *" inn2 "* ]] || return 0
 			if [ -f /etc/aliases ] && ! grep -q '^usenet:' /etc/aliases && ! getent passwd usenet >/dev/null; then
 				echo "test.sh: adding the alias usenet: root to /etc/aliases (for inn2)"
 				printf '# Added by DST test.sh for inn2 (news reports).\nusenet: root\n' >>/etc/aliases

@@ -45,9 +45,12 @@ type INNOptions struct {
 	// Peers are the addresses allowed to feed INN (incoming.conf), as INN
 	// identifies peers: by the connection's source address, not by a name
 	// they give. Default: 127.0.0.1 (every dstd of a test, unless its feed
-	// sets another loopback source address). Duplicates are dropped: INN
-	// stops at the first incoming.conf peer whose address matches, so two
-	// peers on one address would be one peer anyway.
+	// sets another loopback source address, dstd's [[peer]] source).
+	// Duplicates are dropped: two incoming.conf peers on one address
+	// cannot be told apart (innd names channels and log lines by address),
+	// and nothing INN decides depends on which peer an article came from:
+	// what it feeds where depends on Path and newsfeeds only. So the dstd
+	// of a test can share one INN peer, 127.0.0.1.
 	Peers []string
 
 	// Feeds are the sites INN sends dst.* articles to, with innfeed.
@@ -503,9 +506,9 @@ func (n *INN) Article(msgID string) ([]byte, error) {
 	return unstuff(raw), nil
 }
 
-// ArticleCount is how many articles INN has filed in group (the high
-// water mark of its active line, as ctlinnd name reports it is not: the
-// active file is read, which icdsynccount keeps current).
+// ArticleCount is how many articles INN has filed in group: the high
+// water mark of the group's line in INN's active file, which innd writes
+// out every HistorySyncEvery articles.
 func (n *INN) ArticleCount(group string) int {
 	b, err := os.ReadFile(filepath.Join(n.Dir, "db", "active"))
 	if err != nil {

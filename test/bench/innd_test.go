@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -238,159 +237,25 @@ func codesString(codes map[int]int) string {
 	return strings.Join(s, " ")
 }
 
-// feedINN starts a fresh innd, feeds it the articles with streamFeed and
-// checks that its history holds every one.
-//
-// STAND-IN: internal/dsttest/inn.go (dsttest.StartINN) was not there yet
-// when this benchmark was written, so startINN below does the minimum
-// itself; replace it with dsttest.StartINN once that exists.
+// feedINN starts a fresh innd (dsttest.StartINN: group dst.reports,
+// 127.0.0.1 allowed to feed, no outgoing feeds, and INN's default history
+// sync of every 10 articles), feeds it the articles with streamFeed and
+// checks that it stored every one.
 func feedINN(b *testing.B, ctx context.Context, ids []string, arts [][]byte, m int) streamResult {
 	b.Helper()
-	addr, dir, stop := startINN(b)
+	inn := dsttest.StartINN(b, dsttest.INNOptions{HistorySyncEvery: 10})
 	b.StartTimer()
-	res, err := streamFeed(ctx, addr, ids, arts, streamWindow)
+	res, err := streamFeed(ctx, inn.Addr(), ids, arts, streamWindow)
 	b.StopTimer()
 	if err != nil {
 		b.Fatalf("feeding innd: %v (answers so far %v)", err, res.codes)
 	}
 	checkStream(b, "innd", res, m)
-	stop() // innd writes out its history on the way down
-	// history(5): one line per Message-ID, articles stored and refused.
-	hist, err := os.ReadFile(filepath.Join(dir, "db", "history"))
-	if err != nil {
-		b.Fatal(err)
+	stored := inn.ArticleCount("dst.reports")
+	if stored != m {
+		b.Errorf("innd stored %d articles in dst.reports, want %d", stored, m)
 	}
-	if n := strings.Count(string(hist), "\n"); n != m {
-		b.Errorf("innd's history has %d entries, want %d", n, m)
-	}
-	b.Logf("innd: %d taken in %v; answers %s; history %d lines", res.taken, res.elapsed.Round(time.Millisecond), codesString(res.codes), strings.Count(string(hist), "\n"))
+	b.Logf("innd: %d taken in %v; answers %s; stored %d", res.taken, res.elapsed.Round(time.Millisecond), codesString(res.codes), stored)
+	inn.Stop()
 	return res
-}
-
-// startINN runs the distribution's innd (Debian inn2) as user news on a
-// free loopback port with its own inn.conf (INNCONF) over a temporary
-// tree: group dst.reports, 127.0.0.1 allowed to feed (incoming.conf's
-// peer ME), no outgoing feeds, default storage (tradspool) and no fsync
-// settings changed. It returns the NNTP address, the tree and a stop
-// function.
-func startINN(b *testing.B) (addr, dir string, stop func()) {
-	b.Helper()
-	innd := "/usr/lib/news/bin/innd"
-	if _, err := os.Stat(innd); err != nil {
-		b.Skip("innd is not installed (Debian package inn2)")
-	}
-	dir = b.TempDir()
-	// innd runs as news: it must get through the test's directories.
-	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o755); err != nil {
-			b.Fatal(err)
-		}
-	}
-	port := dsttest.FreePort(b)
-	conf, err := os.ReadFile("/etc/news/inn.conf")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var ic strings.Builder
-	for _, line := range strings.Split(string(conf), "\n") {
-		k, _, _ := strings.Cut(line, ":")
-		switch k {
-		case "pathhost", "port", "domain", "bindaddress", "pathetc", "pathdb", "pathrun", "pathspool", "pathlog",
-			"pathtmp", "pathincoming", "pathoutgoing", "patharticles", "pathoverview", "patharchive", "pathhttp", "enableoverview", "pgpverify":
-			continue
-		}
-		ic.WriteString(line + "\n")
-	}
-	sub := map[string]string{"pathetc": "etc", "pathdb": "db", "pathrun": "run", "pathspool": "spool", "pathlog": "log",
-		"pathtmp": "spool/incoming/tmp", "pathincoming": "spool/incoming", "pathoutgoing": "spool/outgoing",
-		"patharticles": "spool/articles", "pathoverview": "spool/overview", "patharchive": "spool/archive", "pathhttp": "http"}
-	for k, v := range sub {
-		p := filepath.Join(dir, v)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			b.Fatal(err)
-		}
-		fmt.Fprintf(&ic, "%s: %s\n", k, p)
-	}
-	fmt.Fprintf(&ic, "pathhost: inn.test\ndomain: test\nport: %d\nbindaddress: 127.0.0.1\nenableoverview: false\npgpverify: false\n", port)
-	etc := filepath.Join(dir, "etc")
-	files := map[string]string{
-		"inn.conf":      ic.String(),
-		"incoming.conf": "streaming: true\nmax-connections: 8\npeer ME {\n  hostname: \"localhost, 127.0.0.1, ::1\"\n}\n",
-		"newsfeeds":     "ME:!*/!local::\n",
-		"storage.conf":  "method tradspool {\n  newsgroups: *\n  class: 0\n}\n",
-		"readers.conf":  "auth all {\n  hosts: \"*\"\n  default: \"<all>\"\n}\naccess all {\n  users: \"*\"\n  newsgroups: \"*\"\n}\n",
-		"expire.ctl":    "*:A:1:10:never\n",
-	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(etc, name), []byte(content), 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for _, name := range []string{"moderators", "distrib.pats", "control.ctl", "control.ctl.local", "nocem.ctl", "passwd.nntp", "inn-secrets.conf", "innshellvars.local", "innshellvars.pl.local"} {
-		if c, err := os.ReadFile(filepath.Join("/etc/news", name)); err == nil {
-			os.WriteFile(filepath.Join(etc, name), c, 0o644)
-		}
-	}
-	db := filepath.Join(dir, "db")
-	active := "control 0000000000 0000000001 n\ncontrol.cancel 0000000000 0000000001 n\njunk 0000000000 0000000001 n\n" + report.Newsgroup + " 0000000000 0000000001 y\n"
-	os.WriteFile(filepath.Join(db, "active"), []byte(active), 0o644)
-	os.WriteFile(filepath.Join(db, "active.times"), nil, 0o644)
-	os.WriteFile(filepath.Join(db, "newsgroups"), nil, 0o644)
-	os.WriteFile(filepath.Join(db, "history"), nil, 0o644)
-	env := append(os.Environ(), "INNCONF="+filepath.Join(etc, "inn.conf"))
-	asNews := func(args ...string) *exec.Cmd {
-		cmd := exec.Command("setpriv", append([]string{"--reuid=news", "--regid=news", "--init-groups", "--"}, args...)...)
-		cmd.Env = env
-		return cmd
-	}
-	if out, err := exec.Command("chown", "-R", "news:news", dir).CombinedOutput(); err != nil {
-		b.Fatalf("chown: %v %s", err, out)
-	}
-	if out, err := asNews("/usr/lib/news/bin/makedbz", "-i", "-o", "-f", filepath.Join(db, "history")).CombinedOutput(); err != nil {
-		b.Fatalf("makedbz: %v %s", err, out)
-	}
-	cmd := asNews(innd, "-f", "-d")
-	logf, _ := os.Create(filepath.Join(dir, "innd.out"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	logf.Close()
-	addr = fmt.Sprintf("127.0.0.1:%d", port)
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		c := asNews("/usr/lib/news/bin/ctlinnd", "-t", "20", "throttle", "bench")
-		c.Run()
-		c = asNews("/usr/lib/news/bin/ctlinnd", "-t", "20", "shutdown", "bench")
-		if out, err := c.CombinedOutput(); err != nil {
-			b.Logf("ctlinnd shutdown: %v %s", err, out)
-			cmd.Process.Kill()
-		}
-		cmd.Wait()
-	}
-	b.Cleanup(func() {
-		stop()
-		if b.Failed() {
-			out, _ := os.ReadFile(filepath.Join(dir, "innd.out"))
-			errs, _ := os.ReadFile(filepath.Join(dir, "log", "news.err"))
-			b.Logf("innd output:\n%s\nnews.err:\n%s", out, errs)
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := nntp.Dial(context.Background(), addr, 2*time.Second)
-		if err == nil {
-			c.Close()
-			return addr, dir, stop
-		}
-		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(filepath.Join(dir, "innd.out"))
-			b.Fatalf("innd did not start: %v\n%s", err, out)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

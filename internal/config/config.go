@@ -57,7 +57,39 @@ type Config struct {
 	Admin    Admin   `toml:"admin"`
 	Actions  Actions `toml:"actions"`
 	TLS      TLS     `toml:"tls"`
+	DNS      DNS     `toml:"dns"`
 	Peers    []Peer  `toml:"peer"`
+}
+
+// DNS is the blocklist: the embedded server, DNS UPDATE into another
+// server, and the rbldnsd export.
+type DNS struct {
+	Zone          string   `toml:"zone"`           // e.g. "bl.example.net"
+	Listen        []string `toml:"listen"`         // UDP and TCP; empty: no embedded server
+	A             string   `toml:"a"`              // answer for listed addresses
+	TXT           string   `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
+	TTL           Duration `toml:"ttl"`            // of answers
+	NegativeTTL   Duration `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
+	NS            []string `toml:"ns"`             // NS names at the apex; default ns.<zone>
+	Mbox          string   `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
+	AllowTransfer []string `toml:"allow_transfer"` // addresses that may AXFR/IXFR
+	Notify        []string `toml:"notify"`         // secondaries (host:port) told of changes
+
+	Update DNSUpdate `toml:"update"`
+	// RbldnsdIP4 and RbldnsdIP6 are the export files for rbldnsd
+	// (ip4set and ip6trie datasets); empty: no export.
+	RbldnsdIP4 string `toml:"rbldnsd_ip4"`
+	RbldnsdIP6 string `toml:"rbldnsd_ip6"`
+}
+
+// DNSUpdate pushes listings into an existing primary server (RFC 2136)
+// signed with TSIG (RFC 8945).
+type DNSUpdate struct {
+	Server    string `toml:"server"`    // host:port; empty: disabled
+	Zone      string `toml:"zone"`      // default: dns.zone
+	KeyName   string `toml:"key_name"`  // TSIG key name
+	Secret    string `toml:"secret"`    // base64, as in BIND's key statement
+	Algorithm string `toml:"algorithm"` // default hmac-sha256
 }
 
 // TLS is the site's certificate, used as the server's and as the client
@@ -179,6 +211,15 @@ func Default() *Config {
 		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
 		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
 		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
+		DNS: DNS{
+			Zone:        "dnsbl.invalid",
+			Listen:      []string{"127.0.0.1:5353"},
+			A:           "127.0.0.2",
+			TXT:         "Listed by DST: {ip} hit spam traps ({hits} reports from {origins}), until {expires}",
+			TTL:         Duration{5 * time.Minute},
+			NegativeTTL: Duration{time.Minute},
+			Update:      DNSUpdate{Algorithm: "hmac-sha256"},
+		},
 		Actions: Actions{Program: ProgramAction{Timeout: Duration{time.Minute}, Concurrency: 4, MaxAttempts: 10}},
 	}
 	return c
@@ -293,6 +334,7 @@ func (c *Config) Validate() error {
 		"nntp.idle_timeout": c.NNTP.IdleTimeout, "history.keep": c.History.Keep, "history.max_future": c.History.MaxFuture,
 		"listing.expire": c.Listing.Expire, "listing.max_expire": c.Listing.MaxExpire, "listing.sweep_interval": c.Listing.SweepInterval,
 		"policy.window": c.Policy.Window, "actions.program.timeout": c.Actions.Program.Timeout,
+		"dns.ttl": c.DNS.TTL, "dns.negative_ttl": c.DNS.NegativeTTL,
 	} {
 		if d.Duration <= 0 {
 			bad("%s must be positive", key)
@@ -322,6 +364,31 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("tls.listen %q: want host:port", a)
 		}
+	}
+	if !validSite(strings.TrimSuffix(c.DNS.Zone, ".")) {
+		bad("dns.zone %q is not a domain name", c.DNS.Zone)
+	}
+	for _, a := range c.DNS.Listen {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("dns.listen %q: want host:port", a)
+		}
+	}
+	if a, err := netip.ParseAddr(c.DNS.A); err != nil || !a.Is4() || !a.IsLoopback() {
+		bad("dns.a %q: want an address in 127.0.0.0/8 (RFC 5782 §2.1)", c.DNS.A)
+	}
+	if _, err := ParsePrefixes(c.DNS.AllowTransfer); err != nil {
+		bad("dns.allow_transfer: %w", err)
+	}
+	for _, a := range append(append([]string{}, c.DNS.Notify...), c.DNS.Update.Server) {
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("dns: %q: want host:port", a)
+		}
+	}
+	if c.DNS.Update.Server != "" && (c.DNS.Update.KeyName == "" || c.DNS.Update.Secret == "") {
+		bad("dns.update needs key_name and secret: updates are always signed (TSIG)")
 	}
 	if c.Actions.Program.Concurrency < 1 || c.Actions.Program.MaxAttempts < 1 {
 		bad("actions.program.concurrency and max_attempts must be at least 1")

@@ -67,6 +67,7 @@ type Dstd struct {
 	Dir     string // its data directory
 	Conf    string // its configuration file
 	NNTP    string // its NNTP address, 127.0.0.1:port
+	DNS     string // its DNSBL address (UDP and TCP), 127.0.0.1:port
 	Admin   string // its admin socket
 	Site    string
 	logPath string
@@ -81,7 +82,8 @@ func NewDstd(t testing.TB, site, extra string) *Dstd {
 	t.Helper()
 	dir := t.TempDir()
 	d := &Dstd{t: t, Dir: filepath.Join(dir, "data"), Site: site,
-		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), logPath: filepath.Join(dir, "dstd.log")}
+		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), DNS: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		logPath: filepath.Join(dir, "dstd.log")}
 	d.Admin = filepath.Join(d.Dir, "admin.sock")
 	d.Conf = filepath.Join(dir, "dstd.toml")
 	d.Reconfigure(extra)
@@ -102,6 +104,7 @@ func (d *Dstd) Reconfigure(extra string) {
 	conf := fmt.Sprintf("site = %q\ndata_dir = %q\n", d.Site, d.Dir) + extra + "\n"
 	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
 	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
+	conf = addToTable(conf, "dns", fmt.Sprintf("listen = [%q]", d.DNS))
 	if err := os.WriteFile(d.Conf, []byte(conf), 0o600); err != nil {
 		d.t.Fatal(err)
 	}

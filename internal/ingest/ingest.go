@@ -65,7 +65,10 @@ type Options struct {
 	// a report whose Path is path: those not named in it. Nil: no feeds.
 	FeedQueues func(path string) []string
 	// Notify is called after each commit that queued events.
-	Notify  func()
+	Notify func()
+	// Listed, if set, is called after a commit that listed an address or
+	// extended its listing (the in-memory DNS blocklist follows it).
+	Listed  func(store.Listing)
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	Now     func() time.Time
@@ -221,6 +224,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		return v
 	}
 	in.o.Notify()
+	if in.o.Listed != nil && (out == store.Listed || out == store.Extended) {
+		in.o.Listed(l)
+	}
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()
 	}

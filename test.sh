@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Debian packages of the real components the integration tests start.
-packages=(postfix inn2)
+packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils)
 
 missing=()
 for p in "${packages[@]}"; do

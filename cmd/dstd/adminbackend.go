@@ -58,6 +58,7 @@ func (d *daemon) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, err
 		return false, err
 	}
 	if ok {
+		d.dnsRemoved(ip)
 		d.met.ListingsRemoved.WithLabelValues("delisted").Inc()
 		d.kick()
 	}

@@ -56,6 +56,7 @@ type daemon struct {
 	feedKicks   []chan struct{}
 	feedPeers   []string
 	serverTLS   *tls.Config
+	dns         *dnsParts
 	removalQs   []string
 	allowMu     sync.Mutex // serialises writes to the allow file
 	listenAddrs []string
@@ -122,6 +123,11 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	if err := d.buildFeeds(); err != nil {
 		return err
 	}
+	if err := d.buildDNS(); err != nil {
+		return err
+	}
+	reportQsDNS := d.dnsQueues()
+	d.removalQs = append(d.removalQs, reportQsDNS...)
 	var reportQs []string
 	for _, a := range d.actions {
 		if a.Wants(store.Event{Kind: store.EventReport}) {
@@ -144,7 +150,8 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 			Threshold:  cfg.Policy.Threshold,
 			Window:     cfg.Policy.Window.Duration,
 		},
-		ReportQueues: reportQs,
+		ReportQueues: append(reportQs, reportQsDNS...),
+		Listed:       d.dnsListed,
 		FeedQueues:   d.feedQueues,
 		Notify:       d.kick,
 		Metrics:      d.met,
@@ -172,7 +179,7 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		"data_dir", cfg.DataDir, "db", cfg.DBPath(), "nntp", strings.Join(d.listenAddrs, ","),
 		"admin", cfg.Admin.Socket+orEmpty(","+cfg.Admin.Listen, cfg.Admin.Listen != ""),
 		"spool", cfg.SpoolDir, "report_log", orNone(cfg.Actions.Log.File), "keyring", cfg.DKIM.Keyring,
-		"keys", kr.Len())
+		"keys", kr.Len(), "dns", strings.Join(cfg.DNS.Listen, ","), "zone", cfg.DNS.Zone)
 
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
@@ -202,6 +209,14 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 				log.Error("feed stopped", "err", err)
 			}
 		})
+	}
+	if err := d.runDNS(runCtx, goRun); err != nil {
+		cancelRun()
+		for _, l := range append(nntpLs, adminLs...) {
+			l.Close()
+		}
+		wg.Wait()
+		return err
 	}
 	goRun(func() { d.sweep(runCtx) })
 	goRun(func() { d.pickUpSpool(runCtx) })

@@ -30,6 +30,7 @@ func (d *daemon) sweep(ctx context.Context) {
 				break
 			}
 			for _, l := range gone {
+				d.dnsRemoved(l.IP)
 				d.log.Info("listing expired", "ip", l.IP, "hits", l.Hits, "first_seen", l.FirstSeen.UTC().Format(time.RFC3339))
 			}
 			d.met.ListingsRemoved.WithLabelValues("expired").Add(float64(len(gone)))

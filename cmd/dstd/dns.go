@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dnsbl"
+	"github.com/dst-traps/dst/internal/dnsupdate"
+	"github.com/dst-traps/dst/internal/rbldnsd"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// dnsParts is the DNS side of a site: the in-memory index behind the
+// embedded server, the UPDATE pusher and the rbldnsd export.
+type dnsParts struct {
+	index    *dnsbl.Index
+	server   *dnsbl.Server
+	updater  *dnsupdate.Updater
+	updKick  chan struct{}
+	exporter *rbldnsd.Exporter
+	changed  chan struct{}
+}
+
+// txtFor fills the TXT template for a listing.
+func txtFor(tmpl string, ip netip.Addr, origins []string, hits int, expires, first time.Time) string {
+	return strings.NewReplacer(
+		"{ip}", ip.String(),
+		"{origins}", strings.Join(origins, ","),
+		"{hits}", strconv.Itoa(hits),
+		"{expires}", expires.UTC().Format(time.RFC3339),
+		"{first_seen}", first.UTC().Format(time.RFC3339),
+	).Replace(tmpl)
+}
+
+// buildDNS loads every listing into the index and sets up the server,
+// the updater and the exporter the configuration asks for.
+func (d *daemon) buildDNS() error {
+	c := d.cfg.DNS
+	p := &dnsParts{index: dnsbl.NewIndex(), changed: make(chan struct{}, 1)}
+	if err := d.db.ForEachListing(func(l store.Listing) error {
+		p.index.Set(l.IP, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+		return nil
+	}); err != nil {
+		return fmt.Errorf("loading the listings into the DNS index: %w", err)
+	}
+	a, _ := netip.ParseAddr(c.A)
+	allow, _ := config.ParsePrefixes(c.AllowTransfer)
+	if len(c.Listen) > 0 {
+		srv, err := dnsbl.New(dnsbl.Config{
+			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
+			NS: c.NS, Mbox: c.Mbox, AllowTransfer: allow, Notify: c.Notify, Log: d.log.With("component", "dns"),
+		}, p.index)
+		if err != nil {
+			return fmt.Errorf("dns: %w", err)
+		}
+		p.server = srv
+	}
+	if c.Update.Server != "" {
+		zone := c.Update.Zone
+		if zone == "" {
+			zone = c.Zone
+		}
+		u, err := dnsupdate.New(dnsupdate.Config{
+			Server: c.Update.Server, Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
+			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: d.log.With("component", "dnsupdate"), Metrics: d.met,
+			TXT: func(ip netip.Addr, ev store.Event) string {
+				l, ok, _ := d.db.Lookup(ip)
+				if !ok {
+					return txtFor(c.TXT, ip, []string{ev.Origin}, 1, ev.Expires, ev.Time)
+				}
+				return txtFor(c.TXT, ip, l.Origins, l.Hits, l.Expires, l.FirstSeen)
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("dns.update: %w", err)
+		}
+		p.updater = u
+		p.updKick = make(chan struct{}, 1)
+		d.feedKicks = append(d.feedKicks, p.updKick)
+	}
+	if c.RbldnsdIP4 != "" || c.RbldnsdIP6 != "" {
+		p.exporter = rbldnsd.New(c.RbldnsdIP4, c.RbldnsdIP6, a, func(l rbldnsd.Listing) string {
+			return txtFor(c.TXT, l.IP, l.Origins, l.Hits, l.Expires, l.Expires)
+		})
+	}
+	d.dns = p
+	return nil
+}
+
+// dnsQueues are the durable queues of the DNS side (UPDATE pusher).
+func (d *daemon) dnsQueues() []string {
+	if d.dns != nil && d.dns.updater != nil {
+		return []string{dnsupdate.QueueName}
+	}
+	return nil
+}
+
+func (d *daemon) dnsListed(l store.Listing) {
+	d.dns.index.Set(l.IP, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+	d.dnsChanged()
+}
+
+func (d *daemon) dnsRemoved(ip netip.Addr) {
+	d.dns.index.Remove(ip)
+	d.dnsChanged()
+}
+
+func (d *daemon) dnsChanged() {
+	select {
+	case d.dns.changed <- struct{}{}:
+	default:
+	}
+}
+
+// eachListing walks the store for the exporter and the resync.
+func (d *daemon) eachExport(fn func(rbldnsd.Listing) error) error {
+	return d.db.ForEachListing(func(l store.Listing) error {
+		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, Hits: l.Hits, Origins: l.Origins})
+	})
+}
+
+// runDNS starts the DNS goroutines; listen errors are returned at once.
+func (d *daemon) runDNS(ctx context.Context, goRun func(func())) error {
+	p := d.dns
+	if p.server != nil {
+		errc := make(chan error, 1)
+		goRun(func() { errc <- p.server.ListenAndServe(ctx, d.cfg.DNS.Listen) })
+		select {
+		case err := <-errc:
+			if err != nil {
+				return fmt.Errorf("DNS listener: %w", err)
+			}
+		case <-time.After(200 * time.Millisecond):
+		}
+		goRun(func() { p.server.RunNotify(ctx) })
+	}
+	if p.updater != nil {
+		goRun(func() {
+			if err := p.updater.Resync(ctx, d.resyncSource); err != nil {
+				d.log.Error("DNS UPDATE resynchronisation failed; the queue goes on", "err", err)
+			}
+			if err := p.updater.Run(ctx, d.db, p.updKick); err != nil {
+				d.log.Error("DNS UPDATE stopped", "err", err)
+			}
+		})
+	}
+	if p.exporter != nil {
+		goRun(func() { p.exporter.Run(ctx, p.changed, d.eachExport) })
+		d.dnsChanged()
+	}
+	return nil
+}
+
+func (d *daemon) resyncSource(fn func(ip netip.Addr, ev store.Event) error) error {
+	return d.db.ForEachListing(func(l store.Listing) error {
+		var origin string
+		if len(l.Origins) > 0 {
+			origin = l.Origins[len(l.Origins)-1]
+		}
+		return fn(l.IP, store.Event{Kind: store.EventReport, IP: l.IP, Listed: true, Expires: l.Expires, Origin: origin, Time: l.LastSeen})
+	})
+}

@@ -1,0 +1,179 @@
+package dnsbl
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// startServer runs ListenAndServe on 127.0.0.1:0 and returns the address.
+func startServer(t *testing.T, s *Server) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	bound := make(chan []net.Addr, 1)
+	s.onListen = func(a []net.Addr) { bound <- a }
+	done := make(chan error, 1)
+	go func() { done <- s.ListenAndServe(ctx, []string{"127.0.0.1:0"}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ListenAndServe: %v", err)
+		}
+	})
+	select {
+	case a := <-bound:
+		return a[0].String()
+	case err := <-done:
+		t.Fatalf("ListenAndServe: %v", err)
+	}
+	return ""
+}
+
+func TestSocket(t *testing.T) {
+	s, _ := newTestServer(t)
+	addr := startServer(t, s)
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network, Timeout: 2 * time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion("4.3.2.1."+zone, dns.TypeA)
+		r, _, err := c.Exchange(m, addr)
+		if err != nil {
+			t.Fatalf("%s: %v", network, err)
+		}
+		if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || !r.Authoritative {
+			t.Errorf("%s: %v", network, r)
+		}
+		m.SetQuestion("1.0.0.127."+zone, dns.TypeA)
+		if r, _, err = c.Exchange(m, addr); err != nil || r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s 127.0.0.1: %v %v", network, r, err)
+		}
+	}
+	// AXFR over a real TCP connection.
+	tr := new(dns.Transfer)
+	m := new(dns.Msg)
+	m.SetAxfr(zone)
+	env, err := tr.In(m, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for e := range env {
+		if e.Error != nil {
+			t.Fatal(e.Error)
+		}
+		n += len(e.RR)
+	}
+	if n != 2+1+2*4 { // SOA×2, NS, (2 listings + 2 test points)×2
+		t.Errorf("AXFR %d records", n)
+	}
+}
+
+func TestListenError(t *testing.T) {
+	s, _ := newTestServer(t)
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.ListenAndServe(ctx, []string{ln.LocalAddr().String()}); err == nil || ctx.Err() != nil {
+		t.Errorf("bind conflict: err=%v ctx=%v", err, ctx.Err())
+	}
+}
+
+func TestNotify(t *testing.T) {
+	got := make(chan uint32, 10)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fails atomic.Int32
+	fails.Store(1) // drop the first NOTIFY to exercise the retry
+	sec := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if fails.Add(-1) >= 0 {
+			return
+		}
+		got <- r.Answer[0].(*dns.SOA).Serial
+		m := new(dns.Msg)
+		m.SetReply(r)
+		w.WriteMsg(m)
+	})}
+	go sec.ActivateAndServe()
+	defer sec.Shutdown()
+
+	x := NewIndex()
+	s, err := New(Config{Zone: zone, Notify: []string{pc.LocalAddr().String()}}, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.RunNotify(ctx)
+	for i := range 20 { // a burst is debounced into one NOTIFY
+		x.Set(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), entry)
+	}
+	select {
+	case serial := <-got:
+		if serial != x.Serial() {
+			t.Errorf("NOTIFY serial %d, want %d", serial, x.Serial())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no NOTIFY")
+	}
+	select {
+	case <-got:
+		t.Error("burst produced a second NOTIFY")
+	case <-time.After(1500 * time.Millisecond):
+	}
+}
+
+// TestDig checks interop with a real client, BIND's dig.
+func TestDig(t *testing.T) {
+	dig, err := exec.LookPath("dig")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("dig missing")
+		}
+		t.Skip("dig not installed")
+	}
+	s, _ := newTestServer(t)
+	addr := startServer(t, s)
+	ap := netip.MustParseAddrPort(addr)
+	run := func(args ...string) string {
+		args = append([]string{"@" + ap.Addr().String(), "-p", strings.TrimPrefix(ap.String(), ap.Addr().String()+":"), "+time=2", "+tries=1"}, args...)
+		out, err := exec.Command(dig, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	checks := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"4.3.2.1." + zone, "A"}, []string{"status: NOERROR", "flags: qr aa", "127.0.0.2"}},
+		{[]string{"4.3.2.1." + zone, "TXT"}, []string{"status: NOERROR", "site-a.example"}},
+		{[]string{"2.0.0.127." + zone, "TXT", "+tcp"}, []string{"\"test point\""}},
+		{[]string{"1.0.0.127." + zone, "A"}, []string{"status: NXDOMAIN", "SOA"}},
+		{[]string{zone, "SOA"}, []string{"status: NOERROR", "hostmaster." + zone}},
+		{[]string{"example.com.", "A"}, []string{"status: REFUSED"}},
+		{[]string{zone, "AXFR"}, []string{"8.b.d.0.1.0.0.2." + zone, "XFR size: 11 records"}},
+	}
+	for _, c := range checks {
+		out := run(c.args...)
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("dig %v: missing %q in\n%s", c.args, w, out)
+			}
+		}
+	}
+}

@@ -1,0 +1,193 @@
+package dnsbl
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// envelopeBytes bounds one transfer message well below the 64 KiB TCP
+// message limit (RFC 1035 §4.2.2) so we never build one giant message.
+const envelopeBytes = 32 * 1024
+
+// transfer answers AXFR (RFC 5936) and IXFR (RFC 1995) for the apex.
+func (s *Server) transfer(w dns.ResponseWriter, r, m *dns.Msg, lname string) {
+	q := r.Question[0]
+	if lname != s.zone || !s.allowed(w.RemoteAddr()) {
+		m.Rcode = dns.RcodeRefused
+		s.reply(w, r, m)
+		return
+	}
+	if q.Qtype == dns.TypeAXFR && isUDP(w) {
+		// RFC 5936 §4.2: AXFR over UDP is not defined.
+		m.Rcode = dns.RcodeRefused
+		s.reply(w, r, m)
+		return
+	}
+	if q.Qtype == dns.TypeIXFR {
+		var from *dns.SOA
+		for _, rr := range r.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				from = soa
+			}
+		}
+		if from == nil {
+			m.Rcode = dns.RcodeFormatError // RFC 1995 §3: SOA in authority required
+			s.reply(w, r, m)
+			return
+		}
+		cur, cs, ok := s.x.changesSince(from.Serial)
+		if isUDP(w) || (ok && len(cs) == 0) {
+			// RFC 1995 §2/§4: over UDP (where a difference "does not fit")
+			// and when the client is up to date, the answer is the SOA alone
+			// and the client retries over TCP.
+			m.Authoritative = true
+			m.Answer = []dns.RR{s.soa(q.Name, cur, s.soaTTL)}
+			s.reply(w, r, m)
+			return
+		}
+		if ok {
+			s.ixfr(w, r, q.Name, cur, from.Serial, cs)
+			return
+		}
+		// Journal does not reach back: full zone in IXFR form, RFC 1995 §4.
+	}
+	s.axfr(w, r, q.Name)
+}
+
+func (s *Server) allowed(a net.Addr) bool {
+	var ip netip.Addr
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	case *net.UDPAddr:
+		ip, _ = netip.AddrFromSlice(a.IP)
+	default:
+		return false
+	}
+	ip = ip.Unmap()
+	for _, p := range s.c.AllowTransfer {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// stream runs fill, which emits records, and sends them in envelopes through
+// dns.Transfer. If the client goes away, emit reports false and fill stops.
+func (s *Server) stream(w dns.ResponseWriter, r *dns.Msg, fill func(emit func(dns.RR) bool)) {
+	ch := make(chan *dns.Envelope)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		if err := new(dns.Transfer).Out(w, r, ch); err != nil {
+			s.log.Info("dnsbl: transfer aborted", "remote", w.RemoteAddr(), "err", err)
+		}
+	}()
+	var buf []dns.RR
+	size := 0
+	failed := false
+	flush := func() bool {
+		if len(buf) == 0 {
+			return true
+		}
+		select {
+		case ch <- &dns.Envelope{RR: buf}:
+			buf, size = nil, 0
+			return true
+		case <-done: // Out stopped on a write error
+			failed = true
+			return false
+		}
+	}
+	fill(func(rr dns.RR) bool {
+		if failed {
+			return false
+		}
+		n := dns.Len(rr)
+		if size+n > envelopeBytes && !flush() {
+			return false
+		}
+		size += n
+		buf = append(buf, rr)
+		return true
+	})
+	if !failed {
+		flush()
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// axfr sends SOA, NS, every listing, SOA (RFC 5936 §2.2) from one
+// consistent snapshot, so concurrent updates cannot tear the transfer.
+func (s *Server) axfr(w dns.ResponseWriter, r *dns.Msg, qname string) {
+	serial, ls := s.x.snapshot()
+	s.log.Info("dnsbl: AXFR", "remote", w.RemoteAddr(), "serial", serial, "listings", len(ls))
+	s.stream(w, r, func(emit func(dns.RR) bool) {
+		soa := s.soa(s.zone, serial, s.soaTTL)
+		if !emit(soa) {
+			return
+		}
+		for _, ns := range s.nsRRs(s.zone) {
+			emit(ns)
+		}
+		for _, ip := range []netip.Addr{test4Yes, test6Yes} {
+			a, txt := s.listingRRs(s.reverseName(ip), ip, nil)
+			emit(a)
+			emit(txt)
+		}
+		for i := range ls {
+			if isTestPoint(ls[i].ip) {
+				continue
+			}
+			a, txt := s.listingRRs(s.reverseName(ls[i].ip), ls[i].ip, &ls[i].e)
+			if !emit(a) || !emit(txt) {
+				return
+			}
+		}
+		emit(soa)
+	})
+}
+
+// isTestPoint reports addresses whose answer is fixed by RFC 5782 §5 and
+// must not be published from the index.
+func isTestPoint(ip netip.Addr) bool {
+	return ip == test4Yes || ip == test4No || ip == test6Yes || ip == test6No
+}
+
+// ixfr sends one difference sequence per journalled change (RFC 1995 §4):
+// SOA(new), then for each change SOA(old) deletions SOA(new) additions,
+// then SOA(new).
+func (s *Server) ixfr(w dns.ResponseWriter, r *dns.Msg, qname string, cur, from uint32, cs []change) {
+	s.log.Info("dnsbl: IXFR", "remote", w.RemoteAddr(), "from", from, "to", cur, "changes", len(cs))
+	s.stream(w, r, func(emit func(dns.RR) bool) {
+		if !emit(s.soa(s.zone, cur, s.soaTTL)) {
+			return
+		}
+		for _, c := range cs {
+			emit(s.soa(s.zone, c.serial-1, s.soaTTL))
+			name := s.reverseName(c.ip)
+			if c.old != nil && !isTestPoint(c.ip) {
+				a, txt := s.listingRRs(name, c.ip, c.old)
+				emit(a)
+				emit(txt)
+			}
+			emit(s.soa(s.zone, c.serial, s.soaTTL))
+			if c.new != nil && !isTestPoint(c.ip) {
+				a, txt := s.listingRRs(name, c.ip, c.new)
+				emit(a)
+				if !emit(txt) {
+					return
+				}
+			}
+		}
+		emit(s.soa(s.zone, cur, s.soaTTL))
+	})
+}

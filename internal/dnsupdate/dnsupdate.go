@@ -1,0 +1,577 @@
+// Package dnsupdate pushes DST's listings into an existing authoritative
+// DNS server, such as BIND, with DNS UPDATE (RFC 2136) signed with TSIG
+// (RFC 8945), for sites that serve their blocklist zone from that server
+// rather than from dstd's embedded one (DESIGN.md, "DNS blocklist").
+//
+// Each listed address gets the RFC 5782 records: an A record (127.0.0.2 by
+// default) and a TXT record saying why, at the reversed-address name in
+// the zone. Updater.Run consumes the durable action queue QueueName and
+// sends the changes in batches, one UPDATE message for up to BatchSize
+// events; an UPDATE is atomic (RFC 2136 §3.7), so a batch is applied
+// whole or not at all, and the queue items are acknowledged only after the
+// server said NOERROR. Updater.Resync repairs drift (changes made by hand,
+// updates lost while the queue was cleared, a server restored from an old
+// backup) by transferring the zone (AXFR, RFC 5936) and sending only the
+// differences.
+package dnsupdate
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/store"
+)
+
+// QueueName is the action queue the updater consumes; dstd enqueues the
+// report, expiry and delisting events for it. It must not change between
+// versions, or events left in the old queue are stranded.
+const QueueName = "dnsupdate"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBatchSize  = 100
+	DefaultTTL        = 5 * time.Minute
+	DefaultTimeout    = 30 * time.Second
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 10 * time.Minute
+	DefaultPoll       = time.Minute
+	DefaultAlgorithm  = "hmac-sha256"
+)
+
+// maxMsgBytes bounds the size of one UPDATE. A DNS message over TCP may
+// have up to 65535 bytes (RFC 1035 §4.2.2); staying well below leaves room
+// for the TSIG record and for servers with smaller limits.
+const maxMsgBytes = 32 * 1024
+
+// Queue is the part of the store the updater needs; *store.DB satisfies
+// it (it is action.Queue).
+type Queue interface {
+	QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]store.QueueItem, error)
+	QueueAck(queue string, seq uint64) error
+	QueueRetry(queue string, seq uint64, next time.Time) error
+	QueueDepth(queue string) (int, error)
+}
+
+// Config says where and how to update. Server, Zone, KeyName and Secret
+// are required: DST does not send unsigned updates, since a server that
+// accepts them from an address accepts them from anyone who can forge it.
+type Config struct {
+	Server    string // host:port of the primary server
+	Zone      string // the blocklist zone, e.g. "bl.example.org"
+	KeyName   string // TSIG key name, as in the server's key statement
+	Secret    string // base64 TSIG secret
+	Algorithm string // default hmac-sha256 (hmac-sha1/224/256/384/512)
+
+	// A is the address each listed name answers (RFC 5782 §2.1); default
+	// 127.0.0.2.
+	A netip.Addr
+	// TXT returns the TXT text for a listing; default: "Listed by DST
+	// until <expiry>". Texts longer than 255 bytes are split into several
+	// character-strings of one record (RFC 1035 §3.3.14).
+	TXT func(ip netip.Addr, ev store.Event) string
+	// TTL of the A and TXT records; default 5 minutes.
+	TTL time.Duration
+
+	Log     *slog.Logger     // nil: discard
+	Metrics *metrics.Metrics // nil: none; else QueueDepth, ActionDone, ActionFailures with queue=QueueName
+
+	// Tuning; zero values take the defaults above.
+	BatchSize              int           // events per UPDATE
+	Timeout                time.Duration // one exchange or one zone transfer
+	MinBackoff, MaxBackoff time.Duration // retry delays, doubling per failed attempt
+	Poll                   time.Duration // longest sleep without looking at the queue
+	Now                    func() time.Time
+}
+
+// Stats counts what an Updater did, for tests and status displays.
+type Stats struct {
+	Updates        int64 // UPDATE messages the server accepted
+	UpdateFailures int64 // UPDATE messages that failed (refused, network)
+	Events         int64 // queue events applied and acknowledged
+}
+
+// Updater sends UPDATEs for one zone to one server. It is safe for
+// concurrent use: Run and Resync may run at the same time, their UPDATEs
+// are sent one at a time.
+type Updater struct {
+	c       Config
+	zone    string // canonical: lower case, fully qualified
+	keyName string // canonical
+	alg     string // canonical, fully qualified
+	log     *slog.Logger
+
+	// mu is held while a batch of Run or a whole Resync (transfer,
+	// comparison, updates) is in progress, so that their UPDATEs never
+	// interleave: a Resync works from one snapshot of the listings, and a
+	// batch of events that Run sends after it is newer or describes the
+	// same state.
+	mu sync.Mutex
+
+	updates, failures, events atomic.Int64
+
+	resyncMu   sync.Mutex
+	lastResync ResyncResult
+}
+
+var algorithms = map[string]string{
+	"hmac-sha1": dns.HmacSHA1, "hmac-sha224": dns.HmacSHA224, "hmac-sha256": dns.HmacSHA256,
+	"hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
+}
+
+// New checks c and returns an Updater.
+func New(c Config) (*Updater, error) {
+	if c.Server == "" {
+		return nil, errors.New("DNS UPDATE: no server (dns.update.server, host:port)")
+	}
+	if _, _, err := net.SplitHostPort(c.Server); err != nil {
+		return nil, fmt.Errorf("DNS UPDATE: server %q must be host:port (e.g. 127.0.0.1:53): %w", c.Server, err)
+	}
+	if c.Zone == "" {
+		return nil, errors.New("DNS UPDATE: no zone (dns.update.zone or dns.zone)")
+	}
+	if _, ok := dns.IsDomainName(c.Zone); !ok {
+		return nil, fmt.Errorf("DNS UPDATE: zone %q is not a valid domain name", c.Zone)
+	}
+	if c.KeyName == "" || c.Secret == "" {
+		return nil, errors.New("DNS UPDATE: a TSIG key is required (dns.update.key_name and dns.update.secret); DST does not send unsigned updates")
+	}
+	if _, ok := dns.IsDomainName(c.KeyName); !ok {
+		return nil, fmt.Errorf("DNS UPDATE: TSIG key name %q is not a valid domain name", c.KeyName)
+	}
+	if _, err := base64.StdEncoding.DecodeString(c.Secret); err != nil {
+		return nil, fmt.Errorf("DNS UPDATE: TSIG secret for key %s is not base64 (as in BIND's key statement, e.g. from tsig-keygen): %w", c.KeyName, err)
+	}
+	if c.Algorithm == "" {
+		c.Algorithm = DefaultAlgorithm
+	}
+	alg, ok := algorithms[strings.TrimSuffix(strings.ToLower(c.Algorithm), ".")]
+	if !ok {
+		return nil, fmt.Errorf("DNS UPDATE: unknown TSIG algorithm %q (use hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224 or hmac-sha1)", c.Algorithm)
+	}
+	if !c.A.IsValid() {
+		c.A = netip.AddrFrom4([4]byte{127, 0, 0, 2})
+	}
+	if !c.A.Unmap().Is4() {
+		return nil, fmt.Errorf("DNS UPDATE: answer address %s is not IPv4 (RFC 5782 §2.1 answers are A records)", c.A)
+	}
+	c.A = c.A.Unmap()
+	if c.TXT == nil {
+		c.TXT = defaultTXT
+	}
+	if c.TTL <= 0 {
+		c.TTL = DefaultTTL
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = DefaultMinBackoff
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
+	if c.Poll <= 0 {
+		c.Poll = DefaultPoll
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	u := &Updater{c: c, zone: dns.CanonicalName(c.Zone), keyName: dns.CanonicalName(c.KeyName), alg: alg}
+	u.log = c.Log.With("component", "dnsupdate", "server", c.Server, "zone", strings.TrimSuffix(u.zone, "."))
+	return u, nil
+}
+
+func defaultTXT(ip netip.Addr, ev store.Event) string {
+	if ev.Expires.IsZero() {
+		return fmt.Sprintf("Listed by DST: %s hit spam traps", ip)
+	}
+	return fmt.Sprintf("Listed by DST: %s hit spam traps, until %s", ip, ev.Expires.UTC().Format(time.RFC3339))
+}
+
+// Stats returns the counts so far.
+func (u *Updater) Stats() Stats {
+	return Stats{Updates: u.updates.Load(), UpdateFailures: u.failures.Load(), Events: u.events.Load()}
+}
+
+// wants says whether ev changes DNS: a report that leaves the address
+// below the listing threshold does not.
+func wants(ev store.Event) bool {
+	switch ev.Kind {
+	case store.EventReport:
+		return ev.Listed
+	case store.EventExpired, store.EventDelisted:
+		return true
+	}
+	return false
+}
+
+// records returns the A and TXT records of a listing.
+func (u *Updater) records(ip netip.Addr, ev store.Event) (*dns.A, *dns.TXT) {
+	name := Name(ip, u.zone)
+	ttl := uint32(u.c.TTL / time.Second)
+	a := &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: u.c.A.AsSlice()}
+	t := &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: splitTXT(u.c.TXT(ip, ev))}
+	return a, t
+}
+
+// splitTXT cuts s into character-strings of at most 255 bytes (RFC 1035
+// §3.3.14); resolvers and DNSBL clients concatenate them (RFC 7208 §3.3
+// does the same for SPF). It does not cut inside a UTF-8 sequence.
+func splitTXT(s string) []string {
+	if s == "" {
+		return []string{""}
+	}
+	var out []string
+	for len(s) > 255 {
+		n := 255
+		for n > 0 && s[n]&0xC0 == 0x80 { // continuation byte
+			n--
+		}
+		if n == 0 {
+			n = 255
+		}
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return append(out, s)
+}
+
+// change is one name's update: set (A+TXT) or delete.
+type change struct {
+	ip  netip.Addr
+	del bool
+	ev  store.Event // for the TXT of a set
+}
+
+// addChange appends the RFC 2136 §2.5 operations for ch to m: delete the
+// name's A and TXT RRsets (§2.5.2), then, for a listing, add the new ones
+// (§2.5.1). Deleting first replaces whatever an older report or a hand
+// edit left there; deleting an RRset that does not exist is not an error
+// (§3.4.2.3), so the same operations serve a new listing and a repair.
+// Operations are applied in message order (§3.4.2), so two events for one
+// address in one batch end in the state of the later one.
+func (u *Updater) addChange(m *dns.Msg, ch change) {
+	a, t := u.records(ch.ip, ch.ev)
+	m.RemoveRRset([]dns.RR{a, t})
+	if !ch.del {
+		m.Insert([]dns.RR{a, t})
+	}
+}
+
+func (u *Updater) newUpdate() *dns.Msg {
+	m := new(dns.Msg)
+	m.SetUpdate(u.zone)
+	return m
+}
+
+// buildBatches turns changes into UPDATE messages of at most BatchSize
+// changes and about maxMsgBytes each.
+func (u *Updater) buildBatches(chs []change) []*dns.Msg {
+	var out []*dns.Msg
+	var m *dns.Msg
+	n := 0
+	for _, ch := range chs {
+		if m == nil || n >= u.c.BatchSize || m.Len() > maxMsgBytes {
+			m = u.newUpdate()
+			out = append(out, m)
+			n = 0
+		}
+		u.addChange(m, ch)
+		n++
+	}
+	return out
+}
+
+// sendAll sends ms in order and stops at the first failure. A failure
+// after some messages succeeded is harmless to retry: each change replaces
+// whole RRsets, so applying it again gives the same zone.
+func (u *Updater) sendAll(ctx context.Context, ms []*dns.Msg) error {
+	for _, m := range ms {
+		if err := u.send(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateError is an UPDATE the server answered with an error.
+type UpdateError struct {
+	Server, Zone, Key string
+	Rcode             int // the header's RCODE (extended by OPT/TSIG)
+	TSIGError         int // the TSIG record's error, 0 if none
+}
+
+func (e *UpdateError) Error() string {
+	zone := strings.TrimSuffix(e.Zone, ".")
+	key := strings.TrimSuffix(e.Key, ".")
+	// The TSIG error is the more precise cause: BIND answers NOTAUTH with
+	// BADKEY/BADSIG/BADTIME in the TSIG record (RFC 8945 §5.3.2).
+	switch e.TSIGError {
+	case dns.RcodeBadKey:
+		return fmt.Sprintf("DNS UPDATE to %s refused: TSIG key %s not accepted (BADKEY) — check dns.update.key_name/secret against the server's key", e.Server, key)
+	case dns.RcodeBadSig:
+		return fmt.Sprintf("DNS UPDATE to %s refused: TSIG signature with key %s did not verify (BADSIG) — check dns.update.secret and dns.update.algorithm against the server's key", e.Server, key)
+	case dns.RcodeBadTime:
+		return fmt.Sprintf("DNS UPDATE to %s refused: TSIG time outside the server's window (BADTIME) — check that this host's and the server's clocks agree (NTP)", e.Server)
+	case dns.RcodeBadTrunc:
+		return fmt.Sprintf("DNS UPDATE to %s refused: truncated TSIG MAC (BADTRUNC) — check dns.update.algorithm", e.Server)
+	}
+	switch e.Rcode {
+	case dns.RcodeRefused:
+		return fmt.Sprintf("DNS UPDATE to %s refused (REFUSED): the server does not let key %s update zone %s — check allow-update/update-policy for that key in the zone's configuration", e.Server, key, zone)
+	case dns.RcodeNotAuth:
+		return fmt.Sprintf("DNS UPDATE to %s refused (NOTAUTH): the server is not authoritative for zone %s or did not accept key %s — check dns.update.zone and dns.update.server (it must be the zone's primary)", e.Server, zone, key)
+	case dns.RcodeNotZone:
+		return fmt.Sprintf("DNS UPDATE to %s refused (NOTZONE): a name is outside zone %s — check dns.update.zone", e.Server, zone)
+	case dns.RcodeServerFailure:
+		return fmt.Sprintf("DNS UPDATE to %s failed (SERVFAIL): the server could not apply the update to zone %s (is the zone loaded? is its journal writable?) — see the server's log", e.Server, zone)
+	}
+	return fmt.Sprintf("DNS UPDATE to %s for zone %s failed: %s", e.Server, zone, rcodeName(e.Rcode))
+}
+
+func rcodeName(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return fmt.Sprintf("RCODE %d", rc)
+}
+
+// Auth reports whether the error is about the key or the server's policy
+// (a configuration matter), rather than a transient failure.
+func (e *UpdateError) Auth() bool {
+	return e.TSIGError != 0 || e.Rcode == dns.RcodeRefused || e.Rcode == dns.RcodeNotAuth
+}
+
+func (u *Updater) client() *dns.Client {
+	return &dns.Client{Net: "tcp", Timeout: u.c.Timeout,
+		TsigSecret: map[string]string{u.keyName: u.c.Secret}}
+}
+
+// send signs m and sends it over TCP. TCP rather than UDP because a batch
+// is larger than a UDP response/request should be (RFC 2136 §6 allows
+// either) and a lost UDP datagram would leave us guessing whether the
+// update was applied.
+// The caller holds u.mu.
+func (u *Updater) send(ctx context.Context, m *dns.Msg) error {
+	m.Id = dns.Id()
+	m.SetTsig(u.keyName, u.alg, 300, u.c.Now().Unix())
+	r, _, err := u.client().ExchangeContext(ctx, m, u.c.Server)
+	if r != nil {
+		// Look at the answer even when err is set: an answer to a
+		// rejected key is unsigned or signed with an empty MAC, so the
+		// client's TSIG check fails, and the RCODE says why.
+		tsigErr := 0
+		if t := r.IsTsig(); t != nil {
+			tsigErr = int(t.Error)
+		}
+		if r.Rcode != dns.RcodeSuccess || tsigErr != 0 {
+			u.failures.Add(1)
+			return &UpdateError{Server: u.c.Server, Zone: u.zone, Key: u.keyName, Rcode: r.Rcode, TSIGError: tsigErr}
+		}
+	}
+	if err != nil {
+		u.failures.Add(1)
+		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
+			return fmt.Errorf("DNS UPDATE to %s: the answer's TSIG signature did not verify with key %s (is the secret right?): %w", u.c.Server, strings.TrimSuffix(u.keyName, "."), err)
+		}
+		return fmt.Errorf("DNS UPDATE to %s: cannot reach the server or it did not answer: %w", u.c.Server, err)
+	}
+	u.updates.Add(1)
+	return nil
+}
+
+// Run consumes the queue until ctx is done, then returns nil; it returns
+// an error only when called without a queue. Each round takes up to
+// BatchSize due events, sends one UPDATE for them and acknowledges them
+// all once the server accepted it. When the UPDATE fails, every event of
+// the batch is rescheduled for the same time and Run sends nothing until
+// then: later events may concern the same addresses, and sending them
+// first would let the retried older events undo them. kick (may be nil)
+// wakes Run at once; dstd sends on it after enqueueing.
+func (u *Updater) Run(ctx context.Context, q Queue, kick <-chan struct{}) error {
+	if q == nil {
+		return errors.New("DNS UPDATE: no queue to consume")
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var pauseUntil time.Time
+	for ctx.Err() == nil {
+		now := u.c.Now()
+		wait := u.c.Poll
+		if now.Before(pauseUntil) {
+			wait = pauseUntil.Sub(now)
+		} else {
+			more, next, err := u.round(ctx, q, now)
+			switch {
+			case err != nil:
+				pauseUntil = next
+				wait = pauseUntil.Sub(now)
+			case more:
+				continue // a full batch: there may be more due at once
+			default:
+				if at, ok := u.headRetry(q, now); ok {
+					wait = min(wait, at.Sub(now))
+				}
+			}
+		}
+		u.updateDepth(q)
+		timer.Reset(max(wait, 0))
+		select {
+		case <-ctx.Done():
+		case <-kick:
+		case <-timer.C:
+		}
+	}
+	u.updateDepth(q)
+	return nil
+}
+
+// headRetry returns when the oldest item of the queue is due, if it is
+// waiting for a retry. Run schedules its own retries, but those of an
+// earlier run (dstd restarted, or another Updater after a key change)
+// it learns only from the store; waking at the head's time keeps the
+// queue moving without polling often. Items behind the head are due no
+// earlier, since a failed batch is rescheduled whole.
+func (u *Updater) headRetry(q Queue, now time.Time) (time.Time, bool) {
+	items, err := q.QueueNext(QueueName, now.Add(100*365*24*time.Hour), 1, nil)
+	if err != nil || len(items) == 0 || !items[0].NextAttempt.After(now) {
+		return time.Time{}, false
+	}
+	return items[0].NextAttempt, true
+}
+
+// round handles one batch. It reports whether the batch was full (more
+// may be due), and on failure when to try again.
+func (u *Updater) round(ctx context.Context, q Queue, now time.Time) (more bool, next time.Time, err error) {
+	// No skip function: Run handles one batch at a time and acks or
+	// reschedules all of it before reading again, so nothing it reads is
+	// in flight.
+	items, err := q.QueueNext(QueueName, now, u.c.BatchSize, nil)
+	if err != nil {
+		u.log.Error("cannot read the DNS UPDATE queue from the store; will try again", "err", err)
+		return false, now.Add(u.c.MinBackoff), err
+	}
+	if len(items) == 0 {
+		return false, time.Time{}, nil
+	}
+	var chs []change
+	attempts := 0
+	for _, it := range items {
+		attempts = max(attempts, it.Attempts+1)
+		if !wants(it.Event) {
+			continue
+		}
+		ev := it.Event
+		chs = append(chs, change{ip: ev.IP, del: ev.Kind != store.EventReport, ev: ev})
+	}
+	if len(chs) > 0 {
+		// One message: BatchSize changes stay under maxMsgBytes unless
+		// the TXT texts are very long, and then buildBatches splits.
+		u.mu.Lock()
+		err := u.sendAll(ctx, u.buildBatches(chs))
+		u.mu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil {
+				// dstd is stopping: leave the items queued without
+				// counting an attempt; they are sent at the next start.
+				return false, time.Time{}, ctx.Err()
+			}
+			return false, u.retry(q, items, attempts, err), err
+		}
+	}
+	u.ack(q, items)
+	n := int64(len(items))
+	u.events.Add(n)
+	if m := u.c.Metrics; m != nil {
+		m.ActionDone.WithLabelValues(QueueName).Add(float64(n))
+	}
+	u.log.Debug("DNS UPDATE applied", "events", len(items), "changes", len(chs))
+	return len(items) == u.c.BatchSize, time.Time{}, nil
+}
+
+// retry reschedules the whole batch and logs the failure once for it.
+func (u *Updater) retry(q Queue, items []store.QueueItem, attempts int, cause error) time.Time {
+	next := u.c.Now().Add(backoff(attempts, u.c.MinBackoff, u.c.MaxBackoff))
+	if m := u.c.Metrics; m != nil {
+		m.ActionFailures.WithLabelValues(QueueName).Add(float64(len(items)))
+	}
+	for _, it := range items {
+		if err := q.QueueRetry(QueueName, it.Seq, next); err != nil {
+			// The item stays due; it comes back when the pause ends.
+			u.log.Error("cannot reschedule a DNS UPDATE event in the store", "seq", it.Seq, "err", err)
+		}
+	}
+	var ue *UpdateError
+	if errors.As(cause, &ue) && ue.Auth() {
+		// A configuration problem: retrying will not help until someone
+		// fixes the key or the server's policy, but the events are kept
+		// so that nothing is lost meanwhile.
+		u.log.Error(cause.Error(), "events_kept", len(items), "attempts", attempts, "next_attempt", next)
+	} else {
+		u.log.Warn("DNS UPDATE failed; the events stay queued and will be sent again", "err", cause,
+			"events", len(items), "attempts", attempts, "next_attempt", next)
+	}
+	return next
+}
+
+// ack acknowledges the items concurrently: the store merges concurrent
+// acknowledgements into one commit, while sequential ones would each wait
+// for their own.
+func (u *Updater) ack(q Queue, items []store.QueueItem) {
+	var wg sync.WaitGroup
+	for _, it := range items {
+		wg.Go(func() {
+			if err := q.QueueAck(QueueName, it.Seq); err != nil {
+				// Applied but still queued: it is sent again, which is
+				// harmless since each change replaces the whole RRsets.
+				u.log.Error("cannot acknowledge an applied DNS UPDATE event; it will be sent again", "seq", it.Seq, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (u *Updater) updateDepth(q Queue) {
+	m := u.c.Metrics
+	if m == nil {
+		return
+	}
+	n, err := q.QueueDepth(QueueName)
+	if err != nil {
+		u.log.Warn("cannot read the depth of the DNS UPDATE queue", "err", err)
+		return
+	}
+	m.QueueDepth.WithLabelValues(QueueName).Set(float64(n))
+}
+
+// backoff returns min·2^(attempts-1) capped at max, less a random part of
+// up to half, like the action runner's.
+func backoff(attempts int, minD, maxD time.Duration) time.Duration {
+	d := minD
+	for i := 1; i < attempts && d < maxD; i++ {
+		d *= 2
+	}
+	d = min(d, maxD)
+	half := d / 2
+	return d - time.Duration(rand.Int64N(int64(half)+1))
+}

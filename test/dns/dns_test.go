@@ -1,0 +1,264 @@
+// Package dns_test checks a running dstd's DNS blocklist from the outside:
+// the real dig against its embedded server, a real BIND as its secondary
+// (NOTIFY, AXFR) and as a primary it updates (DNS UPDATE with TSIG), and a
+// real rbldnsd serving its export.
+package dns_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dsttest"
+	"github.com/dst-traps/dst/internal/nntp"
+	"github.com/dst-traps/dst/internal/report"
+)
+
+const zone = "bl.test"
+
+func post(t *testing.T, d *dsttest.Dstd, ip string) {
+	t.Helper()
+	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
+		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := nntp.Dial(ctx, d.NNTP, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Post(ctx, a.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func digBin(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("dig")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but dig is not installed (bind9-dnsutils)")
+		}
+		t.Skip("dig is not installed")
+	}
+	return p
+}
+
+// dig runs the real dig and returns its short answer and status line.
+func dig(t *testing.T, server string, args ...string) string {
+	t.Helper()
+	host, port, _ := strings.Cut(server, ":")
+	cmd := exec.Command(digBin(t), append([]string{"@" + host, "-p", port, "+tries=1", "+time=3", "+norecurse"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil && !strings.Contains(string(out), "status:") {
+		t.Fatalf("dig %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func reverse(ip string) string {
+	a := netip.MustParseAddr(ip)
+	if a.Is4() {
+		b := a.As4()
+		return fmt.Sprintf("%d.%d.%d.%d.%s.", b[3], b[2], b[1], b[0], zone)
+	}
+	var sb strings.Builder
+	b := a.As16()
+	for i := 15; i >= 0; i-- {
+		fmt.Fprintf(&sb, "%x.%x.", b[i]&0xf, b[i]>>4)
+	}
+	return sb.String() + zone + "."
+}
+
+func query(t *testing.T, server, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	r, err := dns.Exchange(m, server)
+	if err != nil {
+		t.Fatalf("query %s: %v", name, err)
+	}
+	return r
+}
+
+func TestEmbeddedServerWithDig(t *testing.T) {
+	d := dsttest.NewDstd(t, "site-a.test", "[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n")
+	d.Start()
+	post(t, d, "203.0.113.7")
+	post(t, d, "2001:db8::7")
+	srv := d.DNS
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{reverse("203.0.113.7"), "A"}, []string{"status: NOERROR", "127.0.0.2", "flags: qr aa"}},
+		{[]string{reverse("203.0.113.7"), "TXT"}, []string{"status: NOERROR", "203.0.113.7", "site-a.test"}},
+		{[]string{reverse("2001:db8::7"), "A"}, []string{"status: NOERROR", "127.0.0.2"}},
+		{[]string{reverse("203.0.113.8"), "A"}, []string{"status: NXDOMAIN", "SOA"}},
+		{[]string{"2.0.0.127." + zone, "A"}, []string{"status: NOERROR", "127.0.0.2"}},
+		{[]string{"1.0.0.127." + zone, "A"}, []string{"status: NXDOMAIN"}},
+		{[]string{reverse("203.0.113.7"), "MX"}, []string{"status: NOERROR", "ANSWER: 0", "SOA"}},
+		{[]string{zone, "SOA"}, []string{"status: NOERROR", "SOA"}},
+		{[]string{zone, "NS"}, []string{"status: NOERROR", "NS"}},
+		{[]string{"www.example.com", "A"}, []string{"status: REFUSED"}},
+		{[]string{"+tcp", reverse("203.0.113.7"), "A"}, []string{"status: NOERROR", "127.0.0.2"}},
+	} {
+		out := dig(t, srv, tc.args...)
+		for _, w := range tc.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("dig %v: no %q in:\n%s", tc.args, w, out)
+			}
+		}
+	}
+	if out := dig(t, srv, zone, "AXFR"); !strings.Contains(out, "Transfer failed") && !strings.Contains(out, "REFUSED") {
+		t.Errorf("AXFR from an address not allowed:\n%s", out)
+	}
+	// The serial moves with every change.
+	before := query(t, srv, zone+".", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
+	post(t, d, "203.0.113.9")
+	after := query(t, srv, zone+".", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
+	if after <= before {
+		t.Errorf("serial %d after a new listing, was %d", after, before)
+	}
+	// Delisting removes it from DNS at once.
+	if _, code := d.Ctl("delist", "203.0.113.7"); code != 0 {
+		t.Fatal("delist failed")
+	}
+	if r := query(t, srv, reverse("203.0.113.7"), dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Errorf("after delist: %s", dns.RcodeToString[r.Rcode])
+	}
+}
+
+// TestBINDSecondary: BIND transfers dstd's zone after NOTIFY and answers
+// for a listed address; a delisting reaches it too.
+func TestBINDSecondary(t *testing.T) {
+	port := dsttest.FreeUDPTCPPort(t)
+	d := dsttest.NewDstd(t, "site-a.test", "")
+	d.Reconfigure(fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\nallow_transfer = [\"127.0.0.1\"]\nnotify = [\"127.0.0.1:%d\"]\n", port))
+	d.Start()
+	post(t, d, "203.0.113.20")
+	b := dsttest.StartBIND(t, dsttest.BINDOptions{Port: port, Secondary: &dsttest.BINDSecondary{Zone: zone, Primary: d.DNS}})
+	dsttest.WaitFor(t, 30*time.Second, "BIND to answer for the listed address", func() bool {
+		r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
+		return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
+	})
+	post(t, d, "203.0.113.21")
+	dsttest.WaitFor(t, 30*time.Second, "NOTIFY to bring a new listing to BIND", func() bool {
+		r, err := b.Query(reverse("203.0.113.21"), dns.TypeA)
+		return err == nil && len(r.Answer) > 0
+	})
+	d.Ctl("delist", "203.0.113.20")
+	dsttest.WaitFor(t, 30*time.Second, "a delisting to reach BIND", func() bool {
+		r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
+		return err == nil && r.Rcode == dns.RcodeNameError
+	})
+	if r, _ := b.Query(reverse("203.0.113.21"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
+		t.Error("BIND has no TXT for the listing")
+	}
+}
+
+// TestBINDUpdate: dstd pushes listings into a BIND primary with DNS UPDATE
+// signed with TSIG, and deletes them at expiry; a wrong key is refused by
+// BIND and dstd says so.
+func TestBINDUpdate(t *testing.T) {
+	key := &dsttest.TSIGKey{Name: "dst-key", Secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="}
+	b := dsttest.StartBIND(t, dsttest.BINDOptions{Primary: &dsttest.BINDPrimary{Zone: zone, Key: key}})
+	conf := func(secret string) string {
+		return fmt.Sprintf("[policy]\nallow_documentation = true\n[listing]\nexpire = \"3s\"\nmax_expire = \"6s\"\nsweep_interval = \"200ms\"\n"+
+			"[dns]\nzone = \"bl.test\"\n[dns.update]\nserver = %q\nkey_name = \"dst-key\"\nsecret = %q\n", b.Addr(), secret)
+	}
+	d := dsttest.NewDstd(t, "site-a.test", "")
+	d.Reconfigure(conf(key.Secret))
+	d.Start()
+	post(t, d, "203.0.113.30")
+	dsttest.WaitFor(t, 20*time.Second, "the listing to appear in BIND", func() bool {
+		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
+		return err == nil && len(r.Answer) > 0
+	})
+	if r, _ := b.Query(reverse("203.0.113.30"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
+		t.Error("no TXT in BIND")
+	}
+	dsttest.WaitFor(t, 30*time.Second, "the expiry to delete it from BIND", func() bool {
+		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
+		return err == nil && r.Rcode == dns.RcodeNameError
+	})
+
+	w := dsttest.NewDstd(t, "site-w.test", "")
+	w.Reconfigure(conf("d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmc="))
+	w.Start()
+	post(t, w, "203.0.113.31")
+	dsttest.WaitFor(t, 20*time.Second, "dstd to report the refused key", func() bool {
+		l := strings.ToLower(w.Log())
+		return strings.Contains(l, "dns update") && (strings.Contains(l, "badsig") || strings.Contains(l, "badkey") || strings.Contains(l, "notauth") || strings.Contains(l, "refused"))
+	})
+	if r, _ := b.Query(reverse("203.0.113.31"), dns.TypeA); r != nil && len(r.Answer) > 0 {
+		t.Error("BIND took an update signed with a wrong key")
+	}
+}
+
+// TestRbldnsdExport: rbldnsd serving dstd's export answers as dstd does.
+func TestRbldnsdExport(t *testing.T) {
+	rbl, err := exec.LookPath("rbldnsd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but rbldnsd is not installed")
+		}
+		t.Skip("rbldnsd is not installed")
+	}
+	dir, err := os.MkdirTemp("", "dst-rbl-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	ip4, ip6 := filepath.Join(dir, "dst.ip4"), filepath.Join(dir, "dst.ip6")
+	d := dsttest.NewDstd(t, "site-a.test", fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\nrbldnsd_ip4 = %q\nrbldnsd_ip6 = %q\n", ip4, ip6))
+	d.Start()
+	hits := []string{"203.0.113.40", "198.51.100.41", "2001:db8::42"}
+	for _, ip := range hits {
+		post(t, d, ip)
+	}
+	dsttest.WaitFor(t, 10*time.Second, "the export", func() bool {
+		b4, _ := os.ReadFile(ip4)
+		b6, _ := os.ReadFile(ip6)
+		return strings.Contains(string(b4), "198.51.100.41") && strings.Contains(string(b6), "2001:db8::42")
+	})
+	port := dsttest.FreeUDPTCPPort(t)
+	cmd := exec.Command(rbl, "-n", "-b", fmt.Sprintf("127.0.0.1/%d", port), "-c", "0", "-r", dir, "-w", "/",
+		zone+":ip4set:dst.ip4", zone+":ip6trie:dst.ip6")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	rAddr := fmt.Sprintf("127.0.0.1:%d", port)
+	dsttest.WaitFor(t, 10*time.Second, "rbldnsd to answer", func() bool {
+		m := new(dns.Msg)
+		m.SetQuestion("2.0.0.127."+zone+".", dns.TypeA)
+		_, err := dns.Exchange(m, rAddr)
+		return err == nil
+	})
+	misses := []string{"203.0.113.99", "2001:db8::99", "127.0.0.1"}
+	for _, ip := range append(append([]string{"127.0.0.2"}, hits...), misses...) {
+		a, b := query(t, d.DNS, reverse(ip), dns.TypeA), query(t, rAddr, reverse(ip), dns.TypeA)
+		if a.Rcode != b.Rcode || len(a.Answer) != len(b.Answer) {
+			t.Errorf("%s: dstd %s %v, rbldnsd %s %v\n%s", ip, dns.RcodeToString[a.Rcode], a.Answer, dns.RcodeToString[b.Rcode], b.Answer, out)
+			continue
+		}
+		if len(a.Answer) > 0 && a.Answer[0].(*dns.A).A.String() != b.Answer[0].(*dns.A).A.String() {
+			t.Errorf("%s: dstd %v, rbldnsd %v", ip, a.Answer, b.Answer)
+		}
+	}
+}

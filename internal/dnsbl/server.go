@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,6 +106,8 @@ func New(c Config, x *Index) (*Server, error) {
 			return nil, fmt.Errorf("dnsbl: TTL %v out of range", d)
 		}
 	}
+	// Own the slice: canonicalising in place would edit the caller's.
+	c.NS = slices.Clone(c.NS)
 	if len(c.NS) == 0 {
 		c.NS = []string{"ns." + zone}
 	}
@@ -156,7 +159,15 @@ func (s *Server) nsRRs(name string) []dns.RR {
 
 // listingRRs returns the A and TXT records for one listed name.
 func (s *Server) listingRRs(name string, ip netip.Addr, e *Entry) (a, txt dns.RR) {
-	a = &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.ttl}, A: s.c.A.AsSlice()}
+	return s.aRR(name), s.txtRR(name, ip, e)
+}
+
+func (s *Server) aRR(name string) dns.RR {
+	return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.ttl}, A: s.c.A.AsSlice()}
+}
+
+// txtRR fills the template for e (nil: a test point).
+func (s *Server) txtRR(name string, ip netip.Addr, e *Entry) dns.RR {
 	text := testTXT
 	if e != nil {
 		text = strings.NewReplacer(
@@ -170,8 +181,7 @@ func (s *Server) listingRRs(name string, ip netip.Addr, e *Entry) (a, txt dns.RR
 	if len(text) > maxTXT {
 		text = text[:maxTXT]
 	}
-	txt = &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: s.ttl}, Txt: splitTXT(text)}
-	return a, txt
+	return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: s.ttl}, Txt: splitTXT(text)}
 }
 
 // splitTXT cuts s into <character-string>s of at most 255 octets (RFC 1035
@@ -422,14 +432,13 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			m.Answer = append([]dns.RR{s.soa(q.Name, s.x.Serial(), s.soaTTL)}, s.nsRRs(q.Name)...)
 		}
 	case nameListed:
-		a, txt := s.listingRRs(q.Name, ip, e)
 		switch q.Qtype {
 		case dns.TypeA:
-			m.Answer = []dns.RR{a}
+			m.Answer = []dns.RR{s.aRR(q.Name)}
 		case dns.TypeTXT:
-			m.Answer = []dns.RR{txt}
+			m.Answer = []dns.RR{s.txtRR(q.Name, ip, e)}
 		case dns.TypeANY:
-			m.Answer = []dns.RR{a, txt}
+			m.Answer = []dns.RR{s.aRR(q.Name), s.txtRR(q.Name, ip, e)}
 		}
 	case nameNX:
 		m.Rcode = dns.RcodeNameError

@@ -69,9 +69,9 @@ func TestAnswers(t *testing.T) {
 		{s.reverseName(test6No), dns.TypeA, dns.RcodeNameError, nil, true},
 		{v6, dns.TypeA, dns.RcodeSuccess, []uint16{dns.TypeA}, false},
 		{strings.ToUpper(v6), dns.TypeTXT, dns.RcodeSuccess, []uint16{dns.TypeTXT}, false},
-		{"3.2.1." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},  // ENT, RFC 8020
-		{"2.1." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},    // ENT
-		{"127." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},    // ENT of the test point
+		{"3.2.1." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},   // ENT, RFC 8020
+		{"2.1." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},     // ENT
+		{"127." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},     // ENT of the test point
 		{"3.2.9." + zone, dns.TypeA, dns.RcodeNameError, nil, true}, // nothing below
 		{"8.b.d.0.1.0.0.2." + zone, dns.TypeA, dns.RcodeSuccess, nil, true},
 		{"9.b.d.0.1.0.0.2." + zone, dns.TypeA, dns.RcodeNameError, nil, true},

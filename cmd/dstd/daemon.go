@@ -245,12 +245,17 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	for loop := true; loop; {
 		select {
 		case <-ctx.Done():
 			loop = false
 		case <-hup:
 			d.reload()
+		case <-usr1:
+			d.resyncDNS(runCtx, goRun)
 		}
 	}
 

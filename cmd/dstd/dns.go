@@ -165,3 +165,21 @@ func (d *daemon) resyncSource(fn func(ip netip.Addr, ev store.Event) error) erro
 		return fn(l.IP, store.Event{Kind: store.EventReport, IP: l.IP, Listed: true, Expires: l.Expires, Origin: origin, Time: l.LastSeen})
 	})
 }
+
+// resyncDNS compares the zone of the DNS UPDATE server with the listings
+// and repairs it (SIGUSR1), in the background.
+func (d *daemon) resyncDNS(ctx context.Context, goRun func(func())) {
+	if d.dns == nil || d.dns.updater == nil {
+		d.log.Warn("SIGUSR1: no dns.update server configured, nothing to resynchronise")
+		return
+	}
+	goRun(func() {
+		d.log.Info("DNS UPDATE resynchronisation requested")
+		if err := d.dns.updater.Resync(ctx, d.resyncSource); err != nil {
+			d.log.Error("DNS UPDATE resynchronisation failed", "err", err)
+			return
+		}
+		r := d.dns.updater.LastResync()
+		d.log.Info("DNS UPDATE resynchronised", "wanted", r.Wanted, "present", r.Present, "added", r.Added, "fixed", r.Fixed, "removed", r.Removed)
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,6 +190,23 @@ func TestBINDUpdate(t *testing.T) {
 	if r, _ := b.Query(reverse("203.0.113.30"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
 		t.Error("no TXT in BIND")
 	}
+	// Someone else's record in the zone: a resynchronisation on demand
+	// (SIGUSR1) removes it.
+	stray := reverse("198.51.100.99")
+	u := new(dns.Msg)
+	u.SetUpdate(zone + ".")
+	rr, _ := dns.NewRR(stray + " 300 IN A 127.0.0.2")
+	u.Insert([]dns.RR{rr})
+	u.SetTsig(key.Name+".", dns.HmacSHA256, 300, time.Now().Unix())
+	c := &dns.Client{Net: "tcp", TsigSecret: map[string]string{key.Name + ".": key.Secret}}
+	if r, _, err := c.Exchange(u, b.Addr()); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("adding a stray record to BIND: %v %v", err, r)
+	}
+	d.Signal(syscall.SIGUSR1)
+	dsttest.WaitFor(t, 20*time.Second, "the resynchronisation to remove the stray record", func() bool {
+		r, err := b.Query(stray, dns.TypeA)
+		return err == nil && r.Rcode == dns.RcodeNameError
+	})
 	dsttest.WaitFor(t, 30*time.Second, "the expiry to delete it from BIND", func() bool {
 		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
 		return err == nil && r.Rcode == dns.RcodeNameError

@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dst-traps/dst/internal/retry"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -181,7 +181,7 @@ func (r *runner) loop(ctx context.Context) {
 	// worker never blocks on a report, even after the loop stops reading.
 	results := make(chan result, 2*(conc+maxSettling))
 	var wg sync.WaitGroup
-	var retries timeHeap     // retry times this runner scheduled
+	var retries retry.Times  // retry times this runner scheduled
 	var pauseUntil time.Time // after a store error
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -313,7 +313,7 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 		log.Error("dropping event: the action failed too many times", "err", err, "attempts", attempts)
 		res.storeFailed = r.ack(log, it.Seq)
 	default:
-		next := now.Add(backoff(attempts, r.opt.MinBackoff, r.opt.MaxBackoff))
+		next := now.Add(retry.Backoff(attempts, r.opt.MinBackoff, r.opt.MaxBackoff))
 		if qerr := r.q.QueueRetry(r.name, it.Seq, next); qerr != nil {
 			log.Error("cannot reschedule a failed event; it will be tried again soon", "err", qerr, "action_err", err)
 			res.storeFailed = true
@@ -346,32 +346,4 @@ func (r *runner) do(ctx context.Context, ev store.Event) (err error) {
 		}
 	}()
 	return r.a.Do(ctx, ev)
-}
-
-// backoff returns the delay before the next try after attempts failures:
-// min·2^(attempts-1) capped at max, less a random part of up to half of
-// it. Each step's range starts where the previous one ends, so delays
-// never shrink as failures go on.
-func backoff(attempts int, minD, maxD time.Duration) time.Duration {
-	d := minD
-	for i := 1; i < attempts && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	half := d / 2
-	return d - time.Duration(rand.Int64N(int64(half)+1))
-}
-
-// timeHeap is a min-heap of times for container/heap.
-type timeHeap []time.Time
-
-func (h timeHeap) Len() int           { return len(h) }
-func (h timeHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
-func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timeHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
-func (h *timeHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
 }

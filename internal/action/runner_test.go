@@ -305,19 +305,6 @@ func TestRunRetriesWithGrowingBackoff(t *testing.T) {
 	}
 }
 
-func TestBackoffBounds(t *testing.T) {
-	for attempts := 1; attempts < 70; attempts++ {
-		nom := time.Second << min(attempts-1, 20)
-		nom = min(nom, time.Hour)
-		for range 50 {
-			d := backoff(attempts, time.Second, time.Hour)
-			if d < nom/2 || d > nom {
-				t.Fatalf("backoff(%d) = %v, want between %v and %v", attempts, d, nom/2, nom)
-			}
-		}
-	}
-}
-
 func TestRunDropsPermanentFailure(t *testing.T) {
 	q := newFakeQueue()
 	q.add("program", testEvent(1))

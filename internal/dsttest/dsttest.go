@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,4 +250,22 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Metrics returns what dstd's /metrics serves on its admin socket.
+func (d *Dstd) Metrics() string {
+	d.t.Helper()
+	hc := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", d.Admin)
+	}}}
+	resp, err := hc.Get("http://dstd/metrics")
+	if err != nil {
+		d.t.Fatalf("metrics of %s: %v", d.Site, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		d.t.Fatalf("metrics of %s: %v", d.Site, err)
+	}
+	return string(b)
 }

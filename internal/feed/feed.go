@@ -18,8 +18,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/dst-traps/dst/internal/retry"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -177,7 +177,7 @@ type Feeder struct {
 	nSettling int
 	settled   chan settleResult
 	settleWG  sync.WaitGroup
-	retries   timeHeap // when items this Feeder deferred are due again
+	retries   retry.Times // when items this Feeder deferred are due again
 }
 
 // New makes a Feeder for p reading its queue from src.
@@ -246,7 +246,7 @@ func (f *Feeder) Run(ctx context.Context) error {
 			failures = 0
 		}
 		failures++
-		delay := backoff(failures, f.o.MinBackoff, f.o.MaxBackoff)
+		delay := retry.Backoff(failures, f.o.MinBackoff, f.o.MaxBackoff)
 		f.failed(err)
 		f.log.Warn("feed to peer failed; will reconnect", "err", err, "retry_in", delay.Round(time.Millisecond))
 		f.sleep(ctx, delay)
@@ -493,7 +493,7 @@ func (f *Feeder) prepare(it store.QueueItem) *flight {
 	art, err := f.src.Article(ev.MessageID)
 	if err != nil {
 		log.Error("cannot read the article to send; will try again", "err", err)
-		f.settle(it.Seq, f.o.Now().Add(backoff(it.Attempts+1, f.o.MinBackoff, f.o.MaxBackoff)))
+		f.settle(it.Seq, f.o.Now().Add(retry.Backoff(it.Attempts+1, f.o.MinBackoff, f.o.MaxBackoff)))
 		return nil
 	}
 	if art == nil {
@@ -525,7 +525,7 @@ func (f *Feeder) outcome(fl *flight, r nntp.Result) {
 		f.count(outcomeRefused, 1)
 		f.settle(fl.seq, time.Time{})
 	default: // 431, 436
-		next := f.o.Now().Add(backoff(fl.attempts+1, f.o.MinBackoff, f.o.MaxBackoff))
+		next := f.o.Now().Add(retry.Backoff(fl.attempts+1, f.o.MinBackoff, f.o.MaxBackoff))
 		f.log.Debug("peer deferred a report", "message_id", fl.id, "code", r.Code, "reason", r.Text, "next_attempt", next)
 		f.count(outcomeDeferred, 1)
 		f.settle(fl.seq, next)
@@ -701,31 +701,4 @@ func (f *Feeder) updateDepth() {
 		return
 	}
 	f.o.Metrics.FeedQueue.WithLabelValues(f.peer.Name).Set(float64(n))
-}
-
-// backoff returns the delay after attempts failures: minD·2^(attempts-1)
-// capped at maxD, less a random part of up to half of it, so that feeds
-// and items that failed together do not all retry at the same moment.
-func backoff(attempts int, minD, maxD time.Duration) time.Duration {
-	d := minD
-	for i := 1; i < attempts && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	half := d / 2
-	return d - time.Duration(rand.Int64N(int64(half)+1))
-}
-
-// timeHeap is a min-heap of times for container/heap.
-type timeHeap []time.Time
-
-func (h timeHeap) Len() int           { return len(h) }
-func (h timeHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
-func (h timeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timeHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
-func (h *timeHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
 }

@@ -8,9 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/textproto"
 	"os"
@@ -414,16 +412,7 @@ func ihave(t *testing.T, addr string, art []byte) int {
 
 func metrics(t *testing.T, d *dsttest.Dstd) string {
 	t.Helper()
-	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", d.Admin)
-	}}}
-	resp, err := hc.Get("http://dstd/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return d.Metrics()
 }
 
 func grep(s, sub string) string {

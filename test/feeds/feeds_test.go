@@ -7,9 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/textproto"
 	"os"
@@ -145,16 +143,7 @@ func accepted(t *testing.T, s *dsttest.Dstd) int {
 
 func metricsOf(t *testing.T, s *dsttest.Dstd) string {
 	t.Helper()
-	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", s.Admin)
-	}}}
-	resp, err := hc.Get("http://dstd/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return s.Metrics()
 }
 
 // flood injects one report at each of the given sites and checks that each

@@ -12,9 +12,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -390,16 +388,7 @@ func waitListed(t *testing.T, s *dsttest.Dstd, ip, origin string) {
 // metricsOf fetches a dstd's Prometheus metrics over its admin socket.
 func metricsOf(t *testing.T, s *dsttest.Dstd) string {
 	t.Helper()
-	hc := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, "unix", s.Admin)
-	}}}
-	resp, err := hc.Get("http://dstd/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
+	return s.Metrics()
 }
 
 // metric is the value of an unlabelled metric, -1 if absent.

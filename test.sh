@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages of the real components the integration tests start.
-packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils)
+# Debian packages of the real components the integration tests start
+# (unbound is the blocking site's resolver in test/e2e; iproute2 makes its
+# network namespaces).
+packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -89,4 +91,13 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
-go test -race -count=1 -timeout 20m ./...
+# Integration tests write the figures they measure (trap-to-rejection time)
+# here; go test shows nothing of a passing package.
+figures=$(mktemp "${TMPDIR:-/tmp}/dst-test-figures.XXXXXX")
+trap 'rm -f "$figures"' EXIT
+DST_TEST_FIGURES=$figures go test -race -count=1 -timeout 20m ./...
+if [ -s "$figures" ]; then
+	echo
+	echo "Figures measured by the integration tests:"
+	sed 's/^/  /' "$figures"
+fi

@@ -65,13 +65,16 @@ func FreePort(t testing.TB) int {
 
 // Dstd is one dstd process of a test.
 type Dstd struct {
-	t       testing.TB
-	Dir     string // its data directory
-	Conf    string // its configuration file
-	NNTP    string // its NNTP address, 127.0.0.1:port
-	DNS     string // its DNSBL address (UDP and TCP), 127.0.0.1:port
-	Admin   string // its admin socket
-	Site    string
+	t     testing.TB
+	Dir   string // its data directory
+	Conf  string // its configuration file
+	NNTP  string // its NNTP address, 127.0.0.1:port
+	DNS   string // its DNSBL address (UDP and TCP), 127.0.0.1:port
+	Admin string // its admin socket
+	Site  string
+	// Prefix, when set before Start, is a command that runs dstd, such as
+	// a Netns's Prefix: "ip netns exec NAME".
+	Prefix  []string
 	logPath string
 	cmd     *exec.Cmd
 }
@@ -129,7 +132,8 @@ func (d *Dstd) Start() {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	d.cmd = exec.Command(Bin(d.t, "dstd"), "-c", d.Conf)
+	argv := append(append([]string(nil), d.Prefix...), Bin(d.t, "dstd"), "-c", d.Conf)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -268,4 +272,26 @@ func (d *Dstd) Metrics() string {
 		d.t.Fatalf("metrics of %s: %v", d.Site, err)
 	}
 	return string(b)
+}
+
+// Figure logs a figure an integration test measured (a time, a rate) and,
+// when DST_TEST_FIGURES names a file, appends it there too: go test shows
+// no output of passing packages, and test.sh prints that file at the end.
+func Figure(t testing.TB, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	t.Log(line)
+	name := os.Getenv("DST_TEST_FIGURES")
+	if name == "" {
+		return
+	}
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Errorf("DST_TEST_FIGURES: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s: %s\n", t.Name(), line); err != nil {
+		t.Errorf("DST_TEST_FIGURES: %v", err)
+	}
 }

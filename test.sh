@@ -11,6 +11,12 @@ cd "$(dirname "$0")"
 # (unbound is the blocking site's resolver in test/e2e; iproute2 makes its
 # network namespaces).
 packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2)
+# Exim conflicts with Postfix as a package: test/e2e runs the real Debian
+# exim4 binary unpacked from its .deb (below), which needs its libraries.
+exim_pkgs=(exim4-daemon-light exim4-base)
+if ! command -v exim4 >/dev/null && [ -z "${DST_EXIM:-}" ]; then
+	packages+=($(apt-cache depends exim4-daemon-light 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^lib/ {print $2}'))
+fi
 
 missing=()
 for p in "${packages[@]}"; do
@@ -81,6 +87,31 @@ if ((${#missing[@]})); then
 		exit 1
 	else
 		echo "test.sh: warning: ${missing[*]} not installed (run as root to install); their integration tests will be skipped" >&2
+	fi
+fi
+
+# Unpack Exim (see exim_pkgs) into a directory of its own, once per version.
+if ! command -v exim4 >/dev/null && [ -z "${DST_EXIM:-}" ]; then
+	exim_ver=$(apt-cache policy exim4-daemon-light 2>/dev/null | awk '$1 == "Candidate:" {print $2}')
+	exim_root=/var/cache/dst-test/exim4-${exim_ver//[^A-Za-z0-9.+~-]/_}
+	if [ -n "$exim_ver" ] && [ "$exim_ver" != "(none)" ] && [ "$(id -u)" = 0 ] && [ ! -x "$exim_root/usr/sbin/exim4" ]; then
+		echo "test.sh: unpacking ${exim_pkgs[*]} $exim_ver into $exim_root"
+		dl=$(mktemp -d)
+		chmod 755 "$dl" # apt-get download runs as _apt where it can
+		(cd "$dl" && apt-get -o APT::Sandbox::User=root download -q "${exim_pkgs[@]}") >/dev/null ||
+			{ apt-get update -q >/dev/null && (cd "$dl" && apt-get -o APT::Sandbox::User=root download -q "${exim_pkgs[@]}"); } ||
+			{ echo "test.sh: FAILED to download ${exim_pkgs[*]}" >&2; exit 1; }
+		rm -rf "$exim_root.tmp" && mkdir -p "$exim_root.tmp"
+		for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$exim_root.tmp"; done
+		rm -rf "$dl" "$exim_root" && mv "$exim_root.tmp" "$exim_root"
+	fi
+	if [ -x "$exim_root/usr/sbin/exim4" ]; then
+		export DST_EXIM=$exim_root/usr/sbin/exim4
+	elif [ "${CI:-}" = true ]; then
+		echo "test.sh: FAILED: no Exim for test/e2e (install exim4-daemon-light, or run as root to unpack it)" >&2
+		exit 1
+	else
+		echo "test.sh: warning: no Exim (run as root to unpack it); test/e2e's Exim test will be skipped" >&2
 	fi
 fi
 

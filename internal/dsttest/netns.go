@@ -45,13 +45,21 @@ func Require(t testing.TB, prog, pkg string) string {
 		}
 		t.Skipf("%s is not installed (Debian: apt-get install %s); skipping", prog, pkg)
 	}
-	if os.Geteuid() != 0 {
-		if ci {
-			t.Fatalf("CI=true but this test must run as root (it starts %s)", prog)
-		}
-		t.Skipf("this test needs root (it starts %s); skipping", prog)
-	}
+	RequireRoot(t, prog)
 	return bin
+}
+
+// RequireRoot skips the test unless it runs as root, or fails it with
+// CI=true; what names what needs root.
+func RequireRoot(t testing.TB, what string) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true but this test must run as root (it starts %s)", what)
+	}
+	t.Skipf("this test needs root (it starts %s); skipping", what)
 }
 
 // Netns is a network namespace of a test.

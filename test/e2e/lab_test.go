@@ -6,9 +6,10 @@
 // The lab is two network namespaces joined by a veth pair:
 //
 //	lab  the sites' hosts: dstd A, B and C on the lab's loopback, unbound on
-//	     127.0.0.1:53 (the lab's resolv.conf), site A's MX at 192.0.2.10,
-//	     site C's MXes at 192.0.2.30 (smtpd) and 192.0.2.31 (postscreen);
-//	net  the Internet's clients: spammers at 198.51.100.7 and .8, an
+//	     127.0.0.1:53 (the lab's resolv.conf), site A's MX at 192.0.2.10
+//	     (Postfix) or .11 (Exim), site C's MXes at 192.0.2.30 (Postfix
+//	     smtpd), .31 (Postfix postscreen) or .32 (Exim);
+//	net  the Internet's clients: spammers at 198.51.100.7, .8 and .9, an
 //	     innocent sender at 203.0.113.9.
 //
 // Nothing in either namespace can reach any other network. Needs root,
@@ -34,9 +35,12 @@ const (
 	zone       = "dnsbl.site-c.test"
 	mxA        = "mx.site-a.test"
 	mxAAddr    = "192.0.2.10"
+	eximAAddr  = "192.0.2.11"
+	eximCAddr  = "192.0.2.32"
 	smtpPort   = "2525"
 	spammer1   = "198.51.100.7"
 	spammer2   = "198.51.100.8"
+	spammer3   = "198.51.100.9"
 	innocent   = "203.0.113.9"
 	trapRcpt   = "trap@site-a.test"
 	aliceRcpt  = "alice@site-c.test"
@@ -61,10 +65,10 @@ func newLab(t *testing.T) *lab {
 	l.hosts = dsttest.NewNetns(t, "dste2e-lab")
 	l.internet = dsttest.NewNetns(t, "dste2e-net")
 	dsttest.Link(t, l.hosts, l.internet, "e0")
-	for _, a := range []string{mxAAddr, "192.0.2.30", "192.0.2.31"} {
+	for _, a := range []string{mxAAddr, eximAAddr, "192.0.2.30", "192.0.2.31", eximCAddr} {
 		l.hosts.IP("addr", "add", a+"/32", "dev", "e0")
 	}
-	for _, a := range []string{spammer1, spammer2, innocent} {
+	for _, a := range []string{spammer1, spammer2, spammer3, innocent} {
 		l.internet.IP("addr", "add", a+"/32", "dev", "e0")
 	}
 	// Only the two sides' ranges are routed: nothing has a default route.
@@ -187,6 +191,8 @@ func (l *lab) watchListing(s *dsttest.Dstd, ip string) <-chan time.Time {
 	}()
 	return ch
 }
+
+func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }
 
 // smtp runs one SMTP transaction from the Internet namespace.
 func (l *lab) smtp(from, server string, m dsttest.SMTPMessage) error {

@@ -5,7 +5,6 @@ import (
 	"net"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dst-traps/dst/internal/dsttest"
 )
@@ -80,5 +79,3 @@ func TestPostfix(t *testing.T) {
 			ms(listed), negTTL, ms(refused), refusal.Code, refusal.Msg)
 	})
 }
-
-func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }

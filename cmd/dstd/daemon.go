@@ -289,12 +289,20 @@ func orEmpty(s string, ok bool) string {
 	return ""
 }
 
-// ensureSpool creates dstc's spool directory. It is group-writable and
-// setgid so that dstc, run by the MTA as some user in dstd's group, can drop
-// reports there (README "Submission, spool and exit codes").
+// ensureSpool creates dstc's spool directory where it is missing. What it
+// creates is group-writable and setgid whatever the umask, so that dstc,
+// run by the MTA as some user in dstd's group, can drop reports there
+// (README "Submission, spool and exit codes"). Directories that exist are
+// the administrator's and keep their modes.
 func ensureSpool(dir string) error {
 	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new")} {
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
 		if err := os.MkdirAll(d, 0o770); err != nil {
+			return fmt.Errorf("creating the spool directory: %w", err)
+		}
+		if err := os.Chmod(d, 0o770|os.ModeSetgid); err != nil {
 			return fmt.Errorf("creating the spool directory: %w", err)
 		}
 	}

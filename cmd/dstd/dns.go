@@ -85,7 +85,7 @@ func (d *daemon) buildDNS() error {
 	}
 	if c.RbldnsdIP4 != "" || c.RbldnsdIP6 != "" {
 		p.exporter = rbldnsd.New(c.RbldnsdIP4, c.RbldnsdIP6, a, func(l rbldnsd.Listing) string {
-			return txtFor(c.TXT, l.IP, l.Origins, l.Hits, l.Expires, l.Expires)
+			return txtFor(c.TXT, l.IP, l.Origins, l.Hits, l.Expires, l.FirstSeen)
 		})
 	}
 	d.dns = p
@@ -120,7 +120,7 @@ func (d *daemon) dnsChanged() {
 // eachListing walks the store for the exporter and the resync.
 func (d *daemon) eachExport(fn func(rbldnsd.Listing) error) error {
 	return d.db.ForEachListing(func(l store.Listing) error {
-		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, Hits: l.Hits, Origins: l.Origins})
+		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
 	})
 }
 

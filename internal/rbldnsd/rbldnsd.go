@@ -26,10 +26,11 @@ import (
 
 // Listing is one listed address as the exporter sees it.
 type Listing struct {
-	IP      netip.Addr
-	Expires time.Time
-	Hits    int
-	Origins []string
+	IP        netip.Addr
+	Expires   time.Time
+	FirstSeen time.Time
+	Hits      int
+	Origins   []string
 }
 
 // Exporter writes the listing to the rbldnsd data files.

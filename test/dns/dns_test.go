@@ -241,7 +241,10 @@ func TestRbldnsdExport(t *testing.T) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
 	ip4, ip6 := filepath.Join(dir, "dst.ip4"), filepath.Join(dir, "dst.ip6")
-	d := dsttest.NewDstd(t, "site-a.test", fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\nrbldnsd_ip4 = %q\nrbldnsd_ip6 = %q\n", ip4, ip6))
+	// Every template field, so that the export must fill each as the
+	// embedded server does.
+	const txt = "{ip} first {first_seen} until {expires}, {hits} hits from {origins}"
+	d := dsttest.NewDstd(t, "site-a.test", fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\ntxt = %q\nrbldnsd_ip4 = %q\nrbldnsd_ip6 = %q\n", txt, ip4, ip6))
 	d.Start()
 	hits := []string{"203.0.113.40", "198.51.100.41", "2001:db8::42"}
 	for _, ip := range hits {
@@ -277,6 +280,17 @@ func TestRbldnsdExport(t *testing.T) {
 		}
 		if len(a.Answer) > 0 && a.Answer[0].(*dns.A).A.String() != b.Answer[0].(*dns.A).A.String() {
 			t.Errorf("%s: dstd %v, rbldnsd %v", ip, a.Answer, b.Answer)
+		}
+	}
+	for _, ip := range hits {
+		a, b := query(t, d.DNS, reverse(ip), dns.TypeTXT), query(t, rAddr, reverse(ip), dns.TypeTXT)
+		if len(a.Answer) != 1 || len(b.Answer) != 1 {
+			t.Errorf("%s TXT: dstd %v, rbldnsd %v", ip, a.Answer, b.Answer)
+			continue
+		}
+		at, bt := strings.Join(a.Answer[0].(*dns.TXT).Txt, ""), strings.Join(b.Answer[0].(*dns.TXT).Txt, "")
+		if at != bt {
+			t.Errorf("%s TXT: dstd %q, rbldnsd %q", ip, at, bt)
 		}
 	}
 }

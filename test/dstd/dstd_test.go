@@ -320,6 +320,13 @@ func TestNoConfigFile(t *testing.T) {
 			t.Errorf("default data directory: %v", err)
 		}
 	}
+	// dstc runs as the MTA's user, in dstd's group: the spool dstd makes
+	// must be group-writable and setgid whatever dstd's umask.
+	for _, d := range []string{"spool", "spool/tmp", "spool/new"} {
+		if st, err := os.Stat(filepath.Join(dir, d)); err == nil && st.Mode()&(os.ModePerm|os.ModeSetgid) != 0o770|os.ModeSetgid {
+			t.Errorf("%s: mode %v, want drwxrws---", d, st.Mode())
+		}
+	}
 	err = post("127.0.0.1:1119", newReport(t, "10.9.8.7"))
 	var ne *nntp.Error
 	if !errors.As(err, &ne) || ne.Code != 441 || !strings.Contains(ne.Text, "Private-Use") {

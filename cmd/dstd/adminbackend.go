@@ -9,6 +9,7 @@ import (
 
 	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/admin"
+	"github.com/dst-traps/dst/internal/dnsupdate"
 	"github.com/dst-traps/dst/internal/store"
 )
 
@@ -100,6 +101,15 @@ func (d *daemon) Queues(_ context.Context) ([]admin.QueueStatus, error) {
 		}
 		s := d.stats[i].Snapshot()
 		out = append(out, admin.QueueStatus{Name: a.Name(), Depth: n, Done: s.Done, Failures: s.Failures,
+			LastError: s.LastError, LastErrorTime: s.LastErrorTime, LastSuccess: s.LastSuccess})
+	}
+	if d.dns != nil && d.dns.updater != nil {
+		n, err := d.db.QueueDepth(dnsupdate.QueueName)
+		if err != nil {
+			return nil, err
+		}
+		s := d.dns.updater.Stats()
+		out = append(out, admin.QueueStatus{Name: dnsupdate.QueueName, Depth: n, Done: s.Events, Failures: s.UpdateFailures,
 			LastError: s.LastError, LastErrorTime: s.LastErrorTime, LastSuccess: s.LastSuccess})
 	}
 	return out, nil

@@ -101,6 +101,9 @@ type Stats struct {
 	Updates        int64 // UPDATE messages the server accepted
 	UpdateFailures int64 // UPDATE messages that failed (refused, network)
 	Events         int64 // queue events applied and acknowledged
+	LastError      string
+	LastErrorTime  time.Time
+	LastSuccess    time.Time // of an UPDATE
 }
 
 // Updater sends UPDATEs for one zone to one server. It is safe for
@@ -121,6 +124,11 @@ type Updater struct {
 	mu sync.Mutex
 
 	updates, failures, events atomic.Int64
+
+	lastMu      sync.Mutex
+	lastErr     error
+	lastErrTime time.Time
+	lastSuccess time.Time
 
 	resyncMu   sync.Mutex
 	lastResync ResyncResult
@@ -210,7 +218,23 @@ func defaultTXT(ip netip.Addr, ev store.Event) string {
 
 // Stats returns the counts so far.
 func (u *Updater) Stats() Stats {
-	return Stats{Updates: u.updates.Load(), UpdateFailures: u.failures.Load(), Events: u.events.Load()}
+	s := Stats{Updates: u.updates.Load(), UpdateFailures: u.failures.Load(), Events: u.events.Load()}
+	u.lastMu.Lock()
+	defer u.lastMu.Unlock()
+	if u.lastErr != nil {
+		s.LastError, s.LastErrorTime = u.lastErr.Error(), u.lastErrTime
+	}
+	s.LastSuccess = u.lastSuccess
+	return s
+}
+
+// failed counts a failed UPDATE and remembers why, for dstctl queues.
+func (u *Updater) failed(err error) error {
+	u.failures.Add(1)
+	u.lastMu.Lock()
+	u.lastErr, u.lastErrTime = err, u.c.Now()
+	u.lastMu.Unlock()
+	return err
 }
 
 // wants says whether ev changes DNS: a report that leaves the address
@@ -385,18 +409,19 @@ func (u *Updater) send(ctx context.Context, m *dns.Msg) error {
 			tsigErr = int(t.Error)
 		}
 		if r.Rcode != dns.RcodeSuccess || tsigErr != 0 {
-			u.failures.Add(1)
-			return &UpdateError{Server: u.c.Server, Zone: u.zone, Key: u.keyName, Rcode: r.Rcode, TSIGError: tsigErr}
+			return u.failed(&UpdateError{Server: u.c.Server, Zone: u.zone, Key: u.keyName, Rcode: r.Rcode, TSIGError: tsigErr})
 		}
 	}
 	if err != nil {
-		u.failures.Add(1)
 		if errors.Is(err, dns.ErrSig) || errors.Is(err, dns.ErrAuth) {
-			return fmt.Errorf("DNS UPDATE to %s: the answer's TSIG signature did not verify with key %s (is the secret right?): %w", u.c.Server, strings.TrimSuffix(u.keyName, "."), err)
+			return u.failed(fmt.Errorf("DNS UPDATE to %s: the answer's TSIG signature did not verify with key %s (is the secret right?): %w", u.c.Server, strings.TrimSuffix(u.keyName, "."), err))
 		}
-		return fmt.Errorf("DNS UPDATE to %s: cannot reach the server or it did not answer: %w", u.c.Server, err)
+		return u.failed(fmt.Errorf("DNS UPDATE to %s: cannot reach the server or it did not answer: %w", u.c.Server, err))
 	}
 	u.updates.Add(1)
+	u.lastMu.Lock()
+	u.lastSuccess = u.c.Now()
+	u.lastMu.Unlock()
 	return nil
 }
 

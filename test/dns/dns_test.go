@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -222,6 +223,14 @@ func TestBINDUpdate(t *testing.T) {
 	})
 	if r, _ := b.Query(reverse("203.0.113.31"), dns.TypeA); r != nil && len(r.Answer) > 0 {
 		t.Error("BIND took an update signed with a wrong key")
+	}
+	// dstctl queues shows the UPDATE queue with its failures and why.
+	out, _ := w.Ctl("queues")
+	if !regexp.MustCompile(`(?m)^dnsupdate\s+1\s+0\s+[1-9]\d*\s.*(?i:badsig|badkey|notauth|refused|signature)`).MatchString(out) {
+		t.Errorf("dstctl queues does not show the failing UPDATE queue:\n%s", out)
+	}
+	if out, _ := d.Ctl("queues"); !regexp.MustCompile(`(?m)^dnsupdate\s+0\s+[1-9]`).MatchString(out) {
+		t.Errorf("dstctl queues does not show the UPDATE queue's work:\n%s", out)
 	}
 }
 

@@ -50,8 +50,9 @@
 //     no longer stored (pruned from the history) or cannot be parsed, stdin
 //     is empty and dstd logs a warning. (A store that cannot be read at all
 //     makes dstd retry later instead.)
-//   - environment: only PATH (dstd's own), the extra variables of the
-//     configuration, and these, which always win:
+//   - environment: only PATH (dstd's own), the extra variables of
+//     ProgramConfig.Env (dstd's configuration has no key for them yet, so
+//     dstd sets none), and these, which always win:
 //     DST_EVENT=report,
 //     DST_IP (the reported address, e.g. 203.0.113.7 or 2001:db8::1),
 //     DST_ORIGIN (the site that made the report, e.g. site-a.example),

@@ -216,27 +216,6 @@ func StartBIND(t testing.TB, o BINDOptions) *BIND {
 	return b
 }
 
-// FreeUDPTCPPort returns a loopback port that was free for both TCP and
-// UDP a moment ago: DNS servers listen on both.
-func FreeUDPTCPPort(t testing.TB) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatal("no loopback port free for both TCP and UDP")
-	return 0
-}
-
 func keyStmt(k *TSIGKey) string {
 	alg := k.Algorithm
 	if alg == "" {

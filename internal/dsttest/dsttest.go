@@ -52,15 +52,54 @@ func Bin(t testing.TB, name string) string {
 	return filepath.Join(binDir, name)
 }
 
-// FreePort returns a loopback port that was free a moment ago.
+// handedOut are the ports FreePort and FreeUDPTCPPort gave this process:
+// the kernel may offer a closed port again at once, and two servers of one
+// test must not both be told to take it.
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[int]bool{}
+)
+
+// freePort returns a loopback port that was free for TCP, and for UDP too
+// when udp is set, a moment ago, and that this process never handed out.
+func freePort(t testing.TB, udp bool) int {
+	t.Helper()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		ok := !handedOut[port]
+		if ok && udp {
+			u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+			if ok = err == nil; ok {
+				u.Close()
+			}
+		}
+		l.Close()
+		if ok {
+			handedOut[port] = true
+			return port
+		}
+	}
+	t.Fatal("no free loopback port found")
+	return 0
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freePort(t, false)
+}
+
+// FreeUDPTCPPort returns a loopback port that was free for both TCP and
+// UDP a moment ago: DNS servers listen on both.
+func FreeUDPTCPPort(t testing.TB) int {
+	t.Helper()
+	return freePort(t, true)
 }
 
 // Dstd is one dstd process of a test.
@@ -77,6 +116,7 @@ type Dstd struct {
 	Prefix  []string
 	logPath string
 	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has exited; cmd.ProcessState is then set
 }
 
 // NewDstd prepares a dstd for site whose configuration is extra (TOML)
@@ -87,7 +127,7 @@ func NewDstd(t testing.TB, site, extra string) *Dstd {
 	t.Helper()
 	dir := t.TempDir()
 	d := &Dstd{t: t, Dir: filepath.Join(dir, "data"), Site: site,
-		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), DNS: fmt.Sprintf("127.0.0.1:%d", FreePort(t)),
+		NNTP: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), DNS: fmt.Sprintf("127.0.0.1:%d", FreeUDPTCPPort(t)),
 		logPath: filepath.Join(dir, "dstd.log")}
 	d.Admin = filepath.Join(d.Dir, "admin.sock")
 	d.Conf = filepath.Join(dir, "dstd.toml")
@@ -128,6 +168,9 @@ func addToTable(conf, table, lines string) string {
 // Start runs dstd and waits until its admin endpoint answers.
 func (d *Dstd) Start() {
 	d.t.Helper()
+	if d.cmd != nil {
+		d.t.Fatalf("dstd %s is already running (pid %d)", d.Site, d.cmd.Process.Pid)
+	}
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		d.t.Fatal(err)
@@ -139,6 +182,9 @@ func (d *Dstd) Start() {
 		d.t.Fatal(err)
 	}
 	logf.Close()
+	cmd, exited := d.cmd, make(chan struct{})
+	d.exited = exited
+	go func() { cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if out, err := exec.Command(Bin(d.t, "dstctl"), "-admin", d.Admin, "status").CombinedOutput(); err == nil {
@@ -146,8 +192,12 @@ func (d *Dstd) Start() {
 		} else if time.Now().After(deadline) {
 			d.t.Fatalf("dstd %s did not start: %v %s\n%s", d.Site, err, out, d.Log())
 		}
-		if d.cmd.ProcessState != nil {
-			d.t.Fatalf("dstd exited:\n%s", d.Log())
+		select {
+		case <-d.exited:
+			cmd := d.cmd
+			d.cmd = nil
+			d.t.Fatalf("dstd %s exited at start (%v):\n%s", d.Site, cmd.ProcessState, d.Log())
+		default:
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -159,16 +209,14 @@ func (d *Dstd) Stop() {
 		return
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- d.cmd.Wait() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			d.t.Errorf("dstd %s exited with %v after SIGTERM", d.Site, err)
+	case <-d.exited:
+		if !d.cmd.ProcessState.Success() {
+			d.t.Errorf("dstd %s exited with %v after SIGTERM", d.Site, d.cmd.ProcessState)
 		}
 	case <-time.After(20 * time.Second):
 		d.cmd.Process.Kill()
-		<-done
+		<-d.exited
 		d.t.Errorf("dstd %s did not stop within 20s of SIGTERM", d.Site)
 	}
 	d.cmd = nil
@@ -180,7 +228,7 @@ func (d *Dstd) Kill() {
 		return
 	}
 	d.cmd.Process.Kill()
-	d.cmd.Wait()
+	<-d.exited
 	d.cmd = nil
 }
 

@@ -39,8 +39,13 @@ const (
 // peer is the receiving side: the package nntp Server with a Handler that
 // keeps what it is sent, like a peer's history.
 type peer struct {
-	mu       sync.Mutex
-	order    []string
+	mu    sync.Mutex
+	order []string // IDs in the order Receive stored them
+	// offered are IDs in the order of their first CHECK: the server runs
+	// pipelined TAKETHIS concurrently, so order is not the feed's order,
+	// but CHECKs are handled one at a time as they arrive.
+	offered  []string
+	seen     map[string]bool
 	received map[string][]byte
 	checks   int
 	conns    []net.Conn
@@ -63,6 +68,13 @@ func (p *peer) Check(_ context.Context, _ *nntp.Session, id string) nntp.Verdict
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.checks++
+	if !p.seen[id] {
+		if p.seen == nil {
+			p.seen = make(map[string]bool)
+		}
+		p.seen[id] = true
+		p.offered = append(p.offered, id)
+	}
 	if _, ok := p.received[id]; ok {
 		return nntp.Refused("already have it")
 	}
@@ -305,10 +317,15 @@ func TestOrderAndCompleteness(t *testing.T) {
 	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), Window: 64}, db, o)
 	run(t, f)
 	checkDelivered(t, p, db, ids, arts)
-	order, _ := p.snapshot()
+	p.mu.Lock()
+	offered := append([]string(nil), p.offered...)
+	p.mu.Unlock()
+	if len(offered) != len(ids) {
+		t.Fatalf("%d articles offered, want %d", len(offered), len(ids))
+	}
 	for i := range ids {
-		if order[i] != ids[i] {
-			t.Fatalf("article %d received is %s, want %s (queue order)", i, order[i], ids[i])
+		if offered[i] != ids[i] {
+			t.Fatalf("article %d offered is %s, want %s (queue order)", i, offered[i], ids[i])
 		}
 	}
 	waitFor(t, "the status", func() bool { s := f.Status(); return s.Sent == 1000 && s.Depth == 0 })
@@ -584,8 +601,13 @@ func TestCancelPromptly(t *testing.T) {
 // ihavePeer is a peer that does not stream, like an INN without
 // streaming: 500 to MODE STREAM, IHAVE only.
 type ihavePeer struct {
-	mu       sync.Mutex
-	order    []string
+	mu    sync.Mutex
+	order []string // IDs in the order Receive stored them
+	// offered are IDs in the order of their first CHECK: the server runs
+	// pipelined TAKETHIS concurrently, so order is not the feed's order,
+	// but CHECKs are handled one at a time as they arrive.
+	offered  []string
+	seen     map[string]bool
 	received map[string][]byte
 	later    map[string]int // answer 436 to the offer this many times
 }

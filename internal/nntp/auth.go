@@ -57,7 +57,7 @@ func (c *conn) setConn(nc net.Conn) {
 	c.nc = nc
 	c.srv.mu.Unlock()
 	c.br.Reset(flushReader{c})
-	c.bw.Reset(nc)
+	c.out.reset(nc)
 }
 
 // canStartTLS: STARTTLS is on offer. RFC 4642 §2.2.1: not under TLS
@@ -115,7 +115,7 @@ func (c *conn) starttls(ctx context.Context, args []string) {
 		c.br.Discard(n)
 	}
 	c.reply(382, "continue with TLS negotiation")
-	if err := c.bw.Flush(); err != nil {
+	if err := c.out.flush(); err != nil {
 		c.log.Debug("nntp: writing 382 failed", "err", err)
 		c.done = true
 		return

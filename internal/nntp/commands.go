@@ -49,13 +49,25 @@ func commandTable() []cmdSpec {
 // arguments are separated by spaces or tabs (RFC 3977 §3.1).
 func (c *conn) dispatch(ctx context.Context, line string) {
 	words := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
-	if len(words) == 0 {
+	var spec *cmdSpec
+	if len(words) > 0 {
+		spec = c.lookup(words[0])
+	}
+	// CHECK and TAKETHIS go on while earlier TAKETHIS articles are being
+	// received, their responses queued behind (see pipeline.go). Anything
+	// else, errors included, first waits for every earlier response: it
+	// runs as if commands were run one at a time, and nothing that changes
+	// the Session (AUTHINFO, STARTTLS) overlaps a Receive reading it.
+	if spec == nil || (spec.name != "CHECK" && spec.name != "TAKETHIS") {
+		if !c.out.wait() {
+			return // a response ended the session
+		}
+	}
+	switch {
+	case len(words) == 0:
 		c.bad++
 		c.reply(500, "empty command")
 		return
-	}
-	spec := c.lookup(words[0])
-	switch {
 	case spec == nil:
 		c.bad++
 		c.reply(500, "unknown command") // RFC 3977 §3.2.1
@@ -152,11 +164,13 @@ func (c *conn) help(_ context.Context, args []string) {
 // terminating "." (RFC 3977 §3.1.1). Our lines never start with ".", so no
 // dot-stuffing is needed.
 func (c *conn) multiline(lines []string) {
+	var b strings.Builder
 	for _, l := range lines {
-		c.bw.WriteString(l)
-		c.bw.WriteString("\r\n")
+		b.WriteString(l)
+		b.WriteString("\r\n")
 	}
-	c.bw.WriteString(".\r\n")
+	b.WriteString(".\r\n")
+	c.out.send(b.String())
 }
 
 // date answers with the server's UTC time (RFC 3977 §7.1).
@@ -278,8 +292,11 @@ func (c *conn) ihave(ctx context.Context, args []string) {
 }
 
 // check is CHECK (RFC 4644 §2.4), answered "238|431|438 <message-ID>".
-// Pipelined CHECKs are answered in order because commands are run one at a
-// time, in the order they arrive.
+// It is decided at once, even with TAKETHIS articles still being received
+// (Check only reads), and its response queued behind theirs, so pipelined
+// commands are answered in order. A CHECK for an article whose TAKETHIS is
+// still in progress may thus get 238; the article sent again is then
+// refused as a duplicate, as it would be from another peer.
 func (c *conn) check(ctx context.Context, args []string) {
 	id, ok := msgIDArg(args)
 	if !ok {
@@ -326,11 +343,20 @@ func (c *conn) takethis(ctx context.Context, args []string) {
 		c.reply(t.refuse, "%s %s", id, problem)
 		return
 	}
-	v := c.verdict(c.srv.Handler.Receive(ctx, &c.sess, id, art))
-	c.log.Debug("nntp: TAKETHIS", "message_id", id, "bytes", len(art), "verdict", v.Kind, "reason", v.Reason)
-	if v.Kind == Defer {
-		c.reply(t.deferred, "%s", textOr(v.Reason, t.deferred))
-		return
-	}
-	c.reply(t.code(v.Kind), "%s %s", id, v.Reason)
+	// Receive runs while the session reads on (see pipeline.go). It reads
+	// c.sess and c.log, which only commands that wait for it change.
+	c.out.start(func() (string, bool) {
+		v := c.verdict(c.srv.Handler.Receive(ctx, &c.sess, id, art))
+		c.log.Debug("nntp: TAKETHIS", "message_id", id, "bytes", len(art), "verdict", v.Kind, "reason", v.Reason)
+		if v.Kind == Defer {
+			// 400 ends the session (closesAfter), and the responses
+			// queued behind it are not sent. Their articles may have
+			// been taken all the same: the peer, unanswered, offers
+			// them again, and a handler that remembers what it took
+			// (dstd's history) refuses them as duplicates (438,
+			// 439). Nothing is lost and nothing is taken twice.
+			return c.responseLine(t.deferred, "%s", textOr(v.Reason, t.deferred)), true
+		}
+		return c.responseLine(t.code(v.Kind), "%s %s", id, v.Reason), false
+	})
 }

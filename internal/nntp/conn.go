@@ -49,7 +49,7 @@ type conn struct {
 	log     *slog.Logger // baseLog with the peer's name, if known
 
 	br   *bufio.Reader
-	bw   *bufio.Writer
+	out  *replyQueue // the responses, and the buffered writer under them
 	cmds []cmdSpec
 
 	idle bool // waiting for a command; guarded by srv.mu
@@ -71,13 +71,14 @@ type conn struct {
 // answered in a few writes rather than one per line; flushing whenever the
 // server is about to wait for the client means the client never waits for
 // an answer the server is sitting on (which would deadlock: both sides
-// waiting to be read).
+// waiting to be read). Responses written by a Receive's goroutine are
+// flushed by that goroutine (see replyQueue.finish).
 type flushReader struct {
 	c *conn
 }
 
 func (f flushReader) Read(p []byte) (int, error) {
-	if err := f.c.bw.Flush(); err != nil {
+	if err := f.c.out.flush(); err != nil {
 		return 0, fmt.Errorf("writing responses: %w", err)
 	}
 	return f.c.nc.Read(p)
@@ -91,10 +92,13 @@ func (c *conn) refuse(line string) {
 
 func (c *conn) serve(ctx context.Context) {
 	c.br = bufio.NewReaderSize(flushReader{c}, readBufferSize)
-	c.bw = bufio.NewWriter(c.nc)
+	c.out = newReplyQueue(c.nc, c.stopReading)
 	c.cmds = commandTable()
 	c.log.Debug("nntp: session start", "unix", c.sess.Unix, "tls", c.sess.TLS != nil, "post", c.sess.CanPost, "feed", c.sess.CanFeed)
 	defer c.log.Debug("nntp: session end")
+	// Whatever ends the session, no Receive it started may outlive it:
+	// the caller closes the connection, and dstd the store, after us.
+	defer c.out.running.Wait()
 
 	// RFC 3977 §5.1.1: 200 if posting is allowed, 201 if not.
 	if c.sess.CanPost {
@@ -133,12 +137,13 @@ func (c *conn) serve(ctx context.Context) {
 }
 
 // enterIdle marks the session as waiting for a command, with the idle
-// deadline, unless the server is draining. Both happen under srv.mu so that
-// drain's deadline in the past cannot be overwritten by ours.
+// deadline, unless the server is draining or a pipelined response has ended
+// the session. Both happen under srv.mu so that the deadline in the past
+// that drain or stopReading sets cannot be overwritten by ours.
 func (c *conn) enterIdle() bool {
 	c.srv.mu.Lock()
 	defer c.srv.mu.Unlock()
-	if c.srv.draining {
+	if c.srv.draining || c.out.ended.Load() {
 		return false
 	}
 	c.idle = true
@@ -152,10 +157,25 @@ func (c *conn) leaveIdle() {
 	c.srv.mu.Unlock()
 }
 
+// stopReading wakes serve if it is waiting for a command, once a response
+// written by a Receive's goroutine (400 to a TAKETHIS) has ended the
+// session; if serve is busy instead, enterIdle stops it next. The client
+// that was told 400 may not hang up itself, and must not hold the
+// connection until the idle timer.
+func (c *conn) stopReading() {
+	c.srv.mu.Lock()
+	defer c.srv.mu.Unlock()
+	if c.idle {
+		c.nc.SetReadDeadline(time.Unix(1, 0)) // as drain does
+	}
+}
+
 // endOnReadError says goodbye after a failed read: EOF, the idle timer,
 // or drain's interruption.
 func (c *conn) endOnReadError(err error) {
 	switch {
+	case c.out.ended.Load():
+		c.goodbye("") // stopReading's doing: the 400 is out
 	case c.srv.isDraining():
 		c.goodbye("400 server shutting down")
 	case errors.Is(err, os.ErrDeadlineExceeded):
@@ -168,15 +188,18 @@ func (c *conn) endOnReadError(err error) {
 	}
 }
 
-// goodbye flushes what is pending, adds line if not empty, and lets the
+// goodbye waits for the responses still to come (each TAKETHIS is answered
+// after its Receive, also when the server shuts down), adds line if not
+// empty and the session was not ended by a response, flushes, and lets the
 // caller close.
 func (c *conn) goodbye(line string) {
+	goesOn := c.out.wait()
 	c.nc.SetDeadline(time.Now().Add(goodbyeWait))
-	if line != "" {
+	if line != "" && goesOn {
 		c.log.Log(context.Background(), LevelTrace, "nntp: >", "line", line)
-		c.bw.WriteString(line + "\r\n")
+		c.out.send(line + "\r\n")
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err := c.out.flush(); err != nil {
 		c.log.Debug("nntp: writing last responses failed", "err", err)
 	}
 }
@@ -223,6 +246,9 @@ func (c *conn) readCommand() (string, error) {
 // TAKETHIS, an article follows without waiting for us (RFC 4644 §2.5), and
 // it must be read and dropped, or its lines would be taken for commands.
 func (c *conn) lineTooLong(start string) {
+	if !c.out.wait() { // an error, answered after what came before (see dispatch)
+		return
+	}
 	c.log.Info("nntp: command line too long", "max", c.lim.MaxLineBytes, "start", truncate(redact(start), 40))
 	c.bad++
 	if verb, _, _ := strings.Cut(strings.TrimLeft(start, " \t"), " "); strings.EqualFold(verb, "TAKETHIS") {
@@ -233,20 +259,24 @@ func (c *conn) lineTooLong(start string) {
 	c.reply(501, "command line longer than %d bytes", c.lim.MaxLineBytes)
 }
 
-// reply queues one response line (RFC 3977 §3.2). The text is cleaned of
-// anything that could end the line early and cut to the length limit.
+// reply queues one response line (RFC 3977 §3.2) from serve's goroutine.
 func (c *conn) reply(code int, format string, args ...any) {
+	c.out.send(c.responseLine(code, format, args...))
+	if closesAfter(code) {
+		c.done = true
+	}
+}
+
+// responseLine is one response line with its CRLF. The text is cleaned of
+// anything that could end the line early and cut to the length limit.
+func (c *conn) responseLine(code int, format string, args ...any) string {
 	line := fmt.Sprintf("%03d", code)
 	if text := cleanText(fmt.Sprintf(format, args...)); text != "" {
 		line += " " + text
 	}
 	line = truncate(line, maxResponseBytes-2)
 	c.log.Log(context.Background(), LevelTrace, "nntp: >", "line", line)
-	c.bw.WriteString(line)
-	c.bw.WriteString("\r\n")
-	if closesAfter(code) {
-		c.done = true
-	}
+	return line + "\r\n"
 }
 
 // cleanText keeps a handler's reason (or an echoed argument) from breaking

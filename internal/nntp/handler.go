@@ -102,10 +102,14 @@ func Accepted() Verdict              { return Verdict{Kind: Accept} }
 func Refused(reason string) Verdict  { return Verdict{Kind: Refuse, Reason: reason} }
 func Deferred(reason string) Verdict { return Verdict{Kind: Defer, Reason: reason} }
 
-// Handler decides what happens to articles. The server calls it from the
-// connection's goroutine, one call at a time per connection but concurrently
-// across connections. ctx is cancelled when the connection is torn down (a
-// forced Shutdown, or the context given to ServeConn).
+// Handler decides what happens to articles. Its methods are called
+// concurrently across connections, and within one connection too: the
+// articles of pipelined TAKETHIS commands are received at once, and CHECK
+// is decided meanwhile (see pipeline.go). Post, and both calls of an IHAVE,
+// have their connection to themselves. The Session does not change while a
+// call has it. ctx is cancelled when the connection is torn down (a forced
+// Shutdown, or the context given to ServeConn); ServeConn returns only
+// after every call it made has returned.
 //
 // Articles are in wire form without the transport encoding: dot-unstuffed,
 // without the terminating ".", every line ending in CRLF. The slice belongs
@@ -119,7 +123,10 @@ type Handler interface {
 	Check(ctx context.Context, s *Session, msgID string) Verdict
 	// Receive is an article transferred by a peer: IHAVE's second phase or
 	// TAKETHIS (RFC 4644 §2.5). msgID is the one named in the command; the
-	// handler must check that the article carries the same.
+	// handler must check that the article carries the same. The answer is
+	// sent once Receive has returned, so Accept must mean the article is
+	// taken for good. Several calls may run at once for one connection
+	// (pipelined TAKETHIS), in any order.
 	Receive(ctx context.Context, s *Session, msgID string, article []byte) Verdict
 }
 

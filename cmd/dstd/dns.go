@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dst-traps/dst/internal/config"
@@ -18,12 +19,15 @@ import (
 // dnsParts is the DNS side of a site: the in-memory index behind the
 // embedded server, the UPDATE pusher and the rbldnsd export.
 type dnsParts struct {
-	index    *dnsbl.Index
-	server   *dnsbl.Server
-	updater  *dnsupdate.Updater
-	updKick  chan struct{}
-	exporter *rbldnsd.Exporter
-	changed  chan struct{}
+	// refreshMu makes each index update read the store and apply what it
+	// read without another update in between (see dnsRefresh).
+	refreshMu sync.Mutex
+	index     *dnsbl.Index
+	server    *dnsbl.Server
+	updater   *dnsupdate.Updater
+	updKick   chan struct{}
+	exporter  *rbldnsd.Exporter
+	changed   chan struct{}
 }
 
 // txtFor fills the TXT template for a listing.
@@ -100,13 +104,34 @@ func (d *daemon) dnsQueues() []string {
 	return nil
 }
 
-func (d *daemon) dnsListed(l store.Listing) {
-	d.dns.index.Set(l.IP, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
-	d.dnsChanged()
-}
+func (d *daemon) dnsListed(l store.Listing) { d.dnsRefresh(l.IP, &l) }
 
-func (d *daemon) dnsRemoved(ip netip.Addr) {
-	d.dns.index.Remove(ip)
+func (d *daemon) dnsRemoved(ip netip.Addr) { d.dnsRefresh(ip, nil) }
+
+// dnsRefresh brings ip's entry in the index to what the store holds now.
+// The callbacks that call it run after their commits but in no set order:
+// the reports of one group commit (pipelined TAKETHIS, concurrent POSTs)
+// call back concurrently, and a sweep's or delisting's removal may call
+// back after a newer report listed the address again. Applying the event
+// itself could leave an older state in the index; reading the store under
+// refreshMu means the last refresh applies the latest commit. seen is the
+// event's listing, used only if the store cannot be read.
+func (d *daemon) dnsRefresh(ip netip.Addr, seen *store.Listing) {
+	d.dns.refreshMu.Lock()
+	defer d.dns.refreshMu.Unlock()
+	l, listed, err := d.db.Lookup(ip)
+	if err != nil {
+		d.log.Warn("dns: cannot read the listing, using the event", "ip", ip, "err", err)
+		l, listed = store.Listing{}, seen != nil
+		if seen != nil {
+			l = *seen
+		}
+	}
+	if listed {
+		d.dns.index.Set(ip, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+	} else {
+		d.dns.index.Remove(ip)
+	}
 	d.dnsChanged()
 }
 

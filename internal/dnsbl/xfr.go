@@ -128,7 +128,7 @@ func (s *Server) stream(w dns.ResponseWriter, r *dns.Msg, fill func(emit func(dn
 // axfr sends SOA, NS, every listing, SOA (RFC 5936 §2.2) from one
 // consistent snapshot, so concurrent updates cannot tear the transfer.
 func (s *Server) axfr(w dns.ResponseWriter, r *dns.Msg, qname string) {
-	serial, ls := s.x.snapshot()
+	serial, ls, sets := s.x.snapshot()
 	s.log.Info("dnsbl: AXFR", "remote", w.RemoteAddr(), "serial", serial, "listings", len(ls))
 	s.stream(w, r, func(emit func(dns.RR) bool) {
 		soa := s.soa(s.zone, serial, s.soaTTL)
@@ -147,7 +147,8 @@ func (s *Server) axfr(w dns.ResponseWriter, r *dns.Msg, qname string) {
 			if isTestPoint(ls[i].ip) {
 				continue
 			}
-			a, txt := s.listingRRs(s.reverseName(ls[i].ip), ls[i].ip, &ls[i].e)
+			e := ls[i].e.unpack(sets[ls[i].e.origins])
+			a, txt := s.listingRRs(s.reverseName(ls[i].ip), ls[i].ip, &e)
 			if !emit(a) || !emit(txt) {
 				return
 			}
@@ -174,14 +175,14 @@ func (s *Server) ixfr(w dns.ResponseWriter, r *dns.Msg, qname string, cur, from 
 		for _, c := range cs {
 			emit(s.soa(s.zone, c.serial-1, s.soaTTL))
 			name := s.reverseName(c.ip)
-			if c.old != nil && !isTestPoint(c.ip) {
-				a, txt := s.listingRRs(name, c.ip, c.old)
+			if c.old.ok && !isTestPoint(c.ip) {
+				a, txt := s.listingRRs(name, c.ip, c.old.entry())
 				emit(a)
 				emit(txt)
 			}
 			emit(s.soa(s.zone, c.serial, s.soaTTL))
-			if c.new != nil && !isTestPoint(c.ip) {
-				a, txt := s.listingRRs(name, c.ip, c.new)
+			if c.new.ok && !isTestPoint(c.ip) {
+				a, txt := s.listingRRs(name, c.ip, c.new.entry())
 				emit(a)
 				if !emit(txt) {
 					return

@@ -317,7 +317,7 @@ table ingest >>"$report"
 run stream CI=true -- go test -count 1 -run '^$' -bench StreamIngest -timeout 10m ./test/bench/
 check_go stream
 section "Stream ingest: dstd beside innd" \
-	"\`BenchmarkStreamIngest\`: the same signed reports streamed (CHECK/TAKETHIS) on one connection to a fresh \`dstd\`, then to a fresh \`innd\` ($ver_inn); rates from the first CHECK to the last answer. \`dstd\` commits each report with fsync, \`innd\` fsyncs nothing. See [test/bench/README.md](test/bench/README.md#streaming-ingest-dstd-beside-innd)." stream
+	"\`BenchmarkStreamIngest\`: the same signed reports streamed (CHECK/TAKETHIS) on one connection to a fresh \`dstd\`, then to a fresh \`innd\` ($ver_inn); rates from the first CHECK to the last answer. \`dstd\` answers each report after the commit with fsync that stores it (pipelined articles share commits), \`innd\` fsyncs nothing. See [test/bench/README.md](test/bench/README.md#streaming-ingest-dstd-beside-innd)." stream
 table stream >>"$report"
 stream_d=$(metric stream BenchmarkStreamIngest dstd-reports/s)
 stream_i=$(metric stream BenchmarkStreamIngest innd-reports/s)
@@ -401,7 +401,7 @@ done
 big=$(printf '%s\n' "${dns_sizes[@]}" | sort -n | tail -1)
 r "" "### Ratios against the peers (this run)" ""
 r "| comparison | dstd | peer | dstd / peer |" "| --- | ---: | ---: | ---: |"
-r "| stream ingest, reports/s ($stream_n articles on one connection; dstd fsyncs each, innd none) | $stream_d | $stream_i (innd) | $(calc "$stream_d / $stream_i") |"
+r "| stream ingest, reports/s ($stream_n articles on one connection; dstd answers each after its fsynced commit, innd fsyncs none) | $stream_d | $stream_i (innd) | $(calc "$stream_d / $stream_i") |"
 for n in "${dns_sizes[@]}"; do
 	rq=$(dnsv "$n" rbldnsd qps)
 	dq=$(dnsv "$n" dstd qps)

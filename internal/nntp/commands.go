@@ -345,7 +345,7 @@ func (c *conn) takethis(ctx context.Context, args []string) {
 	}
 	// Receive runs while the session reads on (see pipeline.go). It reads
 	// c.sess and c.log, which only commands that wait for it change.
-	c.out.start(func() (string, bool) {
+	c.out.start(int64(len(art)), func() (string, bool) {
 		v := c.verdict(c.srv.Handler.Receive(ctx, &c.sess, id, art))
 		c.log.Debug("nntp: TAKETHIS", "message_id", id, "bytes", len(art), "verdict", v.Kind, "reason", v.Reason)
 		if v.Kind == Defer {

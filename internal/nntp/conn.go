@@ -92,7 +92,7 @@ func (c *conn) refuse(line string) {
 
 func (c *conn) serve(ctx context.Context) {
 	c.br = bufio.NewReaderSize(flushReader{c}, readBufferSize)
-	c.out = newReplyQueue(c.nc, c.stopReading)
+	c.out = newReplyQueue(c.nc, c.lim.MaxPipelinedBytes, c.stopReading)
 	c.cmds = commandTable()
 	c.log.Debug("nntp: session start", "unix", c.sess.Unix, "tls", c.sess.TLS != nil, "post", c.sess.CanPost, "feed", c.sess.CanFeed)
 	defer c.log.Debug("nntp: session end")

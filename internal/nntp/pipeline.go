@@ -45,12 +45,14 @@ const maxInFlight = 64
 // serve's goroutine or by the goroutine of a Receive that has just
 // returned.
 type replyQueue struct {
-	mu      sync.Mutex
-	changed sync.Cond      // on mu; broadcast when responses leave the queue
-	bw      *bufio.Writer  // guarded by mu
-	queue   []*response    // not written yet, oldest first; guarded by mu
-	ended   atomic.Bool    // a response ended the session: no more are written
-	running sync.WaitGroup // the goroutines of start
+	mu       sync.Mutex
+	changed  sync.Cond      // on mu; broadcast when responses leave the queue
+	bw       *bufio.Writer  // guarded by mu
+	queue    []*response    // not written yet, oldest first; guarded by mu
+	bytes    int64          // of the articles whose Receive runs; guarded by mu
+	maxBytes int64          // Limits.MaxPipelinedBytes
+	ended    atomic.Bool    // a response ended the session: no more are written
+	running  sync.WaitGroup // the goroutines of start
 	// onEnd is called, without mu, when a response written by a Receive's
 	// goroutine ends the session, to wake serve if it waits for a command.
 	onEnd func()
@@ -64,8 +66,8 @@ type response struct {
 	ends  bool // the session ends once it is written (see closesAfter)
 }
 
-func newReplyQueue(w io.Writer, onEnd func()) *replyQueue {
-	q := &replyQueue{bw: bufio.NewWriter(w), onEnd: onEnd}
+func newReplyQueue(w io.Writer, maxBytes int64, onEnd func()) *replyQueue {
+	q := &replyQueue{bw: bufio.NewWriter(w), maxBytes: maxBytes, onEnd: onEnd}
 	q.changed.L = &q.mu
 	return q
 }
@@ -81,15 +83,16 @@ func (q *replyQueue) send(text string) {
 	q.writeReady()
 }
 
-// start runs fn in a goroutine of its own; what it returns is the next
-// response in command order, and ends says the session ends after it. When
-// maxInFlight responses are already waiting, start first waits for the
-// oldest to be written. Once the session has ended, fn is not run at all:
-// its response could not be sent.
-func (q *replyQueue) start(fn func() (text string, ends bool)) {
+// start runs fn, the Receive of an article of size bytes, in a goroutine
+// of its own; what it returns is the next response in command order, and
+// ends says the session ends after it. When maxInFlight responses are
+// already waiting, or the articles being received would exceed maxBytes,
+// start first waits for earlier ones. Once the session has ended, fn is
+// not run at all: its response could not be sent.
+func (q *replyQueue) start(size int64, fn func() (text string, ends bool)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for len(q.queue) >= maxInFlight && !q.ended.Load() {
+	for (len(q.queue) >= maxInFlight || (q.bytes > 0 && q.bytes+size > q.maxBytes)) && !q.ended.Load() {
 		q.changed.Wait()
 	}
 	if q.ended.Load() {
@@ -97,11 +100,12 @@ func (q *replyQueue) start(fn func() (text string, ends bool)) {
 	}
 	r := &response{}
 	q.queue = append(q.queue, r)
+	q.bytes += size
 	q.running.Add(1)
 	go func() {
 		defer q.running.Done()
 		text, ends := fn()
-		q.finish(r, text, ends)
+		q.finish(r, size, text, ends)
 	}()
 }
 
@@ -109,9 +113,11 @@ func (q *replyQueue) start(fn func() (text string, ends bool)) {
 // that has just written must not leave its bytes in the buffer, since serve
 // may be waiting for the client, which may be waiting for them. Responses
 // that are ready together (the articles of one group commit) share a write.
-func (q *replyQueue) finish(r *response, text string, ends bool) {
+func (q *replyQueue) finish(r *response, size int64, text string, ends bool) {
 	q.mu.Lock()
 	r.text, r.ready, r.ends = text, true, ends
+	q.bytes -= size
+	q.changed.Broadcast() // start may wait for bytes, not only for the head
 	ended := q.writeReady()
 	q.bw.Flush() // an error sticks in bw; serve sees it at its next flush
 	q.mu.Unlock()

@@ -438,3 +438,34 @@ func TestPipelineBound(t *testing.T) {
 		t.Errorf("at most %d Receive calls at once, want %d", peak, maxInFlight)
 	}
 }
+
+// TestPipelineByteBound: the articles being received at once stay within
+// Limits.MaxPipelinedBytes, so a peer sending big articles cannot make the
+// server hold maxInFlight of them.
+func TestPipelineByteBound(t *testing.T) {
+	h := newPipeHandler(t)
+	srv := newServer(h, false, true)
+	size := int64(len(strings.Replace(testArticle, "<a@b.example>", "<t0@x>", 1)))
+	srv.Limits.MaxPipelinedBytes = 3*size + size/2 // room for 3 articles, not 4
+	addr := startServer(t, srv)
+	c := connect(t, "tcp", addr)
+	c.expect("201 ")
+	const n = 10
+	var batch strings.Builder
+	for i := range n {
+		batch.WriteString(takeThis(fmt.Sprintf("<t%d@x>", i)))
+	}
+	go c.c.Write([]byte(batch.String()))
+	h.waitFor("3 Receive calls", func(_ []string, inFlight int) bool { return inFlight == 3 })
+	time.Sleep(50 * time.Millisecond) // time for a wrong server to start more
+	if _, inFlight, _ := h.snapshot(); inFlight != 3 {
+		t.Errorf("%d Receive calls at once, want 3 (the byte bound)", inFlight)
+	}
+	close(h.release)
+	for i := range n {
+		c.expect(fmt.Sprintf("239 <t%d@x>", i))
+	}
+	if _, _, peak := h.snapshot(); peak != 3 {
+		t.Errorf("at most %d Receive calls at once, want 3", peak)
+	}
+}

@@ -64,6 +64,7 @@ commands:
   delist [-allow] IP  remove IP's listing; -allow also keeps it from being listed again
   queues              the action queues: waiting events, successes, failures
   peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
+  keys                the DKIM keys reports are verified with (keyring and own key)
   version             print dstctl's version
 
 exit status: 0 done, 1 not listed or dstd reported an error, 2 usage, 3 dstd unreachable
@@ -116,6 +117,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f = c.queues
 	case "peers":
 		f = c.peers
+	case "keys":
+		f = c.keys
 	case "help":
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -363,6 +366,34 @@ func (c *cli) peers(ctx context.Context, args []string) int {
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail(fmt.Errorf("writing the peers: %w", err))
+	}
+	return exitOK
+}
+
+func (c *cli) keys(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
+	if ok, code := c.parseArgs(fs, args, 0, "keys"); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	ks, err := c.c.Keys(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	// The columns are those of a keyring line, so a line can be compared
+	// with what a peer sent, or copied.
+	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tSELECTOR\tPUBLIC KEY")
+	for _, k := range ks {
+		own := ""
+		if k.Own {
+			own = "  (this site)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s\n", k.Site, k.Selector, k.PublicKey, own)
+	}
+	if err := tw.Flush(); err != nil {
+		return c.fail(fmt.Errorf("writing the keys: %w", err))
 	}
 	return exitOK
 }

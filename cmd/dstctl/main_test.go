@@ -265,3 +265,22 @@ site-b.test  192.0.2.20:1119  connected (streaming)  3        10    0        0  
 		t.Errorf("peers: exit %d:\n%s\nwant:\n%s", code, out, want)
 	}
 }
+
+func (b *backend) Keys(context.Context) ([]admin.KeyStatus, error) {
+	return []admin.KeyStatus{
+		{Site: "site-a.test", Selector: "dst", PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Own: true},
+		{Site: "site-b.test", Selector: "dst2", PublicKey: "GDHoA48ZYDxGgiDmO7Oj0DAEJLbE+7TTvRKhbhqOkUo="},
+	}, nil
+}
+
+func TestKeys(t *testing.T) {
+	sock := serve(t, newBackend())
+	code, out, _ := dstctl(t, "-admin", sock, "keys")
+	want := `SITE         SELECTOR  PUBLIC KEY
+site-a.test  dst       11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=  (this site)
+site-b.test  dst2      GDHoA48ZYDxGgiDmO7Oj0DAEJLbE+7TTvRKhbhqOkUo=
+`
+	if code != 0 || out != want {
+		t.Errorf("keys: exit %d:\n%q\nwant:\n%q", code, out, want)
+	}
+}

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dst-traps/dst/internal/action"
@@ -116,3 +118,13 @@ func (d *daemon) Queues(_ context.Context) ([]admin.QueueStatus, error) {
 }
 
 var _ action.Queue = (*store.DB)(nil)
+
+func (d *daemon) Keys(_ context.Context) ([]admin.KeyStatus, error) {
+	var out []admin.KeyStatus
+	for _, k := range d.in.Keyring().Keys() {
+		out = append(out, admin.KeyStatus{Site: k.Domain, Selector: k.Selector,
+			PublicKey: base64.StdEncoding.EncodeToString(k.Public),
+			Own:       k.Domain == strings.ToLower(d.cfg.Site) && k.Selector == strings.ToLower(d.cfg.DKIM.Selector) && k.Public.Equal(d.own)})
+	}
+	return out, nil
+}

@@ -44,6 +44,16 @@ type Backend interface {
 	Queues(ctx context.Context) ([]QueueStatus, error)
 	// Peers describes the outgoing feeds.
 	Peers(ctx context.Context) ([]PeerStatus, error)
+	// Keys lists the DKIM keys reports are verified with.
+	Keys(ctx context.Context) ([]KeyStatus, error)
+}
+
+// KeyStatus is one trusted DKIM key: the keyring's, and the site's own.
+type KeyStatus struct {
+	Site      string `json:"site"`       // the d= of the signatures it verifies
+	Selector  string `json:"selector"`   // s=
+	PublicKey string `json:"public_key"` // base64, as in the keyring file
+	Own       bool   `json:"own"`        // this site's own key
 }
 
 // PeerStatus describes the outgoing feed to one peer since dstd started.

@@ -478,3 +478,19 @@ func TestHandlerPeers(t *testing.T) {
 		t.Errorf("peers = %+v", ps)
 	}
 }
+
+func (b *fakeBackend) Keys(context.Context) ([]KeyStatus, error) {
+	return []KeyStatus{{Site: "site-a.test", Selector: "dst", PublicKey: "MCowBQYDK2VwAyEA", Own: true}}, nil
+}
+
+func TestHandlerKeys(t *testing.T) {
+	srv := newTestServer(t, newFakeBackend())
+	code, _, body := get(t, srv.URL+"/v1/keys")
+	var ks []KeyStatus
+	if err := json.Unmarshal([]byte(body), &ks); code != 200 || err != nil {
+		t.Fatalf("keys = %d %s", code, body)
+	}
+	if len(ks) != 1 || ks[0].Site != "site-a.test" || !ks[0].Own || ks[0].PublicKey != "MCowBQYDK2VwAyEA" {
+		t.Errorf("keys = %+v", ks)
+	}
+}

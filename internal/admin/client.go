@@ -230,6 +230,13 @@ func (c *Client) Peers(ctx context.Context) ([]PeerStatus, error) {
 	return ps, err
 }
 
+// Keys returns the DKIM keys dstd verifies reports with.
+func (c *Client) Keys(ctx context.Context) ([]KeyStatus, error) {
+	var ks []KeyStatus
+	err := c.getJSON(ctx, "/v1/keys", &ks)
+	return ks, err
+}
+
 // Close releases idle connections.
 func (c *Client) Close() {
 	c.hc.CloseIdleConnections()

@@ -41,6 +41,7 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/delist", route(http.MethodPost, http.HandlerFunc(h.delist)))
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
 	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
+	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
@@ -194,6 +195,18 @@ func (h *handler) queues(w http.ResponseWriter, r *http.Request) {
 		qs = []QueueStatus{}
 	}
 	writeJSON(w, http.StatusOK, qs)
+}
+
+func (h *handler) keys(w http.ResponseWriter, r *http.Request) {
+	ks, err := h.b.Keys(r.Context())
+	if err != nil {
+		h.internalError(w, r, err)
+		return
+	}
+	if ks == nil {
+		ks = []KeyStatus{}
+	}
+	writeJSON(w, http.StatusOK, ks)
 }
 
 func (h *handler) peers(w http.ResponseWriter, r *http.Request) {

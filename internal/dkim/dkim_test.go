@@ -6,8 +6,10 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -355,5 +357,25 @@ func TestKeyringConcurrentReplace(t *testing.T) {
 	kr.Replace(testKeyring())
 	if _, err := kr.Verify(signed); err != nil || kr.Len() != 1 {
 		t.Fatalf("after Replace: %v, Len %d", err, kr.Len())
+	}
+}
+
+func TestKeyringKeys(t *testing.T) {
+	kr, err := ParseKeyring(strings.NewReader("Site-B.test dst 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n" +
+		"site-a.test s2 GDHoA48ZYDxGgiDmO7Oj0DAEJLbE+7TTvRKhbhqOkUo=\nsite-a.test s1 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, k := range kr.Keys() {
+		got = append(got, k.Domain+" "+k.Selector+" "+base64.StdEncoding.EncodeToString(k.Public))
+	}
+	want := []string{
+		"site-a.test s1 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+		"site-a.test s2 GDHoA48ZYDxGgiDmO7Oj0DAEJLbE+7TTvRKhbhqOkUo=",
+		"site-b.test dst 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Keys() = %q, want %q", got, want)
 	}
 }

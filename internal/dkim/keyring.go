@@ -3,12 +3,14 @@ package dkim
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -176,6 +178,26 @@ func (k *Keyring) Len() int {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return len(k.keys)
+}
+
+// Key is one trusted key, as Keys lists it.
+type Key struct {
+	Domain, Selector string // lower case
+	Public           ed25519.PublicKey
+}
+
+// Keys returns the keys, sorted by domain and selector.
+func (k *Keyring) Keys() []Key {
+	k.mu.RLock()
+	out := make([]Key, 0, len(k.keys))
+	for id, pub := range k.keys {
+		out = append(out, Key{Domain: id.domain, Selector: id.selector, Public: pub})
+	}
+	k.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Key) int {
+		return cmp.Or(strings.Compare(a.Domain, b.Domain), strings.Compare(a.Selector, b.Selector))
+	})
+	return out
 }
 
 // Replace makes k hold exactly the keys of from; Verify calls running

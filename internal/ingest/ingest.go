@@ -99,6 +99,9 @@ func New(o Options, kr *dkim.Keyring, p *policy.Policy) *Ingester {
 // SetKeyring replaces the keyring (reload).
 func (in *Ingester) SetKeyring(k *dkim.Keyring) { in.keyring.Store(k) }
 
+// Keyring is the keyring reports are verified with now.
+func (in *Ingester) Keyring() *dkim.Keyring { return in.keyring.Load() }
+
 // SetPolicy replaces the policy (reload, allow-list change).
 func (in *Ingester) SetPolicy(p *policy.Policy) { in.policy.Store(p) }
 

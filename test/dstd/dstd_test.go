@@ -135,13 +135,26 @@ func TestPeerSignatures(t *testing.T) {
 	b := dsttest.NewDstd(t, "site-b.test", lab) // never started: only its key is used
 	c := dsttest.NewDstd(t, "site-c.test", lab) // a site A does not trust
 	bLine, cKey := b.KeyringLine(), c.KeyringLine()
-	_ = cKey
 	a := dsttest.NewDstd(t, "site-a.test", lab+"\n[[peer]]\nname = \"site-b.test\"\naddresses = [\"127.0.0.1\"]\n")
 	os.MkdirAll(a.Dir, 0o750)
 	if err := os.WriteFile(filepath.Join(a.Dir, "keyring"), []byte("# peers\n"+bLine+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	a.Start()
+	// dstctl keys lists the keyring's keys and the site's own, as keyring
+	// lines are written.
+	keys := func() string {
+		t.Helper()
+		out, code := a.Ctl("keys")
+		if code != 0 {
+			t.Fatalf("dstctl keys: exit %d: %s", code, out)
+		}
+		return out
+	}
+	aLine := a.KeyringLine()
+	if out := keys(); !containsFields(out, bLine) || !containsFields(out, aLine+" (this site)") || containsFields(out, cKey) {
+		t.Errorf("dstctl keys, want B's key and A's own, not C's:\n%s", out)
+	}
 
 	bSigner := signer(t, b)
 	cSigner := signer(t, c)
@@ -186,6 +199,21 @@ func TestPeerSignatures(t *testing.T) {
 	if got := ihave(t, a.NNTP, sign(t, cSigner, newReport(t, "203.0.113.24"))); got != 235 {
 		t.Errorf("after SIGHUP, IHAVE of C's report answered %d, want 235", got)
 	}
+	if out := keys(); !containsFields(out, cKey) {
+		t.Errorf("after SIGHUP, dstctl keys does not list C's key:\n%s", out)
+	}
+}
+
+// containsFields reports whether a line of out has the fields of line,
+// whatever the spacing between them.
+func containsFields(out, line string) bool {
+	want := strings.Join(strings.Fields(line), " ")
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Join(strings.Fields(l), " ") == want {
+			return true
+		}
+	}
+	return false
 }
 
 func TestExpiry(t *testing.T) {

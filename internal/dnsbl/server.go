@@ -66,6 +66,7 @@ type Server struct {
 	ttl    uint32
 	negTTL uint32
 	soaTTL uint32
+	txt    txtTemplate // c.TXT, parsed
 	// onListen, if set (tests), receives the bound addresses.
 	onListen func([]net.Addr)
 }
@@ -133,7 +134,7 @@ func New(c Config, x *Index) (*Server, error) {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{c: c, x: x, zone: zone, log: c.Log,
+	s := &Server{c: c, x: x, zone: zone, log: c.Log, txt: parseTXT(c.TXT),
 		ttl: uint32(c.TTL / time.Second), negTTL: uint32(c.NegativeTTL / time.Second)}
 	// RFC 2308 §5: a negative answer is cached for min(SOA TTL, MINIMUM).
 	// MINIMUM is NegativeTTL and the SOA's own TTL is never below it.
@@ -170,13 +171,7 @@ func (s *Server) aRR(name string) dns.RR {
 func (s *Server) txtRR(name string, ip netip.Addr, e *Entry) dns.RR {
 	text := testTXT
 	if e != nil {
-		text = strings.NewReplacer(
-			"{ip}", ip.String(),
-			"{origins}", strings.Join(e.Origins, ","),
-			"{hits}", strconv.Itoa(e.Hits),
-			"{expires}", e.Expires.UTC().Format(time.RFC3339),
-			"{first_seen}", e.FirstSeen.UTC().Format(time.RFC3339),
-		).Replace(s.c.TXT)
+		text = s.txt.render(ip, e)
 	}
 	if len(text) > maxTXT {
 		text = text[:maxTXT]

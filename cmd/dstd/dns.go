@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,14 +29,8 @@ type dnsParts struct {
 }
 
 // txtFor fills the TXT template for a listing.
-func txtFor(tmpl string, ip netip.Addr, origins []string, hits int, expires, first time.Time) string {
-	return strings.NewReplacer(
-		"{ip}", ip.String(),
-		"{origins}", strings.Join(origins, ","),
-		"{hits}", strconv.Itoa(hits),
-		"{expires}", expires.UTC().Format(time.RFC3339),
-		"{first_seen}", first.UTC().Format(time.RFC3339),
-	).Replace(tmpl)
+func txtFor(tmpl dnsbl.TXTTemplate, ip netip.Addr, origins []string, hits int, expires, first time.Time) string {
+	return tmpl.Render(ip, dnsbl.Entry{Expires: expires, FirstSeen: first, Hits: hits, Origins: origins})
 }
 
 // buildDNS loads every listing into the index and sets up the server,
@@ -53,6 +45,7 @@ func (d *daemon) buildDNS() error {
 		return fmt.Errorf("loading the listings into the DNS index: %w", err)
 	}
 	a, _ := netip.ParseAddr(c.A)
+	txt := dnsbl.ParseTXTTemplate(c.TXT)
 	allow, _ := config.ParsePrefixes(c.AllowTransfer)
 	if len(c.Listen) > 0 {
 		srv, err := dnsbl.New(dnsbl.Config{
@@ -75,9 +68,9 @@ func (d *daemon) buildDNS() error {
 			TXT: func(ip netip.Addr, ev store.Event) string {
 				l, ok, _ := d.db.Lookup(ip)
 				if !ok {
-					return txtFor(c.TXT, ip, []string{ev.Origin}, 1, ev.Expires, ev.Time)
+					return txtFor(txt, ip, []string{ev.Origin}, 1, ev.Expires, ev.Time)
 				}
-				return txtFor(c.TXT, ip, l.Origins, l.Hits, l.Expires, l.FirstSeen)
+				return txtFor(txt, ip, l.Origins, l.Hits, l.Expires, l.FirstSeen)
 			},
 		})
 		if err != nil {
@@ -89,7 +82,7 @@ func (d *daemon) buildDNS() error {
 	}
 	if c.RbldnsdIP4 != "" || c.RbldnsdIP6 != "" {
 		p.exporter = rbldnsd.New(c.RbldnsdIP4, c.RbldnsdIP6, a, func(l rbldnsd.Listing) string {
-			return txtFor(c.TXT, l.IP, l.Origins, l.Hits, l.Expires, l.FirstSeen)
+			return txtFor(txt, l.IP, l.Origins, l.Hits, l.Expires, l.FirstSeen)
 		})
 	}
 	d.dns = p

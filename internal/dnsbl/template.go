@@ -7,6 +7,17 @@ import (
 	"time"
 )
 
+// TXTTemplate is a TXT template ({ip}, {origins}, {hits}, {expires},
+// {first_seen}) parsed once, for the other places that publish listings
+// (DNS UPDATE, the rbldnsd export) to write the same text as the server.
+type TXTTemplate struct{ t txtTemplate }
+
+// ParseTXTTemplate parses tmpl; text that is not a field is kept as is.
+func ParseTXTTemplate(tmpl string) TXTTemplate { return TXTTemplate{parseTXT(tmpl)} }
+
+// Render fills the template for ip's listing e.
+func (t TXTTemplate) Render(ip netip.Addr, e Entry) string { return t.t.render(ip, &e) }
+
 // txtTemplate is Config.TXT parsed once: literal text and fields. Building
 // a strings.Replacer for every answer cost a dozen allocations per TXT
 // record, which a million-listing AXFR paid a million times.

@@ -62,6 +62,7 @@ commands:
   lookup IP           is IP listed? since when, until when, by whom (exit 1: not listed)
   list [-json]        every listing, one per line
   delist [-allow] IP  remove IP's listing; -allow also keeps it from being listed again
+  cancel MESSAGE-ID   withdraw a report this site sent, here and at every site it reached
   queues              the action queues: waiting events, successes, failures
   peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
   keys                the DKIM keys reports are verified with (keyring and own key)
@@ -113,6 +114,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f = c.list
 	case "delist":
 		f = c.delist
+	case "cancel":
+		f = c.cancel
 	case "queues":
 		f = c.queues
 	case "peers":
@@ -300,6 +303,34 @@ func (c *cli) delist(ctx context.Context, args []string) int {
 		msg = "%s was not listed; nothing to do"
 	}
 	fmt.Fprintf(c.stdout, msg+"\n", r.IP)
+	return exitOK
+}
+
+func (c *cli) cancel(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
+	if ok, code := c.parseArgs(fs, args, 1, "cancel MESSAGE-ID"); !ok {
+		return code
+	}
+	id := fs.Arg(0)
+	if !strings.HasPrefix(id, "<") {
+		id = "<" + id + ">" // the shell makes the brackets a nuisance
+	}
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	r, err := c.c.Cancel(ctx, id)
+	if err != nil {
+		return c.fail(err)
+	}
+	var here string
+	switch {
+	case r.Delisted:
+		here = "delisted here"
+	case r.Listed:
+		here = "still listed by " + strings.Join(r.Origins, ", ")
+	default:
+		here = "was not listed here"
+	}
+	fmt.Fprintf(c.stdout, "cancelled %s (report about %s): %s; cancel %s sent to the peers\n", r.MessageID, r.IP, here, r.Cancel)
 	return exitOK
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -60,6 +61,17 @@ func (b *backend) List(_ context.Context, fn func(store.Listing) error) error {
 		}
 	}
 	return nil
+}
+
+func (b *backend) Cancel(_ context.Context, id string) (admin.CancelResult, error) {
+	switch id {
+	case "<r1@site-a.example>":
+		return admin.CancelResult{MessageID: id, Cancel: "<c1@site-a.example>", IP: netip.MustParseAddr("203.0.113.7"), Delisted: true}, nil
+	case "<r2@site-a.example>":
+		return admin.CancelResult{MessageID: id, Cancel: "<c2@site-a.example>", IP: netip.MustParseAddr("203.0.113.8"),
+			Listed: true, Origins: []string{"site-b.example"}}, nil
+	}
+	return admin.CancelResult{}, &admin.RequestError{Err: fmt.Errorf("cannot cancel: no accepted report %s in the history of this site", id)}
 }
 
 func (b *backend) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error) {
@@ -186,6 +198,22 @@ func TestDelist(t *testing.T) {
 	}
 	if code, _, _ := dstctl(t, "-admin", sock, "delist"); code != 2 {
 		t.Errorf("delist without an address: exit %d, want 2", code)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	sock := serve(t, newBackend())
+	code, out, _ := dstctl(t, "-admin", sock, "cancel", "<r1@site-a.example>")
+	if want := "cancelled <r1@site-a.example> (report about 203.0.113.7): delisted here; cancel <c1@site-a.example> sent to the peers\n"; code != 0 || out != want {
+		t.Errorf("cancel: exit %d, %q, want %q", code, out, want)
+	}
+	code, out, _ = dstctl(t, "-admin", sock, "cancel", "r2@site-a.example")
+	if code != 0 || !strings.Contains(out, "still listed by site-b.example") {
+		t.Errorf("cancel without brackets: exit %d, %q", code, out)
+	}
+	code, _, errOut := dstctl(t, "-admin", sock, "cancel", "<nope@site-a.example>")
+	if code != 1 || !strings.Contains(errOut, "no accepted report") {
+		t.Errorf("cancel of an unknown report: exit %d, %q", code, errOut)
 	}
 }
 

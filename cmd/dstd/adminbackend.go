@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/dnsupdate"
+	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/store"
 )
 
@@ -67,6 +69,19 @@ func (d *daemon) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, err
 	}
 	d.log.Info("delisted by the administrator", "ip", ip, "was_listed", ok, "allowed", allow)
 	return ok, nil
+}
+
+// Cancel withdraws a report of this site across the network.
+func (d *daemon) Cancel(ctx context.Context, messageID string) (admin.CancelResult, error) {
+	r, err := d.in.InjectCancel(ctx, messageID)
+	if errors.Is(err, ingest.ErrCannotCancel) {
+		return admin.CancelResult{}, &admin.RequestError{Err: err}
+	}
+	if err != nil {
+		return admin.CancelResult{}, err
+	}
+	return admin.CancelResult{MessageID: messageID, Cancel: r.MessageID, IP: r.IP,
+		Delisted: r.Delisted, Listed: r.Listed, Origins: r.Origins}, nil
 }
 
 func (d *daemon) addToAllowFile(ip netip.Addr) error {

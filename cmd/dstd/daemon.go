@@ -152,10 +152,14 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		},
 		ReportQueues: append(reportQs, reportQsDNS...),
 		Listed:       d.dnsListed,
-		FeedQueues:   d.feedQueues,
-		Notify:       d.kick,
-		Metrics:      d.met,
-		Log:          log,
+		// A cancel that removes a listing tells the same queues and the
+		// DNS index as dstctl delist does.
+		RemovalQueues: d.removalQs,
+		Removed:       d.dnsRemoved,
+		FeedQueues:    d.feedQueues,
+		Notify:        d.kick,
+		Metrics:       d.met,
+		Log:           log,
 	}, kr, pol)
 
 	if err := d.loadServerTLS(); err != nil {

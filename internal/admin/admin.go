@@ -15,6 +15,7 @@
 //	GET  /v1/lookup?ip=IP   Listing; 404 when not listed
 //	GET  /v1/listings       one Listing per line (JSON lines), streamed
 //	POST /v1/delist         form ip=IP[&allow=1]; DelistResult
+//	POST /v1/cancel         form id=MESSAGE-ID; CancelResult (400: not a report this site can cancel)
 //	GET  /v1/queues         []QueueStatus
 //	GET  /v1/peers          []PeerStatus
 //
@@ -41,6 +42,10 @@ type Backend interface {
 	// Delist removes the listing of ip and says whether there was one;
 	// allow also puts ip on the allow list, so it is never listed again.
 	Delist(ctx context.Context, ip netip.Addr, allow bool) (bool, error)
+	// Cancel withdraws a report this site originated: builds, signs and
+	// injects the cancel control article. A request it cannot satisfy
+	// (unknown report, another site's) is a *RequestError.
+	Cancel(ctx context.Context, messageID string) (CancelResult, error)
 	Queues(ctx context.Context) ([]QueueStatus, error)
 	// Peers describes the outgoing feeds.
 	Peers(ctx context.Context) ([]PeerStatus, error)
@@ -119,6 +124,23 @@ func FromStore(l store.Listing) Listing {
 	return Listing{IP: l.IP, FirstSeen: l.FirstSeen, LastSeen: l.LastSeen, Expires: l.Expires,
 		Hits: l.Hits, Origins: origins, LastMessageID: l.LastMessageID}
 }
+
+// CancelResult is the answer to POST /v1/cancel.
+type CancelResult struct {
+	MessageID string     `json:"message_id"` // the cancelled report
+	Cancel    string     `json:"cancel"`     // the control article's Message-ID
+	IP        netip.Addr `json:"ip"`         // the report's Source-IP
+	Delisted  bool       `json:"delisted"`   // the cancel removed the listing here
+	Listed    bool       `json:"listed"`     // still listed here, by Origins
+	Origins   []string   `json:"origins,omitempty"`
+}
+
+// RequestError is a Backend error caused by the request rather than by the
+// site: answered with 400 and its text.
+type RequestError struct{ Err error }
+
+func (e *RequestError) Error() string { return e.Err.Error() }
+func (e *RequestError) Unwrap() error { return e.Err }
 
 // DelistResult is the answer to POST /v1/delist.
 type DelistResult struct {

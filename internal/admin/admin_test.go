@@ -108,6 +108,16 @@ func (b *fakeBackend) List(ctx context.Context, fn func(store.Listing) error) er
 	return nil
 }
 
+func (b *fakeBackend) Cancel(_ context.Context, id string) (CancelResult, error) {
+	if b.fail != nil {
+		return CancelResult{}, b.fail
+	}
+	if id != "<r1@site-a.example>" {
+		return CancelResult{}, &RequestError{Err: fmt.Errorf("cannot cancel: no accepted report %s", id)}
+	}
+	return CancelResult{MessageID: id, Cancel: "<c1@site-a.example>", IP: netip.MustParseAddr("203.0.113.7"), Delisted: true}, nil
+}
+
 func (b *fakeBackend) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error) {
 	if b.fail != nil {
 		return false, b.fail
@@ -290,6 +300,20 @@ func TestHandlerListingsErrorMidStream(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(body), "\n")
 	if code != 200 || len(lines) != 2 || errorOf(t, lines[1]) != b.failList.Error() {
 		t.Errorf("listings = %d:\n%s\nwant one listing, then the error", code, body)
+	}
+}
+
+func TestHandlerCancel(t *testing.T) {
+	c := NewClient(strings.TrimPrefix(newTestServer(t, newFakeBackend()).URL, "http://"))
+	defer c.Close()
+	r, err := c.Cancel(t.Context(), "<r1@site-a.example>")
+	if err != nil || !r.Delisted || r.Cancel != "<c1@site-a.example>" || r.IP != netip.MustParseAddr("203.0.113.7") {
+		t.Errorf("Cancel = %+v, %v", r, err)
+	}
+	_, err = c.Cancel(t.Context(), "<other@site-b.example>")
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 400 || !strings.Contains(ae.Message, "no accepted report") {
+		t.Errorf("Cancel of an unknown report: %v, want a 400 that says why", err)
 	}
 }
 

@@ -216,6 +216,20 @@ func (c *Client) Delist(ctx context.Context, ip netip.Addr, allow bool) (DelistR
 	return r, nil
 }
 
+// Cancel makes dstd cancel a report this site originated.
+func (c *Client) Cancel(ctx context.Context, messageID string) (CancelResult, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/cancel", url.Values{"id": {messageID}}, http.StatusOK)
+	if err != nil {
+		return CancelResult{}, err
+	}
+	defer resp.Body.Close()
+	var r CancelResult
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return CancelResult{}, fmt.Errorf("reading dstd's answer to cancel: %w", err)
+	}
+	return r, nil
+}
+
 // Queues returns the action queues.
 func (c *Client) Queues(ctx context.Context) ([]QueueStatus, error) {
 	var qs []QueueStatus

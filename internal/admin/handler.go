@@ -2,6 +2,7 @@ package admin
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,7 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/lookup", route(http.MethodGet, http.HandlerFunc(h.lookup)))
 	mux.Handle("/v1/listings", route(http.MethodGet, http.HandlerFunc(h.listings)))
 	mux.Handle("/v1/delist", route(http.MethodPost, http.HandlerFunc(h.delist)))
+	mux.Handle("/v1/cancel", route(http.MethodPost, http.HandlerFunc(h.cancel)))
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
 	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
 	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
@@ -183,6 +185,29 @@ func (h *handler) delist(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, DelistResult{IP: ip, Delisted: removed, Allowed: allow})
+}
+
+func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad form: %v", err))
+		return
+	}
+	id := r.PostForm.Get("id")
+	if id == "" {
+		writeError(w, http.StatusBadRequest, "missing parameter id (the Message-ID of the report to cancel)")
+		return
+	}
+	res, err := h.b.Cancel(r.Context(), id)
+	var rerr *RequestError
+	switch {
+	case errors.As(err, &rerr):
+		writeError(w, http.StatusBadRequest, rerr.Error())
+		return
+	case err != nil:
+		h.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {

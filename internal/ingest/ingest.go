@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -68,7 +69,12 @@ type Options struct {
 	Notify func()
 	// Listed, if set, is called after a commit that listed an address or
 	// extended its listing (the in-memory DNS blocklist follows it).
-	Listed  func(store.Listing)
+	Listed func(store.Listing)
+	// RemovalQueues get an EventDelisted when a cancel removes a listing.
+	RemovalQueues []string
+	// Removed, if set, is called after a commit that removed a listing
+	// (an applied cancel).
+	Removed func(netip.Addr)
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	Now     func() time.Time
@@ -199,6 +205,10 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	case date.After(now.Add(in.o.MaxFuture)):
 		return in.refuse(msgID, from, refused("date", "Date %s is in the future", date.UTC().Format(time.RFC3339)))
 	}
+	if report.IsControl(a) {
+		v, _ := in.acceptCancel(a, msgID, raw, origin, from, relayed, now)
+		return v
+	}
 	fb, err := arf.Parse(a.Get("Content-Type"), a.Body)
 	if err != nil {
 		return in.refuse(msgID, from, refused("malformed", "feedback report: %v", err))
@@ -224,6 +234,13 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	if out == store.Duplicate {
 		v := Verdict{Kind: Duplicate, Reason: "already seen"}
 		in.count(v)
+		return v
+	}
+	if out == store.Cancelled {
+		// The store has recorded the Message-ID as refused.
+		v := refused("cancelled", "%s cancelled this report before it arrived", origin)
+		in.count(v)
+		in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "ip", ip, "origin", origin, "reason", v.Reason)
 		return v
 	}
 	in.o.Notify()

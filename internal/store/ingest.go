@@ -46,6 +46,9 @@ const (
 	Pending                      // stored, but too few origins to list the address yet
 	Listed                       // the address is newly listed
 	Extended                     // the address was listed already; its listing was extended
+	// Cancelled: its origin cancelled the report before it arrived (see
+	// Cancel). Its Message-ID is recorded as refused; nothing else.
+	Cancelled
 )
 
 func (o Outcome) String() string {
@@ -58,6 +61,8 @@ func (o Outcome) String() string {
 		return "listed"
 	case Extended:
 		return "extended"
+	case Cancelled:
+		return "cancelled"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -150,7 +155,18 @@ func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, L
 	if b.history.Get(id) != nil {
 		return Duplicate, Listing{}, nil
 	}
+	// Only a marker left by the report's own origin counts: anyone else's
+	// cancel must not suppress it.
+	if mark := markKey(r.MessageID, r.Origin); b.cancelMarks.Get(mark) != nil {
+		if err := b.cancelMarks.Delete(mark); err != nil {
+			return 0, Listing{}, fmt.Errorf("remove cancel marker: %w", err)
+		}
+		return Cancelled, Listing{}, putHistory(b, id, p.Now, historyRefused)
+	}
 	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
+		return 0, Listing{}, err
+	}
+	if err := putReportRecord(b, r); err != nil {
 		return 0, Listing{}, err
 	}
 	if len(r.Article) > 0 {
@@ -431,6 +447,9 @@ func (db *DB) PruneHistory(before time.Time, limit int) (int, error) {
 				return err
 			}
 			id := k[timeKeyLen:]
+			if err := deleteReportRecord(b, id); err != nil {
+				return err
+			}
 			if b.history.Get(id) != nil {
 				if err := b.history.Delete(id); err != nil {
 					return err
@@ -449,7 +468,7 @@ func (db *DB) PruneHistory(before time.Time, limit int) (int, error) {
 			}
 		}
 		n = len(keys)
-		return nil
+		return pruneCancelMarks(b, before)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("prune history before %s: %w", before.Format(time.RFC3339), err)

@@ -21,6 +21,9 @@
 //	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
 //	sightings     16-byte address -> sightings record (reported, not yet listed)
 //	sightings_time timeKey(latest sighting) || 16-byte address -> empty; drives PruneSightings
+//	reports       Message-ID -> report record (address, origin, cancelled?); what a cancel undoes
+//	report_ip     16-byte address || origin || 0 || Message-ID -> empty; an origin's live reports of an address
+//	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
 //	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
 //
@@ -53,6 +56,9 @@ const (
 	bucketSightings     = "sightings"
 	bucketSightingsTime = "sightings_time"
 	bucketQueues        = "queues"
+	bucketReports       = "reports"
+	bucketReportIP      = "report_ip"
+	bucketCancelMarks   = "cancel_marks"
 	bucketMeta          = "meta"
 )
 
@@ -68,7 +74,9 @@ const (
 
 // layoutVersion is the version of the layout described in the package
 // comment. Change it, with a migration, whenever an existing file would be
-// misread.
+// misread. The cancel buckets were added without a change: an older file
+// simply gets them (its reports cannot be cancelled, see Cancel), and an
+// older dstd ignores them.
 const layoutVersion = 1
 
 // Limits on what callers store, so that bad input gets a clear error rather
@@ -170,7 +178,7 @@ func Open(path string, opt Options) (*DB, error) {
 func (db *DB) initLayout(tx *bolt.Tx) error {
 	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
 		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
-		bucketQueues, bucketMeta} {
+		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -269,6 +277,7 @@ func addCounter(meta *bolt.Bucket, key string, delta int64) error {
 type buckets struct {
 	history, historyTime, articles, listings, expiry,
 	sightings, sightingsTime, queues, meta *bolt.Bucket
+	reports, reportIP, cancelMarks *bolt.Bucket
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
@@ -283,5 +292,8 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		sightingsTime: tx.Bucket([]byte(bucketSightingsTime)),
 		queues:        tx.Bucket([]byte(bucketQueues)),
 		meta:          tx.Bucket([]byte(bucketMeta)),
+		reports:       tx.Bucket([]byte(bucketReports)),
+		reportIP:      tx.Bucket([]byte(bucketReportIP)),
+		cancelMarks:   tx.Bucket([]byte(bucketCancelMarks)),
 	}
 }

@@ -97,6 +97,26 @@ func checkConsistency(t testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
+		live := 0
+		if err := b.reports.ForEach(func(k, v []byte) error {
+			r, err := decodeReportRecord(v)
+			if err != nil {
+				return err
+			}
+			indexed := b.reportIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) != nil
+			if indexed == r.Cancelled {
+				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", k, r.Cancelled, indexed)
+			}
+			if !r.Cancelled {
+				live++
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if n := count(b.reportIP); n != live {
+			return fmt.Errorf("report address index has %d entries for %d live reports", n, live)
+		}
 		for _, c := range []struct {
 			what      string
 			counter   string

@@ -1,0 +1,370 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// A report record remembers, per accepted report, what a cancel needs: the
+// address it counted for and its origin, who alone may cancel it. The
+// report_ip index tells whether an origin still has a live report of an
+// address, which decides whether the origin stays among the listing's.
+
+// reportRecord is the value in the reports bucket.
+type reportRecord struct {
+	IP        netip.Addr
+	Origin    string
+	Cancelled bool
+}
+
+func encodeReportRecord(r reportRecord) []byte {
+	e := encoder{b: make([]byte, 0, 24+len(r.Origin))}
+	e.byte(formatV1)
+	e.addr(r.IP)
+	e.string(r.Origin)
+	if r.Cancelled {
+		e.byte(1)
+	} else {
+		e.byte(0)
+	}
+	return e.b
+}
+
+func decodeReportRecord(v []byte) (reportRecord, error) {
+	d := decoder{b: v}
+	d.version()
+	var r reportRecord
+	r.IP = d.addr()
+	r.Origin = d.string()
+	r.Cancelled = d.byte() != 0
+	if err := d.done(); err != nil {
+		return reportRecord{}, fmt.Errorf("report record: %w", err)
+	}
+	return r, nil
+}
+
+// reportIPPrefix is the report_ip prefix of origin's reports of ip. A domain
+// name holds no NUL, so the separator keeps "a.example" from matching
+// "a.example.net".
+func reportIPPrefix(ip netip.Addr, origin string) []byte {
+	k := joinKey(ipKey(ip), []byte(origin))
+	return append(k, 0)
+}
+
+// markKey is the cancel_marks key of a cancel of target signed by signer.
+func markKey(target, signer string) []byte {
+	k := append([]byte(target), 0)
+	return append(k, signer...)
+}
+
+func putReportRecord(b buckets, r Report) error {
+	if err := b.reports.Put([]byte(r.MessageID), encodeReportRecord(reportRecord{IP: r.IP, Origin: r.Origin})); err != nil {
+		return fmt.Errorf("record report origin: %w", err)
+	}
+	if err := b.reportIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), []byte(r.MessageID)), nil); err != nil {
+		return fmt.Errorf("index report by address: %w", err)
+	}
+	return nil
+}
+
+// deleteReportRecord forgets a report's record (history pruning).
+func deleteReportRecord(b buckets, id []byte) error {
+	v := b.reports.Get(id)
+	if v == nil {
+		return nil
+	}
+	r, err := decodeReportRecord(v)
+	if err != nil {
+		return err
+	}
+	if err := b.reportIP.Delete(joinKey(reportIPPrefix(r.IP, r.Origin), id)); err != nil {
+		return fmt.Errorf("remove report index entry: %w", err)
+	}
+	return b.reports.Delete(id)
+}
+
+// pruneCancelMarks forgets markers older than before. Once the history has
+// forgotten that far back, the cancelled report would be refused for its
+// Date anyway. Markers are rare (a cancel overtaking its report), so a
+// full scan costs little.
+func pruneCancelMarks(b buckets, before time.Time) error {
+	var old [][]byte
+	c := b.cancelMarks.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) != timeKeyLen || parseTimeKey(v).Before(before) {
+			old = append(old, bytes.Clone(k))
+		}
+	}
+	for _, k := range old {
+		if err := b.cancelMarks.Delete(k); err != nil {
+			return fmt.Errorf("prune cancel markers: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReportInfo is what the store knows of an accepted report.
+type ReportInfo struct {
+	IP        netip.Addr
+	Origin    string
+	Cancelled bool
+}
+
+// ReportOf returns the record of an accepted report, and false if there is
+// none: never seen, refused, pruned, or stored by a dstd older than cancels.
+func (db *DB) ReportOf(messageID string) (ReportInfo, bool, error) {
+	var (
+		r  reportRecord
+		ok bool
+	)
+	err := db.bdb.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket([]byte(bucketReports)).Get([]byte(messageID))
+		if v == nil {
+			return nil
+		}
+		var err error
+		r, err = decodeReportRecord(v)
+		ok = err == nil
+		return err
+	})
+	if err != nil {
+		return ReportInfo{}, false, fmt.Errorf("look up report %s: %w", messageID, err)
+	}
+	return ReportInfo(r), ok, nil
+}
+
+// Cancel is a checked cancel control article.
+type Cancel struct {
+	MessageID string // the control article's own
+	Target    string // the Message-ID of the report it cancels
+	Signer    string // the verified DKIM d= of the control article
+	Article   []byte
+}
+
+// CancelParams are the site's settings for one Cancel call.
+type CancelParams struct {
+	Now time.Time
+	// Threshold is policy.threshold: a listing left with fewer distinct
+	// origins is removed.
+	Threshold int
+	// FeedQueues get an EventReport for the control article, so that the
+	// feeders flood it like a report.
+	FeedQueues []string
+	// RemovalQueues get an EventDelisted when the cancel removes a listing.
+	RemovalQueues []string
+}
+
+// CancelOutcome says what Cancel did.
+type CancelOutcome uint8
+
+const (
+	CancelDuplicate CancelOutcome = iota + 1 // control article already in history; nothing written
+	CancelApplied                            // the report no longer counts
+	CancelMarked                             // the report is not here yet; it will be refused if it comes from the signer
+	CancelNoEffect                           // stored and flooded, but nothing to undo here (report refused here, cancelled already, or stored before cancels were tracked)
+	CancelRefused                            // the signer is not the report's origin: recorded as refused, nothing else
+)
+
+func (o CancelOutcome) String() string {
+	switch o {
+	case CancelDuplicate:
+		return "duplicate"
+	case CancelApplied:
+		return "applied"
+	case CancelMarked:
+		return "marked"
+	case CancelNoEffect:
+		return "no effect"
+	case CancelRefused:
+		return "refused"
+	}
+	return fmt.Sprintf("CancelOutcome(%d)", uint8(o))
+}
+
+// CancelResult is the outcome with what it did to the address.
+type CancelResult struct {
+	Outcome CancelOutcome
+	// IP and Origin are the cancelled report's, when it is known here.
+	IP     netip.Addr
+	Origin string
+	// Delisted: the cancel removed the listing. Listed: the address is
+	// still listed after it, as Listing.
+	Delisted, Listed bool
+	Listing          Listing
+}
+
+// Cancel applies a cancel in one transaction (shared/DESIGN.md
+// "Retraction"): if the cancelled report was accepted here and c.Signer is
+// its origin, the report stops counting: one hit less, its origin leaves
+// the listing unless another live report of that origin supports it, and
+// the listing is removed (EventDelisted by "cancel from <origin>") when it
+// is left with no origin or fewer than the threshold. A report not seen yet
+// gets a marker so that it is refused if it comes from c.Signer. Unless
+// refused, the control article is stored and queued on p.FeedQueues.
+//
+// When Cancel returns nil the result is on disk, and may be acknowledged.
+func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
+	if err := validMessageID(c.MessageID); err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel: %w", err)
+	}
+	if err := validMessageID(c.Target); err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel %s: target: %w", c.MessageID, err)
+	}
+	if c.Signer == "" || len(c.Signer) > maxOriginLen {
+		return CancelResult{}, fmt.Errorf("store cancel %s: signer %q must be a domain name of 1 to %d bytes", c.MessageID, c.Signer, maxOriginLen)
+	}
+	if p.Now.IsZero() {
+		return CancelResult{}, fmt.Errorf("store cancel %s: time (Now) is not set", c.MessageID)
+	}
+	feedQs, err := uniqueQueues(p.FeedQueues)
+	if err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
+	}
+	remQs, err := uniqueQueues(p.RemovalQueues)
+	if err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
+	}
+	var res CancelResult
+	err = db.batch(func(tx *bolt.Tx) error {
+		var err error
+		res, err = cancel(bucketsOf(tx), c, p, feedQs, remQs)
+		return err
+	})
+	if err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel %s of %s by %s: %w", c.MessageID, c.Target, c.Signer, err)
+	}
+	return res, nil
+}
+
+// cancel is the body of Cancel's transaction; it may run twice (Batch).
+func cancel(b buckets, c Cancel, p CancelParams, feedQs, remQs []string) (CancelResult, error) {
+	id := []byte(c.MessageID)
+	if b.history.Get(id) != nil {
+		return CancelResult{Outcome: CancelDuplicate}, nil
+	}
+	var res CancelResult
+	v := b.reports.Get([]byte(c.Target))
+	switch {
+	case v != nil:
+		r, err := decodeReportRecord(v)
+		if err != nil {
+			return CancelResult{}, err
+		}
+		res.IP, res.Origin = r.IP, r.Origin
+		if r.Origin != c.Signer {
+			res.Outcome = CancelRefused
+			return res, putHistory(b, id, p.Now, historyRefused)
+		}
+		if r.Cancelled {
+			res.Outcome = CancelNoEffect
+			break
+		}
+		if err := withdraw(b, c.Target, r, p, remQs, &res); err != nil {
+			return CancelResult{}, err
+		}
+		res.Outcome = CancelApplied
+	case b.history.Get([]byte(c.Target)) != nil:
+		// Refused here, or accepted before reports were recorded: there
+		// is no listing to undo and no origin to check against.
+		res.Outcome = CancelNoEffect
+	default:
+		if err := b.cancelMarks.Put(markKey(c.Target, c.Signer), timeKey(p.Now)); err != nil {
+			return CancelResult{}, fmt.Errorf("record cancel marker: %w", err)
+		}
+		res.Outcome = CancelMarked
+	}
+
+	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
+		return CancelResult{}, err
+	}
+	if len(c.Article) > 0 {
+		if err := b.articles.Put(id, c.Article); err != nil {
+			return CancelResult{}, fmt.Errorf("store article: %w", err)
+		}
+		if err := addCounter(b.meta, countArticles, 1); err != nil {
+			return CancelResult{}, err
+		}
+	}
+	// The feeders send whatever article an EventReport names.
+	ev := Event{Kind: EventReport, Time: p.Now, IP: res.IP, MessageID: c.MessageID, Origin: c.Signer}
+	return res, enqueue(b, feedQs, ev)
+}
+
+// withdraw makes an accepted report stop counting for its address.
+func withdraw(b buckets, target string, r reportRecord, p CancelParams, remQs []string, res *CancelResult) error {
+	r.Cancelled = true
+	if err := b.reports.Put([]byte(target), encodeReportRecord(r)); err != nil {
+		return fmt.Errorf("mark report cancelled: %w", err)
+	}
+	prefix := reportIPPrefix(r.IP, r.Origin)
+	if err := b.reportIP.Delete(joinKey(prefix, []byte(target))); err != nil {
+		return fmt.Errorf("remove report index entry: %w", err)
+	}
+	k, _ := b.reportIP.Cursor().Seek(prefix)
+	supported := k != nil && bytes.HasPrefix(k, prefix)
+
+	key := ipKey(r.IP)
+	if v := b.listings.Get(key); v != nil {
+		l, err := decodeListing(key, v)
+		if err != nil {
+			return err
+		}
+		if !supported {
+			l.Origins = slices.DeleteFunc(l.Origins, func(o string) bool { return o == r.Origin })
+		}
+		if len(l.Origins) == 0 || len(l.Origins) < p.Threshold {
+			if err := deleteListing(b, l); err != nil {
+				return err
+			}
+			res.Delisted = true
+			return enqueue(b, remQs, Event{Kind: EventDelisted, Time: p.Now, IP: r.IP, By: "cancel from " + r.Origin})
+		}
+		// The remaining origins each reported at least once.
+		l.Hits = max(l.Hits-1, len(l.Origins))
+		if err := putListing(b, l, l.Expires); err != nil {
+			return err
+		}
+		res.Listed, res.Listing = true, l
+		return nil
+	}
+	return unsight(b, key, r, supported)
+}
+
+// unsight takes a cancelled report out of the sightings of an address that
+// is not listed yet.
+func unsight(b buckets, key []byte, r reportRecord, supported bool) error {
+	v := b.sightings.Get(key)
+	if v == nil {
+		return nil
+	}
+	s, err := decodeSightings(v)
+	if err != nil {
+		return fmt.Errorf("sightings of %s: %w", r.IP, err)
+	}
+	oldIndex := joinKey(timeKey(latestSighting(s.List)), key)
+	s.Hits = max(s.Hits-1, 0)
+	if !supported {
+		s.List = slices.DeleteFunc(s.List, func(x sighting) bool { return x.Origin == r.Origin })
+	}
+	if len(s.List) == 0 {
+		return deleteSightings(b, key)
+	}
+	if err := b.sightings.Put(key, encodeSightings(s)); err != nil {
+		return fmt.Errorf("store sightings of %s: %w", r.IP, err)
+	}
+	newIndex := joinKey(timeKey(latestSighting(s.List)), key)
+	if !bytes.Equal(oldIndex, newIndex) {
+		if err := b.sightingsTime.Delete(oldIndex); err != nil {
+			return fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+		}
+		if err := b.sightingsTime.Put(newIndex, nil); err != nil {
+			return fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+		}
+	}
+	return nil
+}

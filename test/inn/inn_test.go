@@ -257,19 +257,21 @@ func headerOf(art []byte) string {
 // so its signature survived INN, and nothing loops: each site accepts each
 // report once, and INN is offered each report once and feeds it only to
 // the site that is not in its Path.
-func TestINNBetweenTwoSites(t *testing.T) {
+// innLab starts two sites whose only peer is one INN between them.
+func innLab(t *testing.T) (a, b *dsttest.Dstd, inn *dsttest.INN, aLine, bLine string) {
+	t.Helper()
 	dsttest.INNBin(t) // skip (or fail with CI=true) before building anything
 	const lab = "[policy]\nallow_documentation = true\n"
-	a := dsttest.NewDstd(t, "site-a.test", lab)
-	b := dsttest.NewDstd(t, "site-b.test", lab)
-	inn := dsttest.StartINN(t, dsttest.INNOptions{Name: "inn.test",
+	a = dsttest.NewDstd(t, "site-a.test", lab)
+	b = dsttest.NewDstd(t, "site-b.test", lab)
+	inn = dsttest.StartINN(t, dsttest.INNOptions{Name: "inn.test",
 		Feeds: []dsttest.INNFeed{{Name: a.Site, Addr: a.NNTP}, {Name: b.Site, Addr: b.NNTP}}})
 
 	// Each site's only peer is INN: it may feed the site (from 127.0.0.1,
 	// where innfeed connects from) and the site feeds it. The peer's name
 	// is INN's pathhost, so a site never offers INN what came through it.
 	peer := fmt.Sprintf("\n[[peer]]\nname = %q\naddresses = [\"127.0.0.1\"]\nfeed = %q\n", inn.Name, inn.Addr())
-	aLine, bLine := a.KeyringLine(), b.KeyringLine()
+	aLine, bLine = a.KeyringLine(), b.KeyringLine()
 	for _, s := range []struct {
 		d     *dsttest.Dstd
 		trust string
@@ -280,6 +282,11 @@ func TestINNBetweenTwoSites(t *testing.T) {
 		}
 		s.d.Start()
 	}
+	return a, b, inn, aLine, bLine
+}
+
+func TestINNBetweenTwoSites(t *testing.T) {
+	a, b, inn, aLine, bLine := innLab(t)
 
 	// A trap hit at A, listed at B.
 	out, code := a.Dstc(trapMessage("203.0.113.7"), "-m", "mx1.example.net")
@@ -409,4 +416,27 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestINNRelaysCancel: a cancel control article from the report's origin
+// crosses INN like the report did, and the other site delists.
+func TestINNRelaysCancel(t *testing.T) {
+	a, b, _, _, _ := innLab(t)
+	out, code := a.Dstc(trapMessage("203.0.113.9"), "-m", "mx1.example.net")
+	if code != 0 || !strings.Contains(out, "msg=reported") {
+		t.Fatalf("dstc at A: exit %d: %s", code, out)
+	}
+	waitListed(t, b, "203.0.113.9", a.Site)
+	out, _ = a.Ctl("lookup", "203.0.113.9")
+	m := regexp.MustCompile(`last Message-ID\s+(<\S+>)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no Message-ID in A's listing:\n%s", out)
+	}
+	if out, code := a.Ctl("cancel", m[1]); code != 0 {
+		t.Fatalf("dstctl cancel %s at A: exit %d: %s", m[1], code, out)
+	}
+	dsttest.WaitFor(t, 60*time.Second, "B to delist 203.0.113.9 after A's cancel crossed INN", func() bool {
+		_, code := b.Ctl("lookup", "203.0.113.9")
+		return code == 1
+	})
 }

@@ -155,6 +155,7 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		// A cancel that removes a listing tells the same queues and the
 		// DNS index as dstctl delist does.
 		RemovalQueues: d.removalQs,
+		UpdateQueues:  reportQsDNS,
 		Removed:       d.dnsRemoved,
 		FeedQueues:    d.feedQueues,
 		Notify:        d.kick,

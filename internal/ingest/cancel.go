@@ -23,7 +23,7 @@ func (in *Ingester) acceptCancel(a *article.Article, msgID string, raw []byte, s
 	if err != nil {
 		return in.refuse(msgID, from, refused("malformed", "%v", err)), store.CancelResult{}
 	}
-	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold, RemovalQueues: in.o.RemovalQueues}
+	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold, RemovalQueues: in.o.RemovalQueues, UpdateQueues: in.o.UpdateQueues}
 	if in.o.FeedQueues != nil {
 		p.FeedQueues = in.o.FeedQueues(a.Get("Path"))
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	Listed func(store.Listing)
 	// RemovalQueues get an EventDelisted when a cancel removes a listing.
 	RemovalQueues []string
+	// UpdateQueues get an EventReport when a cancel changes a listing that
+	// stays (store.CancelParams.UpdateQueues).
+	UpdateQueues []string
 	// Removed, if set, is called after a commit that removed a listing
 	// (an applied cancel).
 	Removed func(netip.Addr)

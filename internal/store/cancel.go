@@ -157,6 +157,10 @@ type CancelParams struct {
 	FeedQueues []string
 	// RemovalQueues get an EventDelisted when the cancel removes a listing.
 	RemovalQueues []string
+	// UpdateQueues get an EventReport (Listed) when the listing stays but
+	// changes (fewer hits or origins), so that what republishes a listing
+	// from such an event (DNS UPDATE: A and TXT again) shows the change.
+	UpdateQueues []string
 }
 
 // CancelOutcome says what Cancel did.
@@ -227,6 +231,9 @@ func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
 	}
 	remQs, err := uniqueQueues(p.RemovalQueues)
 	if err != nil {
+		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
+	}
+	if p.UpdateQueues, err = uniqueQueues(p.UpdateQueues); err != nil {
 		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
 	}
 	var res CancelResult
@@ -330,7 +337,8 @@ func withdraw(b buckets, target string, r reportRecord, p CancelParams, remQs []
 			return err
 		}
 		res.Listed, res.Listing = true, l
-		return nil
+		return enqueue(b, p.UpdateQueues, Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: target,
+			Origin: r.Origin, Listed: true, Expires: l.Expires})
 	}
 	return unsight(b, key, r, supported)
 }

@@ -14,7 +14,8 @@ func cancelOf(id, target, signer string) Cancel {
 }
 
 func cparams(now time.Time, threshold int) CancelParams {
-	return CancelParams{Now: now, Threshold: threshold, FeedQueues: []string{"peer"}, RemovalQueues: []string{"log"}}
+	return CancelParams{Now: now, Threshold: threshold, FeedQueues: []string{"peer"}, RemovalQueues: []string{"log"},
+		UpdateQueues: []string{"dnsupdate"}}
 }
 
 // queued returns the events waiting in a queue.
@@ -96,6 +97,16 @@ func TestCancelKeepsOtherSupport(t *testing.T) {
 	}
 	if got := queued(t, db, "log"); len(got) != 0 {
 		t.Errorf("removal queue = %+v, want nothing while listed", got)
+	}
+	// Each change of a listing that stays is republished (DNS UPDATE).
+	got := queued(t, db, "dnsupdate")
+	if len(got) != 2 {
+		t.Fatalf("update queue = %+v, want one event per cancel", got)
+	}
+	for _, ev := range got {
+		if ev.Kind != EventReport || !ev.Listed || ev.IP != ip || !ev.Expires.Equal(before.Expires) {
+			t.Errorf("update event %+v, want a listed EventReport for %s until %v", ev, ip, before.Expires)
+		}
 	}
 }
 

@@ -1,7 +1,6 @@
 package feeds_test
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -13,31 +12,8 @@ import (
 
 	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/dsttest"
-	"github.com/dst-traps/dst/internal/nntp"
 	"github.com/dst-traps/dst/internal/report"
 )
-
-// postReport posts a report for ip at site i and returns its Message-ID,
-// which the injecting dstd keeps.
-func (nw *network) postReport(i int, ip string) string {
-	nw.t.Helper()
-	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
-		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
-	if err != nil {
-		nw.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := nntp.Dial(ctx, nw.sites[i].NNTP, 10*time.Second)
-	if err != nil {
-		nw.t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Post(ctx, a.Bytes()); err != nil {
-		nw.t.Fatalf("POST at %s: %v", nw.sites[i].Site, err)
-	}
-	return a.Get("Message-ID")
-}
 
 // dnsListed asks a site's embedded DNS server about ip in zone bl.test.
 func dnsListed(t *testing.T, s *dsttest.Dstd, ip string) int {
@@ -59,7 +35,7 @@ func TestCancel(t *testing.T) {
 	nw.start()
 
 	const ip = "203.0.113.40"
-	id := nw.postReport(0, ip)
+	id := nw.inject(0, ip)
 	nw.waitEverywhere(ip)
 	if rc := dnsListed(t, nw.sites[2], ip); rc != dns.RcodeSuccess {
 		t.Fatalf("site 2's DNSBL answers %s for a listed address", dns.RcodeToString[rc])

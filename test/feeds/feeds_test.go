@@ -85,8 +85,9 @@ func mesh(n int) [][2]int {
 	return e
 }
 
-// inject posts a report for ip at site i, as dstc there would.
-func (nw *network) inject(i int, ip string) {
+// inject posts a report for ip at site i, as dstc there would, and
+// returns its Message-ID (which the injecting dstd keeps).
+func (nw *network) inject(i int, ip string) string {
 	nw.t.Helper()
 	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
 		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
@@ -103,6 +104,7 @@ func (nw *network) inject(i int, ip string) {
 	if err := c.Post(ctx, a.Bytes()); err != nil {
 		nw.t.Fatalf("POST at %s: %v", nw.sites[i].Site, err)
 	}
+	return a.Get("Message-ID")
 }
 
 func listed(s *dsttest.Dstd, ip string) bool {

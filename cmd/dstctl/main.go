@@ -176,16 +176,26 @@ func (c *cli) ipArg(s string) (netip.Addr, bool) {
 	return ip.Unmap(), true
 }
 
-func (c *cli) status(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	if ok, code := c.parseArgs(fs, args, 0, "status"); !ok {
-		return code
+// fetch runs a command that takes no arguments and makes one request.
+// ok false: it failed, and code is the exit status.
+func fetch[T any](ctx context.Context, c *cli, args []string, name string, req func(context.Context) (T, error)) (v T, code int, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	if ok, code := c.parseArgs(fs, args, 0, name); !ok {
+		return v, code, false
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	s, err := c.c.Status(ctx)
+	v, err := req(ctx)
 	if err != nil {
-		return c.fail(err)
+		return v, c.fail(err), false
+	}
+	return v, exitOK, true
+}
+
+func (c *cli) status(ctx context.Context, args []string) int {
+	s, code, ok := fetch(ctx, c, args, "status", c.c.Status)
+	if !ok {
+		return code
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
@@ -335,15 +345,9 @@ func (c *cli) cancel(ctx context.Context, args []string) int {
 }
 
 func (c *cli) queues(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("queues", flag.ContinueOnError)
-	if ok, code := c.parseArgs(fs, args, 0, "queues"); !ok {
+	qs, code, ok := fetch(ctx, c, args, "queues", c.c.Queues)
+	if !ok {
 		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	qs, err := c.c.Queues(ctx)
-	if err != nil {
-		return c.fail(err)
 	}
 	if len(qs) == 0 {
 		fmt.Fprintln(c.stdout, "no actions configured")
@@ -365,15 +369,9 @@ func (c *cli) queues(ctx context.Context, args []string) int {
 }
 
 func (c *cli) peers(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("peers", flag.ContinueOnError)
-	if ok, code := c.parseArgs(fs, args, 0, "peers"); !ok {
+	ps, code, ok := fetch(ctx, c, args, "peers", c.c.Peers)
+	if !ok {
 		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	ps, err := c.c.Peers(ctx)
-	if err != nil {
-		return c.fail(err)
 	}
 	if len(ps) == 0 {
 		fmt.Fprintln(c.stdout, "no outgoing feeds configured")
@@ -402,15 +400,9 @@ func (c *cli) peers(ctx context.Context, args []string) int {
 }
 
 func (c *cli) keys(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("keys", flag.ContinueOnError)
-	if ok, code := c.parseArgs(fs, args, 0, "keys"); !ok {
+	ks, code, ok := fetch(ctx, c, args, "keys", c.c.Keys)
+	if !ok {
 		return code
-	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	ks, err := c.c.Keys(ctx)
-	if err != nil {
-		return c.fail(err)
 	}
 	// The columns are those of a keyring line, so a line can be compared
 	// with what a peer sent, or copied.

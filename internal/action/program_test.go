@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/dst-traps/dst/internal/arf"
 	"github.com/dst-traps/dst/internal/article"
 	"github.com/dst-traps/dst/internal/store"
+
+	"github.com/dst-traps/dst/internal/dsttest"
 )
 
 var _ ArticleSource = (*store.DB)(nil)
@@ -125,7 +126,7 @@ func TestProgramNotListedHasEmptyExpires(t *testing.T) {
 func TestProgramArticleGoneRunsWithEmptyStdin(t *testing.T) {
 	out := t.TempDir()
 	cmd := script(t, `cat > "$1/stdin"`+"\n")
-	var logBuf syncBuffer
+	var logBuf dsttest.SyncBuffer
 	p := NewProgram(ProgramConfig{Command: append(cmd, out), Store: mapArticles{},
 		Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	if err := p.Do(context.Background(), reportEvent()); err != nil {
@@ -232,22 +233,4 @@ func TestProgramWantsReportsOnly(t *testing.T) {
 			t.Errorf("Wants(%v) = %v, want %v", k, got, want)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,7 +1,6 @@
 package dnsupdate
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -38,7 +37,7 @@ type bindEnv struct {
 	bind   *dsttest.BIND
 	key    dsttest.TSIGKey
 	db     *store.DB
-	logBuf *syncBuffer
+	logBuf *dsttest.SyncBuffer
 }
 
 func startEnv(t *testing.T, records ...string) *bindEnv {
@@ -50,7 +49,7 @@ func startEnv(t *testing.T, records ...string) *bindEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &bindEnv{bind: b, key: key, db: db, logBuf: &syncBuffer{}}
+	return &bindEnv{bind: b, key: key, db: db, logBuf: &dsttest.SyncBuffer{}}
 }
 
 func (e *bindEnv) updater(t *testing.T, keyName, secret string) *Updater {
@@ -393,23 +392,6 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return -1
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestBINDSecondary checks the harness's secondary zone the way a dstd

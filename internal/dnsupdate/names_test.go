@@ -13,6 +13,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dst-traps/dst/internal/store"
+
+	"github.com/dst-traps/dst/internal/dsttest"
 )
 
 func TestName(t *testing.T) {
@@ -195,7 +197,7 @@ func TestRunServerDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logBuf syncBuffer
+	var logBuf dsttest.SyncBuffer
 	u, err := New(Config{Server: addr, Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0", Timeout: time.Second,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
 	if err != nil {

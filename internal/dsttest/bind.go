@@ -83,7 +83,7 @@ type BIND struct {
 	Dir  string // named.conf, zone files, working directory
 	addr string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *SyncBuffer
 	done chan struct{}
 	werr error
 }
@@ -146,7 +146,7 @@ func StartBIND(t testing.TB, o BINDOptions) *BIND {
 	if o.Port == 0 {
 		o.Port = FreeUDPTCPPort(t)
 	}
-	b := &BIND{t: t, Dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", o.Port), out: &lockedBuffer{}}
+	b := &BIND{t: t, Dir: dir, addr: fmt.Sprintf("127.0.0.1:%d", o.Port), out: &SyncBuffer{}}
 	t.Cleanup(func() {
 		b.Stop()
 		if t.Failed() {
@@ -376,19 +376,20 @@ func (b *BIND) WaitSerial(ctx context.Context, zone string, serial uint32) error
 	}
 }
 
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
+// SyncBuffer is a bytes.Buffer that a process, or a logger, may write
+// while a test reads it.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *SyncBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *SyncBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

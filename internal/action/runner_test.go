@@ -16,6 +16,8 @@ import (
 
 	"github.com/dst-traps/dst/internal/metrics"
 	"github.com/dst-traps/dst/internal/store"
+
+	"github.com/dst-traps/dst/internal/dsttest"
 )
 
 var _ Queue = (*store.DB)(nil)
@@ -156,25 +158,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // and checks that it returned nil.
 func startRun(t *testing.T, q Queue, a Action, opt RunnerOptions) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Run(ctx, q, a, opt) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v, want nil", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Errorf("Run did not return after its context was cancelled")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return dsttest.Go(t, func(ctx context.Context) error { return Run(ctx, q, a, opt) })
 }
 
 func kick(ch chan struct{}) {

@@ -343,3 +343,29 @@ func Figure(t testing.TB, format string, args ...any) {
 		t.Errorf("DST_TEST_FIGURES: %v", err)
 	}
 }
+
+// Go runs fn in a goroutine with a context that stop cancels. stop, which
+// t.Cleanup also calls, waits for fn and fails the test if it returns an
+// error or does not return within 5 s of the cancel.
+func Go(t testing.TB, fn func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("returned %v after its context was cancelled, want nil", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("did not return within 5s of its context being cancelled")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/dst-traps/dst/internal/dsttest"
 	"github.com/dst-traps/dst/internal/feed"
 	"github.com/dst-traps/dst/internal/metrics"
 	"github.com/dst-traps/dst/internal/nntp"
@@ -253,25 +254,7 @@ func options(t *testing.T, kick chan struct{}) feed.Options {
 // returns promptly.
 func run(t *testing.T, f *feed.Feeder) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(3 * time.Second):
-				t.Error("Run did not return within 3s of cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return dsttest.Go(t, f.Run)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

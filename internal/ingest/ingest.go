@@ -217,13 +217,21 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		return in.refuse(msgID, from, refused("malformed", "feedback report: %v", err))
 	}
 	ip := fb.SourceIP.Unmap()
-	if err := in.policy.Load().Check(ip); err != nil {
-		return in.refuse(msgID, from, refused("policy", "%v", err))
-	}
-
 	p := in.o.Listing
 	p.Now = now
 	p.Queues = in.o.ReportQueues
+	if err := in.policy.Load().Check(ip); err != nil {
+		// A special-purpose address is nobody's to list, and this site's
+		// own trap hitting its own networks or allow-list is its own
+		// business: refused. A peer's report refused for a local reason
+		// is still relayed, or one site's allow-list would cut the
+		// network behind it off from the report.
+		if !relayed || errors.Is(err, policy.ErrSpecial) {
+			return in.refuse(msgID, from, refused("policy", "%v", err))
+		}
+		p.RelayOnly, p.Queues = true, nil
+		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error())
+	}
 	if in.o.FeedQueues != nil {
 		p.Queues = append(slices.Clip(p.Queues), in.o.FeedQueues(a.Get("Path"))...)
 	}
@@ -252,6 +260,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	}
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()
+	}
+	if out == store.Relayed {
+		return Verdict{Kind: Accepted, Reason: "stored to relay; not listed here"}
 	}
 	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
 		"relayed", relayed, "outcome", outcomeName(out), "expires", l.Expires.UTC().Format(time.RFC3339))

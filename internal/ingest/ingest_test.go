@@ -168,3 +168,40 @@ func TestReceive(t *testing.T) {
 		t.Errorf("Offer of a malformed id = %+v", v)
 	}
 }
+
+// A peer's report about an address this site's policy keeps off its list
+// for a local reason (allow-list, own networks) is stored and relayed, not
+// listed; the same from this site's own trap, or about a special-purpose
+// address, is refused.
+func TestLocalPolicyRelaysPeersReports(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	f.in.o.FeedQueues = func(path string) []string { return []string{"feed/site-c.test"} }
+	f.in.SetPolicy(policy.New(policy.Config{AllowDocumentation: true,
+		Allow:       []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28")},
+		OwnNetworks: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/28")}}))
+	for _, ip := range []string{"203.0.113.5", "198.51.100.5"} {
+		id, raw := f.relayed(t, ip, f.now, nil)
+		if v := f.in.Receive(ctx, id, raw, "site-b.test"); v.Kind != Accepted {
+			t.Fatalf("peer's report about %s: %+v, want accepted to relay", ip, v)
+		}
+		if _, listed, _ := f.db.Lookup(netip.MustParseAddr(ip)); listed {
+			t.Errorf("%s listed despite the local policy", ip)
+		}
+		items, err := f.db.QueueNext("feed/site-c.test", f.now.Add(time.Hour), 10, nil)
+		if err != nil || len(items) == 0 || items[len(items)-1].Event.MessageID != id {
+			t.Errorf("report about %s not queued for the peers: %+v %v", ip, items, err)
+		}
+		if log, _ := f.db.QueueNext("log", f.now.Add(time.Hour), 10, nil); len(log) != 0 {
+			t.Errorf("the report log got %+v for a report not listed here", log)
+		}
+		if v := f.in.Offer(id); v.Kind != Duplicate {
+			t.Errorf("Offer after relay = %+v, want Duplicate", v)
+		}
+		// This site's own trap: refused, as before.
+		a := f.report(t, ip, f.now)
+		if _, v := f.in.Inject(ctx, a.Bytes(), "test"); v.Kind != Refused || v.Refusal != "policy" {
+			t.Errorf("own report about %s: %+v, want refused by policy", ip, v)
+		}
+	}
+}

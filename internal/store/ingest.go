@@ -36,6 +36,11 @@ type IngestParams struct {
 	Window    time.Duration
 	// Queues are the action queues that get an EventReport for the report.
 	Queues []string
+	// RelayOnly stores the report to relay it and lists nothing: this
+	// site's policy keeps the address off its own list for a local reason
+	// (its own networks, its allow-list), which must not stop the report
+	// from reaching the other sites. Queues should then be the feeds only.
+	RelayOnly bool
 }
 
 // Outcome says what AddReport did.
@@ -49,6 +54,8 @@ const (
 	// Cancelled: its origin cancelled the report before it arrived (see
 	// Cancel). Its Message-ID is recorded as refused; nothing else.
 	Cancelled
+	// Relayed: stored for the feeds only (IngestParams.RelayOnly).
+	Relayed
 )
 
 func (o Outcome) String() string {
@@ -63,6 +70,8 @@ func (o Outcome) String() string {
 		return "extended"
 	case Cancelled:
 		return "cancelled"
+	case Relayed:
+		return "relayed"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -166,9 +175,6 @@ func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, L
 	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
 		return 0, Listing{}, err
 	}
-	if err := putReportRecord(b, r); err != nil {
-		return 0, Listing{}, err
-	}
 	if len(r.Article) > 0 {
 		if err := b.articles.Put(id, r.Article); err != nil {
 			return 0, Listing{}, fmt.Errorf("store article: %w", err)
@@ -176,6 +182,15 @@ func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, L
 		if err := addCounter(b.meta, countArticles, 1); err != nil {
 			return 0, Listing{}, err
 		}
+	}
+	if p.RelayOnly {
+		// No report record either: it counts for no listing here, so a
+		// cancel of it has nothing to undo (it is only relayed too).
+		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin}
+		return Relayed, Listing{}, enqueue(b, queues, ev)
+	}
+	if err := putReportRecord(b, r); err != nil {
+		return 0, Listing{}, err
 	}
 
 	key := ipKey(r.IP)

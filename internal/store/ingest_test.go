@@ -373,3 +373,39 @@ func TestConcurrentAddReport(t *testing.T) {
 	}
 	checkConsistency(t, db)
 }
+
+// RelayOnly stores the report for the feeds and lists nothing: no listing,
+// no sighting towards the threshold, no report record for cancels.
+func TestAddReportRelayOnly(t *testing.T) {
+	db := openTest(t)
+	p := params(t0, 2, "feed/b")
+	p.RelayOnly = true
+	out, l, err := db.AddReport(report("<r1@a>", "203.0.113.7", "a.example"), p)
+	if err != nil || out != Relayed || l.IP.IsValid() {
+		t.Fatalf("AddReport = %v %+v %v, want Relayed and no listing", out, l, err)
+	}
+	ip := netip.MustParseAddr("203.0.113.7")
+	if _, ok, _ := db.Lookup(ip); ok {
+		t.Error("listed")
+	}
+	if seen, _ := db.Seen("<r1@a>"); !seen {
+		t.Error("not in the history")
+	}
+	if a, _ := db.Article("<r1@a>"); a == nil {
+		t.Error("article not stored for the feeds")
+	}
+	items, err := db.QueueNext("feed/b", t0, 10, nil)
+	if err != nil || len(items) != 1 || items[0].Event.MessageID != "<r1@a>" || items[0].Event.Listed {
+		t.Errorf("feed queue = %+v %v", items, err)
+	}
+	if _, ok, _ := db.ReportOf("<r1@a>"); ok {
+		t.Error("a relayed report has a report record: a cancel would undo what it never did")
+	}
+	// It did not count towards the threshold: one more origin does not list.
+	if out, _, _ := db.AddReport(report("<r2@b>", "203.0.113.7", "b.example"), params(t0, 2)); out != Pending {
+		t.Errorf("next report = %v, want Pending (the relayed one does not count)", out)
+	}
+	if out, _, _ := db.AddReport(report("<r1@a>", "203.0.113.7", "a.example"), params(t0, 2)); out != Duplicate {
+		t.Errorf("the relayed report again = %v, want Duplicate", out)
+	}
+}

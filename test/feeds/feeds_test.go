@@ -305,3 +305,26 @@ func ihave(t *testing.T, addr, id string, art []byte) int {
 	code, _, _ = c.ReadCodeLine(0)
 	return code
 }
+
+// TestAllowListDoesNotCutTheChain: the middle site of a chain has the
+// address on its allow-list. It does not list it, but relays the report, so
+// the site behind it does.
+func TestAllowListDoesNotCutTheChain(t *testing.T) {
+	nw := newNetwork(t, 3, chain(3), "")
+	mid := nw.sites[1]
+	if err := os.MkdirAll(mid.Dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mid.Dir, "allow"), []byte("203.0.113.50 # a partner's relay\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nw.start()
+	nw.inject(0, "203.0.113.50")
+	nw.waitEverywhere("203.0.113.50", 0, 2)
+	if listed(mid, "203.0.113.50") {
+		t.Errorf("%s listed an address on its allow-list", mid.Site)
+	}
+	if !strings.Contains(mid.Log(), "report relayed, not listed here") {
+		t.Errorf("%s does not log why it relayed without listing", mid.Site)
+	}
+}

@@ -51,6 +51,7 @@ func (d *daemon) buildDNS() error {
 		srv, err := dnsbl.New(dnsbl.Config{
 			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
 			NS: c.NS, Mbox: c.Mbox, AllowTransfer: allow, Notify: c.Notify, Log: d.log.With("component", "dns"),
+			TransferKey: transferKey(c),
 		}, p.index)
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)
@@ -87,6 +88,14 @@ func (d *daemon) buildDNS() error {
 	}
 	d.dns = p
 	return nil
+}
+
+// transferKey is the TSIG key of zone transfers, if configured.
+func transferKey(c config.DNS) *dnsbl.TSIGKey {
+	if c.TransferKeyName == "" {
+		return nil
+	}
+	return &dnsbl.TSIGKey{Name: c.TransferKeyName, Secret: c.TransferKeySecret, Algorithm: c.TransferKeyAlgorithm}
 }
 
 // dnsQueues are the durable queues of the DNS side (UPDATE pusher).

@@ -73,7 +73,12 @@ type DNS struct {
 	NS            []string `toml:"ns"`             // NS names at the apex; default ns.<zone>
 	Mbox          string   `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
 	AllowTransfer []string `toml:"allow_transfer"` // addresses that may AXFR/IXFR
-	Notify        []string `toml:"notify"`         // secondaries (host:port) told of changes
+	// The TSIG key transfers must be signed with (then allow_transfer
+	// may be empty); NOTIFY is signed with it too.
+	TransferKeyName      string   `toml:"transfer_key_name"`
+	TransferKeySecret    string   `toml:"transfer_key_secret"`    // base64
+	TransferKeyAlgorithm string   `toml:"transfer_key_algorithm"` // default hmac-sha256
+	Notify               []string `toml:"notify"`                 // secondaries (host:port) told of changes
 
 	Update DNSUpdate `toml:"update"`
 	// RbldnsdIP4 and RbldnsdIP6 are the export files for rbldnsd
@@ -212,13 +217,14 @@ func Default() *Config {
 		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
 		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
 		DNS: DNS{
-			Zone:        "dnsbl.invalid",
-			Listen:      []string{"127.0.0.1:5353"},
-			A:           "127.0.0.2",
-			TXT:         "Listed by DST: {ip} hit spam traps ({hits} reports from {origins}), until {expires}",
-			TTL:         Duration{5 * time.Minute},
-			NegativeTTL: Duration{time.Minute},
-			Update:      DNSUpdate{Algorithm: "hmac-sha256"},
+			Zone:                 "dnsbl.invalid",
+			Listen:               []string{"127.0.0.1:5353"},
+			A:                    "127.0.0.2",
+			TXT:                  "Listed by DST: {ip} hit spam traps ({hits} reports from {origins}), until {expires}",
+			TTL:                  Duration{5 * time.Minute},
+			NegativeTTL:          Duration{time.Minute},
+			Update:               DNSUpdate{Algorithm: "hmac-sha256"},
+			TransferKeyAlgorithm: "hmac-sha256",
 		},
 		Actions: Actions{Program: ProgramAction{Timeout: Duration{time.Minute}, Concurrency: 4, MaxAttempts: 10}},
 	}
@@ -386,6 +392,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("dns: %q: want host:port", a)
 		}
+	}
+	if (c.DNS.TransferKeyName == "") != (c.DNS.TransferKeySecret == "") {
+		bad("dns.transfer_key_name and transfer_key_secret go together")
 	}
 	if c.DNS.Update.Server != "" && (c.DNS.Update.KeyName == "" || c.DNS.Update.Secret == "") {
 		bad("dns.update needs key_name and secret: updates are always signed (TSIG)")

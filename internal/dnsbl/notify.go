@@ -51,7 +51,7 @@ func (s *Server) RunNotify(ctx context.Context) {
 }
 
 func (s *Server) notifyWorker(ctx context.Context, target string, kick <-chan struct{}) {
-	c := &dns.Client{Net: "udp", Timeout: notifyTimeout}
+	c := &dns.Client{Net: "udp", Timeout: notifyTimeout, TsigSecret: s.tsigSecret()}
 	for {
 		select {
 		case <-ctx.Done():
@@ -63,6 +63,9 @@ func (s *Server) notifyWorker(ctx context.Context, target string, kick <-chan st
 		m.SetNotify(s.zone)
 		// RFC 1996 §3.7: the SOA in the answer section is a hint.
 		m.Answer = []dns.RR{s.soa(s.zone, serial, s.soaTTL)}
+		if s.tsigName != "" {
+			m.SetTsig(s.tsigName, s.tsigAlg, 300, time.Now().Unix())
+		}
 		for try := 1; try <= notifyTries; try++ {
 			r, _, err := c.ExchangeContext(ctx, m, target)
 			if err == nil && r.Rcode == dns.RcodeSuccess {

@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,8 +28,45 @@ type Config struct {
 	NS               []string // default ns.<zone>
 	Mbox             string   // default hostmaster.<zone>
 	AllowTransfer    []netip.Prefix
-	Notify           []string // host:port of secondaries
-	Log              *slog.Logger
+	// TransferKey, when set, is the TSIG key (RFC 8945) a transfer must be
+	// signed with; AllowTransfer, if not empty, then also restricts the
+	// addresses. Transfers and NOTIFY are signed with it.
+	TransferKey *TSIGKey
+	Notify      []string // host:port of secondaries
+	Log         *slog.Logger
+}
+
+// TSIGKey is a TSIG key as BIND's key statement has it.
+type TSIGKey struct {
+	Name      string // e.g. "dst-xfr"
+	Algorithm string // hmac-sha256 (default), hmac-sha1, -sha224, -sha384, -sha512
+	Secret    string // base64
+}
+
+// tsigAlgorithms maps the names BIND's key statement uses to miekg/dns's.
+var tsigAlgorithms = map[string]string{
+	"hmac-sha1": dns.HmacSHA1, "hmac-sha224": dns.HmacSHA224, "hmac-sha256": dns.HmacSHA256,
+	"hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
+}
+
+// canonical returns the key's name and algorithm as TSIG records carry
+// them, or an error a sysadmin can act on.
+func (k *TSIGKey) canonical() (name, alg string, err error) {
+	if _, ok := dns.IsDomainName(k.Name); !ok || k.Name == "" {
+		return "", "", fmt.Errorf("TSIG key name %q is not a domain name", k.Name)
+	}
+	a := strings.TrimSuffix(strings.ToLower(k.Algorithm), ".")
+	if a == "" {
+		a = "hmac-sha256"
+	}
+	alg, ok := tsigAlgorithms[a]
+	if !ok {
+		return "", "", fmt.Errorf("TSIG algorithm %q: want hmac-sha256, hmac-sha1, hmac-sha224, hmac-sha384 or hmac-sha512", k.Algorithm)
+	}
+	if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || k.Secret == "" {
+		return "", "", fmt.Errorf("TSIG secret of key %s is not base64 (as tsig-keygen prints it)", k.Name)
+	}
+	return dns.CanonicalName(k.Name), alg, nil
 }
 
 const (
@@ -67,6 +105,8 @@ type Server struct {
 	negTTL uint32
 	soaTTL uint32
 	txt    txtTemplate // c.TXT, parsed
+	// tsigName and tsigAlg are c.TransferKey's, canonical; "" without.
+	tsigName, tsigAlg string
 	// onListen, if set (tests), receives the bound addresses.
 	onListen func([]net.Addr)
 }
@@ -136,6 +176,12 @@ func New(c Config, x *Index) (*Server, error) {
 	}
 	s := &Server{c: c, x: x, zone: zone, log: c.Log, txt: parseTXT(c.TXT),
 		ttl: uint32(c.TTL / time.Second), negTTL: uint32(c.NegativeTTL / time.Second)}
+	if c.TransferKey != nil {
+		var err error
+		if s.tsigName, s.tsigAlg, err = c.TransferKey.canonical(); err != nil {
+			return nil, fmt.Errorf("dnsbl: transfer key: %w", err)
+		}
+	}
 	// RFC 2308 §5: a negative answer is cached for min(SOA TTL, MINIMUM).
 	// MINIMUM is NegativeTTL and the SOA's own TTL is never below it.
 	s.soaTTL = max(s.ttl, s.negTTL)
@@ -464,6 +510,7 @@ func (s *Server) reply(w dns.ResponseWriter, r *dns.Msg, m *dns.Msg) {
 	if isUDP(w) {
 		m.Truncate(size) // sets TC, RFC 1035 §4.2.1 / RFC 6891 §7
 	}
+	s.signReply(w, r, m)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dnsbl: write reply", "remote", w.RemoteAddr(), "err", err)
 	}
@@ -490,14 +537,14 @@ func (s *Server) ListenAndServe(ctx context.Context, addrs []string) error {
 			closeAll()
 			return fmt.Errorf("dnsbl: listen udp %s: %w", a, err)
 		}
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s})
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsigSecret()})
 		// Use the UDP port for TCP so ":0" yields one port for both.
 		ln, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("dnsbl: listen tcp %s: %w", a, err)
 		}
-		servers = append(servers, &dns.Server{Listener: ln, Handler: s})
+		servers = append(servers, &dns.Server{Listener: ln, Handler: s, TsigSecret: s.tsigSecret()})
 	}
 	if s.onListen != nil {
 		var bound []net.Addr

@@ -177,3 +177,54 @@ func TestDig(t *testing.T) {
 		}
 	}
 }
+
+// TestTransferKey: with a transfer key, only transfers signed with it are
+// served, and signed; AllowTransfer may be left empty.
+func TestTransferKey(t *testing.T) {
+	key := &TSIGKey{Name: "dst-xfr", Secret: "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ="}
+	x := NewIndex()
+	x.Set(netip.MustParseAddr("1.2.3.4"), entry)
+	s, err := New(Config{Zone: zone, TransferKey: key}, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startServer(t, s)
+	axfr := func(name, secret string) (int, error) {
+		tr := new(dns.Transfer)
+		m := new(dns.Msg)
+		m.SetAxfr(zone)
+		if name != "" {
+			tr.TsigSecret = map[string]string{dns.Fqdn(name): secret}
+			m.SetTsig(dns.Fqdn(name), dns.HmacSHA256, 300, time.Now().Unix())
+		}
+		env, err := tr.In(m, addr)
+		if err != nil {
+			return 0, err
+		}
+		n := 0
+		for e := range env {
+			if e.Error != nil {
+				return n, e.Error
+			}
+			n += len(e.RR)
+		}
+		return n, nil
+	}
+	if n, err := axfr("dst-xfr", key.Secret); err != nil || n != 2+1+2*3 {
+		t.Errorf("signed AXFR: %d records, %v; want 9", n, err)
+	}
+	if n, err := axfr("", ""); err == nil {
+		t.Errorf("unsigned AXFR served %d records", n)
+	}
+	if n, err := axfr("other-key", key.Secret); err == nil {
+		t.Errorf("AXFR signed with another key served %d records", n)
+	}
+	if n, err := axfr("dst-xfr", "d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmc="); err == nil {
+		t.Errorf("AXFR with a wrong secret served %d records", n)
+	}
+	for _, bad := range []TSIGKey{{Name: "k", Secret: "not base64!"}, {Name: "k", Algorithm: "hmac-md5", Secret: key.Secret}, {Name: "", Secret: key.Secret}} {
+		if _, err := New(Config{Zone: zone, TransferKey: &bad}, NewIndex()); err == nil {
+			t.Errorf("New accepted transfer key %+v", bad)
+		}
+	}
+}

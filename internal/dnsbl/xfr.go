@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -15,7 +16,7 @@ const envelopeBytes = 32 * 1024
 // transfer answers AXFR (RFC 5936) and IXFR (RFC 1995) for the apex.
 func (s *Server) transfer(w dns.ResponseWriter, r, m *dns.Msg, lname string) {
 	q := r.Question[0]
-	if lname != s.zone || !s.allowed(w.RemoteAddr()) {
+	if lname != s.zone || !s.transferAllowed(w, r) {
 		m.Rcode = dns.RcodeRefused
 		s.reply(w, r, m)
 		return
@@ -55,6 +56,38 @@ func (s *Server) transfer(w dns.ResponseWriter, r, m *dns.Msg, lname string) {
 		// Journal does not reach back: full zone in IXFR form, RFC 1995 §4.
 	}
 	s.axfr(w, r, q.Name)
+}
+
+// transferAllowed: with a transfer key, the request must be signed with
+// it (the server has checked the MAC: TsigStatus) and come from
+// AllowTransfer when that is set; without one, AllowTransfer alone decides.
+func (s *Server) transferAllowed(w dns.ResponseWriter, r *dns.Msg) bool {
+	if s.tsigName == "" {
+		return s.allowed(w.RemoteAddr())
+	}
+	t := r.IsTsig()
+	if t == nil || w.TsigStatus() != nil || dns.CanonicalName(t.Hdr.Name) != s.tsigName {
+		s.log.Info("dnsbl: transfer refused: not signed with the transfer key", "remote", w.RemoteAddr(), "signed", t != nil)
+		return false
+	}
+	return len(s.c.AllowTransfer) == 0 || s.allowed(w.RemoteAddr())
+}
+
+// tsigSecret is the dns.Server's key table: it checks the MAC of signed
+// requests and signs the replies we mark (signReply, Transfer.Out).
+func (s *Server) tsigSecret() map[string]string {
+	if s.tsigName == "" {
+		return nil
+	}
+	return map[string]string{s.tsigName: s.c.TransferKey.Secret}
+}
+
+// signReply signs a single-message reply to a request signed with our key
+// (RFC 8945 §5.3): a refused transfer, or an IXFR answered with the SOA.
+func (s *Server) signReply(w dns.ResponseWriter, r, m *dns.Msg) {
+	if t := r.IsTsig(); t != nil && s.tsigName != "" && dns.CanonicalName(t.Hdr.Name) == s.tsigName && w.TsigStatus() == nil {
+		m.SetTsig(s.tsigName, s.tsigAlg, 300, time.Now().Unix())
+	}
 }
 
 func (s *Server) allowed(a net.Addr) bool {

@@ -145,28 +145,53 @@ func TestEmbeddedServerWithDig(t *testing.T) {
 // TestBINDSecondary: BIND transfers dstd's zone after NOTIFY and answers
 // for a listed address; a delisting reaches it too.
 func TestBINDSecondary(t *testing.T) {
-	port := dsttest.FreeUDPTCPPort(t)
-	d := dsttest.NewDstd(t, "site-a.test", "")
-	d.Reconfigure(fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\nallow_transfer = [\"127.0.0.1\"]\nnotify = [\"127.0.0.1:%d\"]\n", port))
-	d.Start()
-	post(t, d, "203.0.113.20")
-	b := dsttest.StartBIND(t, dsttest.BINDOptions{Port: port, Secondary: &dsttest.BINDSecondary{Zone: zone, Primary: d.DNS}})
-	dsttest.WaitFor(t, 30*time.Second, "BIND to answer for the listed address", func() bool {
-		r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
-		return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
-	})
-	post(t, d, "203.0.113.21")
-	dsttest.WaitFor(t, 30*time.Second, "NOTIFY to bring a new listing to BIND", func() bool {
-		r, err := b.Query(reverse("203.0.113.21"), dns.TypeA)
-		return err == nil && len(r.Answer) > 0
-	})
-	d.Ctl("delist", "203.0.113.20")
-	dsttest.WaitFor(t, 30*time.Second, "a delisting to reach BIND", func() bool {
-		r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
-		return err == nil && r.Rcode == dns.RcodeNameError
-	})
-	if r, _ := b.Query(reverse("203.0.113.21"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
-		t.Error("BIND has no TXT for the listing")
+	key := &dsttest.TSIGKey{Name: "dst-xfr", Secret: "eGZyLXNlY3JldC14ZnItc2VjcmV0LXhmci1zZWNyZXQ="}
+	for _, tc := range []struct {
+		name string
+		conf string
+		key  *dsttest.TSIGKey
+	}{
+		{"by address", "allow_transfer = [\"127.0.0.1\"]\n", nil},
+		{"by TSIG key", fmt.Sprintf("transfer_key_name = %q\ntransfer_key_secret = %q\n", key.Name, key.Secret), key},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := dsttest.FreeUDPTCPPort(t)
+			d := dsttest.NewDstd(t, "site-a.test", "")
+			d.Reconfigure(fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n%snotify = [\"127.0.0.1:%d\"]\n", tc.conf, port))
+			d.Start()
+			post(t, d, "203.0.113.20")
+			b := dsttest.StartBIND(t, dsttest.BINDOptions{Port: port, Secondary: &dsttest.BINDSecondary{Zone: zone, Primary: d.DNS, Key: tc.key}})
+			dsttest.WaitFor(t, 30*time.Second, "BIND to answer for the listed address", func() bool {
+				r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
+				return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
+			})
+			post(t, d, "203.0.113.21")
+			dsttest.WaitFor(t, 30*time.Second, "NOTIFY to bring a new listing to BIND", func() bool {
+				r, err := b.Query(reverse("203.0.113.21"), dns.TypeA)
+				return err == nil && len(r.Answer) > 0
+			})
+			d.Ctl("delist", "203.0.113.20")
+			dsttest.WaitFor(t, 30*time.Second, "a delisting to reach BIND", func() bool {
+				r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
+				return err == nil && r.Rcode == dns.RcodeNameError
+			})
+			if r, _ := b.Query(reverse("203.0.113.21"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
+				t.Error("BIND has no TXT for the listing")
+			}
+			if tc.key != nil {
+				// Without the key, no transfer, from any address.
+				m := new(dns.Msg)
+				m.SetAxfr(zone + ".")
+				env, err := new(dns.Transfer).In(m, d.DNS)
+				if err == nil {
+					for e := range env {
+						if e.Error == nil && len(e.RR) > 0 {
+							t.Errorf("an unsigned AXFR got %d records", len(e.RR))
+						}
+					}
+				}
+			}
+		})
 	}
 }
 

@@ -47,6 +47,13 @@ func (d *daemon) buildDNS() error {
 	a, _ := netip.ParseAddr(c.A)
 	txt := dnsbl.ParseTXTTemplate(c.TXT)
 	allow, _ := config.ParsePrefixes(c.AllowTransfer)
+	if len(c.Listen) > 0 && len(c.NS) == 0 && (len(c.AllowTransfer) > 0 || len(c.Notify) > 0 || c.TransferKeyName != "") {
+		// Secondaries and delegations need NS names with addresses; the
+		// default ns.<zone> has none (the embedded server answers only
+		// the blocklist).
+		d.log.Warn("dns.ns is not set: the zone's NS record is ns."+c.Zone+", which has no address; set dns.ns to the names of the servers that carry the zone",
+			"zone", c.Zone)
+	}
 	if len(c.Listen) > 0 {
 		srv, err := dnsbl.New(dnsbl.Config{
 			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,

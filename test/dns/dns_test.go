@@ -178,6 +178,9 @@ func TestBINDSecondary(t *testing.T) {
 			if r, _ := b.Query(reverse("203.0.113.21"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
 				t.Error("BIND has no TXT for the listing")
 			}
+			if !strings.Contains(d.Log(), "dns.ns is not set") {
+				t.Error("dstd serving secondaries with the default NS name did not warn")
+			}
 			if tc.key != nil {
 				// Without the key, no transfer, from any address.
 				m := new(dns.Msg)

@@ -66,6 +66,7 @@ commands:
   queues              the action queues: waiting events, successes, failures
   peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
   keys                the DKIM keys reports are verified with (keyring and own key)
+  resync              repair the DNS UPDATE server's zone from the listings, and say what changed
   version             print dstctl's version
 
 exit status: 0 done, 1 not listed or dstd reported an error, 2 usage, 3 dstd unreachable
@@ -122,6 +123,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f = c.peers
 	case "keys":
 		f = c.keys
+	case "resync":
+		f = c.resync
 	case "help":
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -396,6 +399,26 @@ func (c *cli) peers(ctx context.Context, args []string) int {
 	if err := tw.Flush(); err != nil {
 		return c.fail(fmt.Errorf("writing the peers: %w", err))
 	}
+	return exitOK
+}
+
+// resyncTimeout is long: a resynchronisation transfers the whole zone
+// and sends what differs, which for a million listings takes minutes.
+const resyncTimeout = 30 * time.Minute
+
+func (c *cli) resync(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("resync", flag.ContinueOnError)
+	if ok, code := c.parseArgs(fs, args, 0, "resync"); !ok {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(ctx, resyncTimeout)
+	defer cancel()
+	r, err := c.c.Resync(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "DNS UPDATE zone resynchronised: %d listings, %d names were in the zone; %d added, %d fixed, %d removed\n",
+		r.Wanted, r.Present, r.Added, r.Fixed, r.Removed)
 	return exitOK
 }
 

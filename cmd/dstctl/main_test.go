@@ -312,3 +312,16 @@ site-b.test  dst2      GDHoA48ZYDxGgiDmO7Oj0DAEJLbE+7TTvRKhbhqOkUo=
 		t.Errorf("keys: exit %d:\n%q\nwant:\n%q", code, out, want)
 	}
 }
+
+func (b *backend) Resync(context.Context) (admin.ResyncResult, error) {
+	return admin.ResyncResult{Wanted: 5, Present: 6, Added: 1, Fixed: 1, Removed: 2}, nil
+}
+
+func TestResync(t *testing.T) {
+	sock := serve(t, newBackend())
+	code, out, _ := dstctl(t, "-admin", sock, "resync")
+	want := "DNS UPDATE zone resynchronised: 5 listings, 6 names were in the zone; 1 added, 1 fixed, 2 removed\n"
+	if code != 0 || out != want {
+		t.Errorf("resync: exit %d: %q, want %q", code, out, want)
+	}
+}

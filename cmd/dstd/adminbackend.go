@@ -143,3 +143,16 @@ func (d *daemon) Keys(_ context.Context) ([]admin.KeyStatus, error) {
 	}
 	return out, nil
 }
+
+func (d *daemon) Resync(ctx context.Context) (admin.ResyncResult, error) {
+	if d.dns == nil || d.dns.updater == nil {
+		return admin.ResyncResult{}, &admin.RequestError{Err: errors.New("no DNS UPDATE server is configured ([dns.update] server): nothing to resynchronise")}
+	}
+	d.log.Info("DNS UPDATE resynchronisation requested", "by", "dstctl")
+	if err := d.dns.updater.Resync(ctx, d.resyncSource); err != nil {
+		return admin.ResyncResult{}, fmt.Errorf("DNS UPDATE resynchronisation: %w", err)
+	}
+	r := d.dns.updater.LastResync()
+	d.log.Info("DNS UPDATE resynchronised", "wanted", r.Wanted, "present", r.Present, "added", r.Added, "fixed", r.Fixed, "removed", r.Removed)
+	return admin.ResyncResult{Wanted: r.Wanted, Present: r.Present, Added: r.Added, Fixed: r.Fixed, Removed: r.Removed}, nil
+}

@@ -16,6 +16,7 @@
 //	GET  /v1/listings       one Listing per line (JSON lines), streamed
 //	POST /v1/delist         form ip=IP[&allow=1]; DelistResult
 //	POST /v1/cancel         form id=MESSAGE-ID; CancelResult (400: not a report this site can cancel)
+//	POST /v1/resync         ResyncResult, once done (400: no DNS UPDATE server)
 //	GET  /v1/queues         []QueueStatus
 //	GET  /v1/peers          []PeerStatus
 //
@@ -46,6 +47,10 @@ type Backend interface {
 	// injects the cancel control article. A request it cannot satisfy
 	// (unknown report, another site's) is a *RequestError.
 	Cancel(ctx context.Context, messageID string) (CancelResult, error)
+	// Resync compares the DNS UPDATE server's zone with the listings and
+	// repairs it, and says what it did. Without a DNS UPDATE server it
+	// returns a *RequestError.
+	Resync(ctx context.Context) (ResyncResult, error)
 	Queues(ctx context.Context) ([]QueueStatus, error)
 	// Peers describes the outgoing feeds.
 	Peers(ctx context.Context) ([]PeerStatus, error)
@@ -133,6 +138,15 @@ type CancelResult struct {
 	Delisted  bool       `json:"delisted"`   // the cancel removed the listing here
 	Listed    bool       `json:"listed"`     // still listed here, by Origins
 	Origins   []string   `json:"origins,omitempty"`
+}
+
+// ResyncResult is the answer to POST /v1/resync.
+type ResyncResult struct {
+	Wanted  int `json:"wanted"`  // listings to publish
+	Present int `json:"present"` // address names the zone held
+	Added   int `json:"added"`
+	Fixed   int `json:"fixed"` // present with wrong records
+	Removed int `json:"removed"`
 }
 
 // RequestError is a Backend error caused by the request rather than by the

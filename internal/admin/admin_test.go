@@ -518,3 +518,37 @@ func TestHandlerKeys(t *testing.T) {
 		t.Errorf("keys = %+v", ks)
 	}
 }
+
+func (b *fakeBackend) Resync(context.Context) (ResyncResult, error) {
+	if b.fail != nil {
+		return ResyncResult{}, &RequestError{Err: b.fail}
+	}
+	return ResyncResult{Wanted: 3, Present: 2, Added: 1}, nil
+}
+
+func TestHandlerResync(t *testing.T) {
+	b := newFakeBackend()
+	srv := newTestServer(t, b)
+	resp, err := http.Post(srv.URL+"/v1/resync", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r ResyncResult
+	err = json.NewDecoder(resp.Body).Decode(&r)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || err != nil || r.Wanted != 3 || r.Added != 1 {
+		t.Errorf("resync = %d %+v %v", resp.StatusCode, r, err)
+	}
+	b.fail = errors.New("no DNS UPDATE server is configured")
+	resp, err = http.Post(srv.URL+"/v1/resync", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("resync without an UPDATE server = %d, want 400", resp.StatusCode)
+	}
+	if code, _, _ := get(t, srv.URL+"/v1/resync"); code != 405 {
+		t.Errorf("GET /v1/resync = %d, want 405", code)
+	}
+}

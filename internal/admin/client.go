@@ -230,6 +230,20 @@ func (c *Client) Cancel(ctx context.Context, messageID string) (CancelResult, er
 	return r, nil
 }
 
+// Resync makes dstd repair the DNS UPDATE server's zone, and waits for it.
+func (c *Client) Resync(ctx context.Context) (ResyncResult, error) {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/resync", url.Values{}, http.StatusOK)
+	if err != nil {
+		return ResyncResult{}, err
+	}
+	defer resp.Body.Close()
+	var r ResyncResult
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return ResyncResult{}, fmt.Errorf("reading dstd's answer to resync: %w", err)
+	}
+	return r, nil
+}
+
 // Queues returns the action queues.
 func (c *Client) Queues(ctx context.Context) ([]QueueStatus, error) {
 	var qs []QueueStatus

@@ -41,6 +41,7 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/listings", route(http.MethodGet, http.HandlerFunc(h.listings)))
 	mux.Handle("/v1/delist", route(http.MethodPost, http.HandlerFunc(h.delist)))
 	mux.Handle("/v1/cancel", route(http.MethodPost, http.HandlerFunc(h.cancel)))
+	mux.Handle("/v1/resync", route(http.MethodPost, http.HandlerFunc(h.resync)))
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
 	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
 	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
@@ -198,6 +199,20 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.b.Cancel(r.Context(), id)
+	var rerr *RequestError
+	switch {
+	case errors.As(err, &rerr):
+		writeError(w, http.StatusBadRequest, rerr.Error())
+		return
+	case err != nil:
+		h.internalError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (h *handler) resync(w http.ResponseWriter, r *http.Request) {
+	res, err := h.b.Resync(r.Context())
 	var rerr *RequestError
 	switch {
 	case errors.As(err, &rerr):

@@ -97,6 +97,9 @@ func query(t *testing.T, server, name string, qtype uint16) *dns.Msg {
 func TestEmbeddedServerWithDig(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", "[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n")
 	d.Start()
+	if out, code := d.Ctl("resync"); code != 1 || !strings.Contains(out, "no DNS UPDATE server") {
+		t.Errorf("dstctl resync without [dns.update]: exit %d: %s", code, out)
+	}
 	post(t, d, "203.0.113.7")
 	post(t, d, "2001:db8::7")
 	srv := d.DNS
@@ -236,6 +239,22 @@ func TestBINDUpdate(t *testing.T) {
 		r, err := b.Query(stray, dns.TypeA)
 		return err == nil && r.Rcode == dns.RcodeNameError
 	})
+	// And on demand from dstctl, which waits and says what it did.
+	stray2 := reverse("198.51.100.98")
+	rr2, _ := dns.NewRR(stray2 + " 300 IN A 127.0.0.2")
+	u2 := new(dns.Msg)
+	u2.SetUpdate(zone + ".")
+	u2.Insert([]dns.RR{rr2})
+	u2.SetTsig(key.Name+".", dns.HmacSHA256, 300, time.Now().Unix())
+	if r, _, err := c.Exchange(u2, b.Addr()); err != nil || r.Rcode != dns.RcodeSuccess {
+		t.Fatalf("adding a second stray record to BIND: %v %v", err, r)
+	}
+	if out, code := d.Ctl("resync"); code != 0 || !strings.Contains(out, "1 removed") {
+		t.Errorf("dstctl resync: exit %d: %s", code, out)
+	}
+	if r, err := b.Query(stray2, dns.TypeA); err != nil || r.Rcode != dns.RcodeNameError {
+		t.Errorf("after dstctl resync, the stray record is still in BIND: %v %v", r, err)
+	}
 	dsttest.WaitFor(t, 30*time.Second, "the expiry to delete it from BIND", func() bool {
 		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
 		return err == nil && r.Rcode == dns.RcodeNameError
@@ -251,6 +270,9 @@ func TestBINDUpdate(t *testing.T) {
 	})
 	if r, _ := b.Query(reverse("203.0.113.31"), dns.TypeA); r != nil && len(r.Answer) > 0 {
 		t.Error("BIND took an update signed with a wrong key")
+	}
+	if out, code := w.Ctl("resync"); code != 1 || !strings.Contains(strings.ToLower(out), "resynchronisation") {
+		t.Errorf("dstctl resync with a refused key: exit %d, want 1 and the error: %s", code, out)
 	}
 	// dstctl queues shows the UPDATE queue with its failures and why.
 	out, _ := w.Ctl("queues")

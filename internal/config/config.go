@@ -126,6 +126,12 @@ type DKIM struct {
 	Selector   string `toml:"selector"`
 	PrivateKey string `toml:"private_key"`
 	Keyring    string `toml:"keyring"`
+	// DNSKeyDomains are the sites whose keys may also come from DNS
+	// (selector._domainkey.domain), for selectors the keyring lacks.
+	DNSKeyDomains []string `toml:"dns_key_domains"`
+	// DNSKeyServer is the DNS server asked (host:port); empty: the first
+	// nameserver of /etc/resolv.conf.
+	DNSKeyServer string `toml:"dns_key_server"`
 }
 
 // History is how long Message-IDs are remembered.
@@ -391,6 +397,11 @@ func (c *Config) Validate() error {
 		}
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			bad("dns: %q: want host:port", a)
+		}
+	}
+	if c.DKIM.DNSKeyServer != "" {
+		if _, _, err := net.SplitHostPort(c.DKIM.DNSKeyServer); err != nil {
+			bad("dkim.dns_key_server %q: want host:port", c.DKIM.DNSKeyServer)
 		}
 	}
 	if (c.DNS.TransferKeyName == "") != (c.DNS.TransferKeySecret == "") {

@@ -31,13 +31,13 @@ func TestParseKeyring(t *testing.T) {
 	if kr.Len() != 3 {
 		t.Fatalf("Len = %d, want 3", kr.Len())
 	}
-	if got, ok := kr.lookup("SITE-A.example", "DST"); !ok || !got.Equal(pub) {
+	if got, ok, _ := kr.lookup("SITE-A.example", "DST"); !ok || !got.Equal(pub) {
 		t.Error("site-a key not found case-insensitively")
 	}
-	if _, ok := kr.lookup("site-b.example", "sel2"); !ok {
+	if _, ok, _ := kr.lookup("site-b.example", "sel2"); !ok {
 		t.Error("site-b key (trailing dot, capitals) not found")
 	}
-	if _, ok := kr.lookup("site-c.example", "dst"); !ok {
+	if _, ok, _ := kr.lookup("site-c.example", "dst"); !ok {
 		t.Error("site-c key (quoted TXT strings) not found")
 	}
 

@@ -26,6 +26,7 @@ type keyID struct{ domain, selector string }
 type Keyring struct {
 	mu   sync.RWMutex
 	keys map[keyID]ed25519.PublicKey
+	dns  *dnsKeySource // keys from DNS for some domains (SetDNSKeys), or nil
 }
 
 // LoadKeyring reads a keyring file (see ParseKeyring). A missing file gives
@@ -214,11 +215,22 @@ func (k *Keyring) Replace(from *Keyring) {
 	k.mu.Unlock()
 }
 
-func (k *Keyring) lookup(domain, selector string) (ed25519.PublicKey, bool) {
+// lookup returns the key for (domain, selector): the keyring file's, or
+// one from DNS for the domains SetDNSKeys names; dnsErr says why DNS had
+// none, when it was asked.
+func (k *Keyring) lookup(domain, selector string) (pub ed25519.PublicKey, ok bool, dnsErr error) {
 	k.mu.RLock()
-	defer k.mu.RUnlock()
-	pub, ok := k.keys[keyID{normName(domain), normName(selector)}]
-	return pub, ok
+	pub, ok = k.keys[keyID{normName(domain), normName(selector)}]
+	src := k.dns
+	k.mu.RUnlock()
+	if ok || src == nil {
+		return pub, ok, nil
+	}
+	pub, err := src.key(domain, selector)
+	if errors.Is(err, errNotDNSDomain) {
+		return nil, false, nil
+	}
+	return pub, err == nil, err
 }
 
 // candidate is a DKIM-Signature that passed the checks made before any
@@ -374,7 +386,10 @@ func (k *Keyring) precheck(f field, count map[string]int) (*candidate, error) {
 	if checkName("domain", d) != nil || checkName("selector", s) != nil {
 		return nil, fmt.Errorf("%w: DKIM-Signature names domain %q selector %q, not DNS names", ErrMalformed, d, s)
 	}
-	pub, ok := k.lookup(d, s)
+	pub, ok, dnsErr := k.lookup(d, s)
+	if !ok && dnsErr != nil {
+		return nil, fmt.Errorf("%w: domain %s selector %s: not in the keyring file, and %v", ErrUnknownKey, d, s, dnsErr)
+	}
 	if !ok {
 		return nil, fmt.Errorf("%w: domain %s selector %s (add the site's key line to the keyring file)", ErrUnknownKey, d, s)
 	}

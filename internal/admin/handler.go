@@ -199,30 +199,26 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, err := h.b.Cancel(r.Context(), id)
-	var rerr *RequestError
-	switch {
-	case errors.As(err, &rerr):
-		writeError(w, http.StatusBadRequest, rerr.Error())
-		return
-	case err != nil:
-		h.internalError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+	h.answer(w, r, res, err)
 }
 
 func (h *handler) resync(w http.ResponseWriter, r *http.Request) {
 	res, err := h.b.Resync(r.Context())
+	h.answer(w, r, res, err)
+}
+
+// answer writes res, or err: 400 for a *RequestError (the request's
+// fault, its text for the administrator), 500 for anything else.
+func (h *handler) answer(w http.ResponseWriter, r *http.Request, res any, err error) {
 	var rerr *RequestError
 	switch {
 	case errors.As(err, &rerr):
 		writeError(w, http.StatusBadRequest, rerr.Error())
-		return
 	case err != nil:
 		h.internalError(w, r, err)
-		return
+	default:
+		writeJSON(w, http.StatusOK, res)
 	}
-	writeJSON(w, http.StatusOK, res)
 }
 
 func (h *handler) queues(w http.ResponseWriter, r *http.Request) {

@@ -94,29 +94,7 @@ type BIND struct {
 // there would hide a broken setup.
 func BINDBin(t testing.TB) string {
 	t.Helper()
-	ci := os.Getenv("CI") == "true"
-	bin, err := exec.LookPath("named")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/named", "/usr/local/sbin/named"} {
-			if st, err2 := os.Stat(p); err2 == nil && !st.IsDir() {
-				bin, err = p, nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		if ci {
-			t.Fatal("CI=true but BIND is not installed (apt-get install bind9; test.sh does it)")
-		}
-		t.Skip("BIND is not installed (Debian: apt-get install bind9); skipping the BIND integration test")
-	}
-	if os.Geteuid() != 0 {
-		if ci {
-			t.Fatal("CI=true but the BIND integration test must run as root (named drops to user bind)")
-		}
-		t.Skip("the BIND integration test needs root (named drops to user bind)")
-	}
-	return bin
+	return Require(t, "named", "bind9")
 }
 
 // StartBIND writes the configuration, starts named and waits until it

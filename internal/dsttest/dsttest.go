@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dst-traps/dst/internal/nntp"
 )
 
 var (
@@ -368,4 +370,34 @@ func Go(t testing.TB, fn func(context.Context) error) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// IHave offers art to the NNTP server at addr with IHAVE, as a peer would,
+// and returns the final answer's code: 435 or 436 to the offer, 235, 436 or
+// 437 after the article. The Message-ID is the article's own.
+func IHave(t testing.TB, addr string, art []byte) int {
+	t.Helper()
+	id := ""
+	for _, line := range strings.Split(string(art), "\r\n") {
+		if line == "" {
+			break
+		}
+		if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(name, "Message-ID") {
+			id = strings.TrimSpace(v)
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := nntp.Dial(ctx, addr, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := c.IHave(ctx, id, art)
+	if r.Code == 0 {
+		t.Fatalf("IHAVE %s: %v", id, err)
+	}
+	t.Logf("IHAVE %s: %d %s", id, r.Code, r.Text)
+	return r.Code
 }

@@ -122,12 +122,7 @@ func INNBin(t testing.TB) string {
 		}
 		t.Skip("INN is not installed (Debian: apt-get install inn2); skipping the INN integration test")
 	}
-	if os.Geteuid() != 0 {
-		if ci {
-			t.Fatal("CI=true but the INN integration test must run as root (innd runs as user news)")
-		}
-		t.Skip("the INN integration test needs root (innd runs as user news)")
-	}
+	RequireRoot(t, "innd, which runs as user news")
 	if _, err := user.Lookup("news"); err != nil {
 		t.Fatalf("INN is installed but there is no user news: %v", err)
 	}

@@ -43,10 +43,10 @@ func TestKeysFromDNS(t *testing.T) {
 	a := dsttest.NewDstd(t, "site-a.test", lab+fmt.Sprintf("[dkim]\ndns_key_domains = [\"site-b.test\"]\ndns_key_server = %q\n"+
 		"\n[[peer]]\nname = \"site-b.test\"\naddresses = [\"127.0.0.1\"]\n", pc.LocalAddr().String()))
 	a.Start()
-	if got := ihave(t, a.NNTP, sign(t, signer(t, b), newReport(t, "203.0.113.60"))); got != 235 {
+	if got := dsttest.IHave(t, a.NNTP, sign(t, signer(t, b), newReport(t, "203.0.113.60"))); got != 235 {
 		t.Errorf("B's report, B's key only in DNS: IHAVE answered %d, want 235", got)
 	}
-	if got := ihave(t, a.NNTP, sign(t, signer(t, c), newReport(t, "203.0.113.61"))); got != 437 {
+	if got := dsttest.IHave(t, a.NNTP, sign(t, signer(t, c), newReport(t, "203.0.113.61"))); got != 437 {
 		t.Errorf("C's report, C not among dns_key_domains: IHAVE answered %d, want 437", got)
 	}
 	if !strings.Contains(a.Log(), "no key in the keyring for the signer: domain site-c.test selector dst") {

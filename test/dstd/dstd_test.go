@@ -8,9 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
-	"net/textproto"
 	"os"
 	"os/exec"
 	"os/user"
@@ -175,7 +173,7 @@ func TestPeerSignatures(t *testing.T) {
 		{"unknown key", "203.0.113.23", stranger, 437},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ihave(t, a.NNTP, tc.art); got != tc.code {
+			if got := dsttest.IHave(t, a.NNTP, tc.art); got != tc.code {
 				t.Fatalf("IHAVE answered %d, want %d", got, tc.code)
 			}
 			out, code := a.Ctl("lookup", tc.ip)
@@ -196,7 +194,7 @@ func TestPeerSignatures(t *testing.T) {
 	os.WriteFile(filepath.Join(a.Dir, "keyring"), append(kr, []byte(cKey+"\n")...), 0o644)
 	a.Signal(syscall.SIGHUP)
 	dsttest.WaitFor(t, 10*time.Second, "the reload", func() bool { return strings.Contains(a.Log(), "configuration reloaded") })
-	if got := ihave(t, a.NNTP, sign(t, cSigner, newReport(t, "203.0.113.24"))); got != 235 {
+	if got := dsttest.IHave(t, a.NNTP, sign(t, cSigner, newReport(t, "203.0.113.24"))); got != 235 {
 		t.Errorf("after SIGHUP, IHAVE of C's report answered %d, want 235", got)
 	}
 	if out := keys(); !containsFields(out, cKey) {
@@ -406,43 +404,6 @@ func sign(t *testing.T, s *dkim.Signer, art []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// ihave offers an article with IHAVE and returns the final status code
-// (or the first one, if the offer is refused).
-func ihave(t *testing.T, addr string, art []byte) int {
-	t.Helper()
-	id := ""
-	for _, line := range strings.Split(string(art), "\r\n") {
-		if v, ok := strings.CutPrefix(line, "Message-ID: "); ok {
-			id = v
-			break
-		}
-	}
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	c := textproto.NewConn(conn)
-	if _, _, err := c.ReadCodeLine(200); err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	c.PrintfLine("IHAVE %s", id)
-	code, msg, err := c.ReadCodeLine(0)
-	if code != 335 {
-		if code == 0 {
-			t.Fatalf("IHAVE: %v %s", err, msg)
-		}
-		return code
-	}
-	w := c.DotWriter()
-	w.Write(bytes.ReplaceAll(art, []byte("\r\n"), []byte("\n")))
-	w.Close()
-	code, msg, _ = c.ReadCodeLine(0)
-	t.Logf("IHAVE %s: %d %s", id, code, msg)
-	return code
 }
 
 func metrics(t *testing.T, d *dsttest.Dstd) string {

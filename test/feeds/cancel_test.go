@@ -57,7 +57,7 @@ func TestCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	signed = append([]byte("Path: site-1.test!not-for-mail\r\n"), signed...)
-	if code := ihave(t, nw.sites[2].NNTP, forged.Get("Message-ID"), signed); code != 437 {
+	if code := dsttest.IHave(t, nw.sites[2].NNTP, signed); code != 437 {
 		t.Errorf("IHAVE of site 1's cancel of site 0's report: %d, want 437", code)
 	}
 	if !listed(nw.sites[2], ip) {

@@ -269,7 +269,7 @@ func TestAlteredHeaderRefused(t *testing.T) {
 				t.Fatal("nothing altered")
 			}
 			altered = append([]byte("Path: site-1.test!not-for-mail\r\n"), altered...)
-			if code := ihave(t, nw.sites[0].NNTP, a.Get("Message-ID"), altered); code != 437 {
+			if code := dsttest.IHave(t, nw.sites[0].NNTP, altered); code != 437 {
 				t.Errorf("IHAVE of an article whose %s was altered: %d, want 437", tc.name, code)
 			}
 			if listed(nw.sites[0], ip) {
@@ -280,30 +280,6 @@ func TestAlteredHeaderRefused(t *testing.T) {
 	if m := metricsOf(t, nw.sites[0]); !strings.Contains(m, `dst_reports_refused_total{reason="signature"}`) {
 		t.Errorf("signature refusals not counted")
 	}
-}
-
-func ihave(t *testing.T, addr, id string, art []byte) int {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	c := textproto.NewConn(conn)
-	if _, _, err := c.ReadCodeLine(200); err != nil {
-		t.Fatalf("greeting: %v", err)
-	}
-	c.PrintfLine("IHAVE %s", id)
-	code, _, _ := c.ReadCodeLine(0)
-	if code != 335 {
-		return code
-	}
-	w := c.DotWriter()
-	w.Write(bytes.ReplaceAll(art, []byte("\r\n"), []byte("\n")))
-	w.Close()
-	code, _, _ = c.ReadCodeLine(0)
-	return code
 }
 
 // TestAllowListDoesNotCutTheChain: the middle site of a chain has the

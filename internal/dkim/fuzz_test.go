@@ -2,6 +2,8 @@ package dkim
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"strings"
 	"testing"
 )
@@ -59,6 +61,29 @@ func FuzzVerify(f *testing.F) {
 		}
 		if b := relaxedBody(body); b != wantBody {
 			t.Fatalf("verified, but the body differs from the signed one:\n%q\nwant\n%q", b, wantBody)
+		}
+	})
+}
+
+// FuzzParseKeyring: the keyring file and, through parsePublicKey, the key
+// records fetched from DNS (network input) never panic, and every key
+// accepted is a raw Ed25519 key.
+func FuzzParseKeyring(f *testing.F) {
+	f.Add("site-b.example dst 11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n")
+	f.Add(`site-b.example dst "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="` + "\n")
+	f.Add("v=DKIM1; k=ed25519; h=sha256; p=")
+	f.Add("# comment only\n\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		if kr, err := ParseKeyring(strings.NewReader(s)); err == nil {
+			for _, k := range kr.Keys() {
+				if len(k.Public) != ed25519.PublicKeySize {
+					t.Fatalf("accepted a %d-byte key from %q", len(k.Public), s)
+				}
+			}
+		}
+		src := &dnsKeySource{query: func(context.Context, string) ([]string, error) { return []string{s}, nil }}
+		if pub, err := src.fetch(context.Background(), "dst._domainkey.site-b.example"); err == nil && len(pub) != ed25519.PublicKeySize {
+			t.Fatalf("DNS record %q gave a %d-byte key", s, len(pub))
 		}
 	})
 }

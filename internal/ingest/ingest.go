@@ -134,8 +134,9 @@ func (in *Ingester) Offer(msgID string) Verdict {
 }
 
 // Inject turns a report posted by a local trap client into a signed article
-// of this site and accepts it. The poster is "dstc over the Unix socket",
-// "spool", ... for the log.
+// of this site and accepts it. The poster is "local poster on the Unix
+// socket", "spool", ... for the log. A control article is refused
+// (controlField): only InjectCancel makes those.
 func (in *Ingester) Inject(ctx context.Context, raw []byte, poster string) (string, Verdict) {
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsReceived.Inc()
@@ -143,6 +144,9 @@ func (in *Ingester) Inject(ctx context.Context, raw []byte, poster string) (stri
 	a, err := article.Parse(raw, in.o.Limits)
 	if err != nil {
 		return "", in.refuse("", poster, refusal(err))
+	}
+	if f := controlField(a); f != "" {
+		return "", in.refuseControl(a, f, poster)
 	}
 	if !hasGroup(a.Get("Newsgroups")) {
 		return "", in.refuse("", poster, refused("malformed", "not a DST report: Newsgroups must be %s", report.Newsgroup))

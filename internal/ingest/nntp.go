@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/dst-traps/dst/internal/nntp"
 )
@@ -13,9 +14,12 @@ func NNTPHandler(in *Ingester) nntp.Handler { return handler{in} }
 type handler struct{ in *Ingester }
 
 func (h handler) Post(ctx context.Context, s *nntp.Session, article []byte) nntp.Verdict {
-	from := "dstc over the Unix socket"
+	// Anyone allowed to post is named, not only dstc: the log must say
+	// who tried when a POST is refused (a control article, say). The
+	// connection id ties it to the NNTP server's own lines.
+	from := fmt.Sprintf("local poster on the Unix socket (connection %d)", s.ID)
 	if !s.Unix && s.Remote != nil {
-		from = "dstc at " + s.Remote.String()
+		from = fmt.Sprintf("local poster at %s (connection %d)", s.Remote, s.ID)
 	}
 	_, v := h.in.Inject(ctx, article, from)
 	return toNNTP(v)

@@ -1,7 +1,7 @@
 // Package dnsupdate pushes DST's listings into an existing authoritative
 // DNS server, such as BIND, with DNS UPDATE (RFC 2136) signed with TSIG
 // (RFC 8945), for sites that serve their blocklist zone from that server
-// rather than from dstd's embedded one (DESIGN.md, "DNS blocklist").
+// rather than from dstd's embedded one (docs/PROTOCOL.md §7.6).
 //
 // Each listed address gets the RFC 5782 records: an A record (127.0.0.2 by
 // default) and a TXT record saying why, at the reversed-address name in

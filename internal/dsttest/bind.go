@@ -1,10 +1,10 @@
 package dsttest
 
-// A private BIND (ISC named, Debian's bind9) for integration tests: DESIGN.md
-// says dstd pushes listings into an existing server with DNS UPDATE
-// (RFC 2136) signed with TSIG (RFC 8945), and that standard secondaries
-// such as BIND can transfer dstd's own zone (RFC 5936 AXFR, RFC 1996
-// NOTIFY). Tests run the real named for both.
+// A private BIND (ISC named, Debian's bind9) for integration tests: dstd
+// pushes listings into an existing server with DNS UPDATE (RFC 2136)
+// signed with TSIG (RFC 8945), and standard secondaries such as BIND can
+// transfer dstd's own zone (RFC 5936 AXFR, RFC 1996 NOTIFY). Tests run the
+// real named for both.
 //
 // Each StartBIND writes a named.conf of its own, with its zone files and
 // working directory, into a temporary directory and runs named in the

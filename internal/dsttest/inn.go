@@ -1,8 +1,8 @@
 package dsttest
 
 // A private INN (InterNetNews, Debian's inn2) for integration tests and
-// benchmarks: DESIGN.md requires that an INN server can sit between two
-// dstd and relay reports both ways, so tests run the real innd.
+// benchmarks: an INN server must be able to sit between two dstd and relay
+// reports both ways (docs/PROTOCOL.md §4.10), so tests run the real innd.
 //
 // Each StartINN builds a whole INN tree of its own in a temporary directory
 // (configuration, history, spool, logs, run directory) and points innd at it

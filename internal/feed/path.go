@@ -14,9 +14,9 @@ import (
 //
 // The edit is made on the bytes of the Path field alone: the article is
 // DKIM-signed, and Path is one of the fields the signature leaves out
-// (DESIGN.md) because every relay changes it, so every other byte must stay
-// as the origin signed it. Re-serialising the header through a parser would
-// risk changing folding or spacing elsewhere.
+// (docs/PROTOCOL.md §3.1) because every relay changes it, so every other
+// byte must stay as the origin signed it. Re-serialising the header through
+// a parser would risk changing folding or spacing elsewhere.
 //
 //   - A Path whose first path-identity is already site (the article was
 //     injected here, or relayed here and stored with our name added) is left

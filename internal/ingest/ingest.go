@@ -1,7 +1,7 @@
 // Package ingest is where a report enters a site: it injects reports posted
 // by the local trap client (RFC 5537 §3.5: Message-ID, Date, Path, DKIM
 // signature) and checks every article, local or relayed, before one store
-// transaction records it (shared/DESIGN.md "What a receiving site does").
+// transaction records it (docs/PROTOCOL.md §2.7).
 package ingest
 
 import (
@@ -274,7 +274,7 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 }
 
 // refuse logs and counts a refusal, and records the Message-ID so that the
-// article is not offered again (DESIGN step 2).
+// article is not offered again (docs/PROTOCOL.md §2.7).
 func (in *Ingester) refuse(msgID, from string, v Verdict) Verdict {
 	in.count(v)
 	in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "reason", v.Reason)

@@ -64,8 +64,8 @@ func (s Session) facts() Session {
 type Kind int
 
 // The zero Kind is deliberately not among these: a Verdict left empty by
-// mistake must never acknowledge an article (DESIGN.md: an ack means the
-// report is durably stored), so the server treats it as Defer.
+// mistake must never acknowledge an article (an ack means the report is
+// durably stored), so the server treats it as Defer.
 const (
 	// Accept: the article was taken (and durably stored), or, in answer
 	// to an offer (IHAVE's first phase, CHECK), is wanted.

@@ -11,7 +11,7 @@ import (
 )
 
 // A cancel is the control article with which the origin of a report
-// withdraws it (RFC 5537 §5.3, shared/DESIGN.md "Retraction"). Only the
+// withdraws it (RFC 5537 §5.3, docs/PROTOCOL.md §5). Only the
 // origin's signature makes it count; the receiving dstd checks that.
 
 // ErrNotCancel: the article is a control message, but not a cancel, or its

@@ -1,6 +1,6 @@
 // Package report turns a trap hit into the article that DST sites exchange
-// (shared/DESIGN.md "A report is a netnews article"): netnews headers around
-// an RFC 5965 feedback report.
+// (docs/PROTOCOL.md §2): netnews headers around an RFC 5965 feedback
+// report.
 package report
 
 import (

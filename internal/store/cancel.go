@@ -202,8 +202,8 @@ type CancelResult struct {
 	Listing          Listing
 }
 
-// Cancel applies a cancel in one transaction (shared/DESIGN.md
-// "Retraction"): if the cancelled report was accepted here and c.Signer is
+// Cancel applies a cancel in one transaction (docs/PROTOCOL.md §5): if the
+// cancelled report was accepted here and c.Signer is
 // its origin, the report stops counting: one hit less, its origin leaves
 // the listing unless another live report of that origin supports it, and
 // the listing is removed (EventDelisted by "cancel from <origin>") when it

@@ -1,5 +1,5 @@
 // Package crash_test kills dstd with SIGKILL while it ingests a stream of
-// reports, and checks the promise of DESIGN "Exchange protocol": a report is
+// reports, and checks the promise of docs/PROTOCOL.md §4.4: a report is
 // acknowledged only once it is durably stored. Every report answered 240
 // before the kill must be in the store afterwards, and dstd must start again
 // on the same data directory as if nothing had happened.

@@ -1,7 +1,7 @@
 // Package inn_test runs DST reports through a real INN (Debian's inn2):
 // first INN alone, fed by a tiny client and feeding fake sites, then INN
-// between two dstd, relaying reports both ways (DESIGN.md: "an INN server
-// must be able to sit between two dstd and relay reports both ways").
+// between two dstd, relaying reports both ways (docs/PROTOCOL.md §4.10:
+// an INN server can sit between two sites and relay reports both ways).
 //
 // Needs root and an installed inn2 (test.sh installs it). Skipped
 // otherwise, except that with CI=true a missing INN is a failure.

@@ -227,7 +227,7 @@ func Default() *Config {
 			IdleTimeout:     Duration{5 * time.Minute},
 
 			MaxConnections:             64,
-			MaxConnectionsPerIP:        8,
+			MaxConnectionsPerIP:        16,
 			MaxLocalConnections:        64,
 			MaxLocalConnectionsPerUser: 32,
 			MaxPeerConnections:         16,

@@ -38,7 +38,7 @@ const (
 	// The defaults of nntp.max_connections_per_ip and the number of
 	// connections that never handshake in the TLS case (more than the
 	// 64 slots that used to be shared by everyone).
-	perIPDefault = 8
+	perIPDefault = 16
 	tlsStalled   = 70
 	peerAddr     = "127.0.0.2"
 )

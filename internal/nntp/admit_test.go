@@ -201,7 +201,7 @@ func TestPoolsLocalPerUser(t *testing.T) {
 	// The same user again: over its share (1), though the class (3) is not
 	// full.
 	c2 := connect(t, "unix", sock)
-	c2.expect("400 too many connections")
+	c2.expect("400 too many connections from your user")
 	c2.expectClosed()
 	want := []string{"local uid " + strconv.Itoa(os.Getuid()) + " client-limit"}
 	if got := rec.refusals(); !equalStrings(got, want) {
@@ -293,10 +293,15 @@ func TestStartTLSHandshakeDeadline(t *testing.T) {
 	srv, _ := authServer(t, pki, &fakeHandler{}, false)
 	srv.Limits.HandshakeTimeout = 200 * time.Millisecond
 	srv.Limits.IdleTimeout = time.Hour
+	rec := newRefusalRecorder(srv)
 	addr := startServer(t, srv)
 	c := connect(t, "tcp", addr)
 	c.expect("201 ")
 	c.send("STARTTLS\r\n")
 	c.expect("382 ")
 	c.expectNothing()
+	<-rec.ended
+	if got, want := rec.refusals(), []string{"all  tls-handshake"}; !equalStrings(got, want) {
+		t.Errorf("refusals %q, want %q", got, want)
+	}
 }

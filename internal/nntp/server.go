@@ -248,12 +248,16 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	}
 	switch err := s.admit(cn); {
 	case errors.Is(err, errTooMany):
-		s.refused(log, class, RefusedLimit, "nntp: refusing connection: too many connections", "max", max(class.Max, lim.MaxConns))
+		s.refused(log, class, RefusedLimit, "nntp: refusing connection: too many connections", "class_max", class.Max, "max_conns", lim.MaxConns)
 		say("400 too many connections, try again later") // RFC 3977 §5.1.1
 		return
 	case errors.Is(err, errTooManyKey):
 		s.refused(log, class, RefusedKeyLimit, "nntp: refusing connection: too many connections from this client", "client", class.Key, "max", class.MaxPerKey)
-		say("400 too many connections from your address, try again later")
+		if isUnix(c) {
+			say("400 too many connections from your user, try again later")
+		} else {
+			say("400 too many connections from your address, try again later")
+		}
 		return
 	case err != nil: // draining
 		s.refused(log, class, RefusedDraining, "")

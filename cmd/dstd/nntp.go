@@ -44,9 +44,35 @@ func (d *daemon) nntpServer() *nntp.Server {
 		Log:      d.log.With("component", "nntp"),
 		Hostname: d.cfg.Site,
 		Limits: nntp.Limits{
-			MaxConns:        d.cfg.NNTP.MaxConnections,
-			MaxArticleBytes: d.cfg.NNTP.MaxArticleBytes,
-			IdleTimeout:     d.cfg.NNTP.IdleTimeout.Duration,
+			MaxArticleBytes:  d.cfg.NNTP.MaxArticleBytes,
+			IdleTimeout:      d.cfg.NNTP.IdleTimeout.Duration,
+			HandshakeTimeout: d.cfg.NNTP.TLSHandshakeTimeout.Duration,
+		},
+		// A pool per class, decided from the address before anything
+		// is read (or a TLS handshake done): a flood of connections from
+		// one class, one address or one local user takes its own share,
+		// never dstc's on the socket nor the peers'.
+		Classify: (&nntp.Pools{
+			MaxLocal:        d.cfg.NNTP.MaxLocalConnections,
+			MaxLocalPerUser: d.cfg.NNTP.MaxLocalConnectionsPerUser,
+			MaxPeer:         d.cfg.NNTP.MaxPeerConnections,
+			MaxOther:        d.cfg.NNTP.MaxConnections,
+			MaxOtherPerAddr: d.cfg.NNTP.MaxConnectionsPerIP,
+			Peers: func(a netip.Addr) []string {
+				var names []string
+				for _, p := range peers {
+					for _, pr := range p.addrs {
+						if pr.Contains(a) {
+							names = append(names, p.name)
+							break
+						}
+					}
+				}
+				return names
+			},
+		}).Classify,
+		OnRefuse: func(c nntp.Class, reason string) {
+			d.met.NNTPRefused.WithLabelValues(refusedLabel(c, reason)).Inc()
 		},
 		// Local submission is allowed on the Unix socket and from
 		// post_allow; feeding from configured peers' addresses, and,
@@ -113,6 +139,19 @@ func (d *daemon) nntpServer() *nntp.Server {
 		}
 	}
 	return srv
+}
+
+// refusedLabel is the reason label of dst_nntp_refused_connections_total
+// for a connection the server turned away before serving it: which pool
+// was full names who is flooding ("other-client-limit": one address).
+func refusedLabel(c nntp.Class, reason string) string {
+	switch reason {
+	case nntp.RefusedLimit, nntp.RefusedKeyLimit:
+		return c.Name + "-" + reason
+	case nntp.RefusedNotHere:
+		return "tls-not-peer" // the one listener Pools closes to some
+	}
+	return reason
 }
 
 // loadServerTLS reads the site's certificate for STARTTLS and the implicit

@@ -116,9 +116,18 @@ type NNTP struct {
 	Listen          []string `toml:"listen"`
 	Socket          string   `toml:"socket"`
 	PostAllow       []string `toml:"post_allow"`
-	MaxConnections  int      `toml:"max_connections"`
 	MaxArticleBytes int64    `toml:"max_article_bytes"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
+
+	// Connection limits, one pool per class so that a flood of one class
+	// cannot lock out the others: MaxConnections and MaxConnectionsPerIP
+	// bound everyone but the Unix socket and the peers.
+	MaxConnections             int      `toml:"max_connections"`
+	MaxConnectionsPerIP        int      `toml:"max_connections_per_ip"`
+	MaxLocalConnections        int      `toml:"max_local_connections"`          // the Unix socket
+	MaxLocalConnectionsPerUser int      `toml:"max_local_connections_per_user"` // the socket, per local user
+	MaxPeerConnections         int      `toml:"max_peer_connections"`           // per configured peer
+	TLSHandshakeTimeout        Duration `toml:"tls_handshake_timeout"`
 }
 
 // DKIM is the site's signing key and the keyring of trusted origins.
@@ -214,9 +223,15 @@ func Default() *Config {
 		NNTP: NNTP{
 			Listen:          []string{"127.0.0.1:1119"},
 			PostAllow:       []string{"127.0.0.0/8", "::1/128"},
-			MaxConnections:  64,
 			MaxArticleBytes: 1_000_000,
 			IdleTimeout:     Duration{5 * time.Minute},
+
+			MaxConnections:             64,
+			MaxConnectionsPerIP:        16,
+			MaxLocalConnections:        64,
+			MaxLocalConnectionsPerUser: 32,
+			MaxPeerConnections:         16,
+			TLSHandshakeTimeout:        Duration{10 * time.Second},
 		},
 		DKIM:    DKIM{Selector: "dst"},
 		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
@@ -336,14 +351,20 @@ func (c *Config) Validate() error {
 			bad("%s: %w", list.key, err)
 		}
 	}
-	if c.NNTP.MaxConnections < 1 {
-		bad("nntp.max_connections must be at least 1")
+	for key, n := range map[string]int{
+		"nntp.max_connections": c.NNTP.MaxConnections, "nntp.max_connections_per_ip": c.NNTP.MaxConnectionsPerIP,
+		"nntp.max_local_connections": c.NNTP.MaxLocalConnections, "nntp.max_local_connections_per_user": c.NNTP.MaxLocalConnectionsPerUser,
+		"nntp.max_peer_connections": c.NNTP.MaxPeerConnections,
+	} {
+		if n < 1 {
+			bad("%s must be at least 1", key)
+		}
 	}
 	if c.NNTP.MaxArticleBytes < 4096 {
 		bad("nntp.max_article_bytes must be at least 4096")
 	}
 	for key, d := range map[string]Duration{
-		"nntp.idle_timeout": c.NNTP.IdleTimeout, "history.keep": c.History.Keep, "history.max_future": c.History.MaxFuture,
+		"nntp.idle_timeout": c.NNTP.IdleTimeout, "nntp.tls_handshake_timeout": c.NNTP.TLSHandshakeTimeout, "history.keep": c.History.Keep, "history.max_future": c.History.MaxFuture,
 		"listing.expire": c.Listing.Expire, "listing.max_expire": c.Listing.MaxExpire, "listing.sweep_interval": c.Listing.SweepInterval,
 		"policy.window": c.Policy.Window, "actions.program.timeout": c.Actions.Program.Timeout,
 		"dns.ttl": c.DNS.TTL, "dns.negative_ttl": c.DNS.NegativeTTL,

@@ -36,7 +36,10 @@ func TestExample(t *testing.T) {
 	}
 	d, _ := Load("")
 	if c.NNTP.MaxArticleBytes != d.NNTP.MaxArticleBytes || c.History.Keep != d.History.Keep || c.Listing.MaxExpire != d.Listing.MaxExpire ||
-		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log {
+		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log ||
+		c.NNTP.MaxConnections != d.NNTP.MaxConnections || c.NNTP.MaxConnectionsPerIP != d.NNTP.MaxConnectionsPerIP ||
+		c.NNTP.MaxLocalConnections != d.NNTP.MaxLocalConnections || c.NNTP.MaxLocalConnectionsPerUser != d.NNTP.MaxLocalConnectionsPerUser ||
+		c.NNTP.MaxPeerConnections != d.NNTP.MaxPeerConnections || c.NNTP.TLSHandshakeTimeout != d.NNTP.TLSHandshakeTimeout {
 		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
 	}
 }

@@ -127,6 +127,7 @@ func (c *conn) starttls(ctx context.Context, args []string) {
 		// No response: the stream is now neither clear text nor TLS,
 		// and the 580 code is for refusing before 382.
 		c.log.Info("nntp: STARTTLS failed; closing", "err", err)
+		c.srv.noteRefusal(c.class, RefusedHandshake)
 		c.done = true
 		return
 	}

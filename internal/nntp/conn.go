@@ -43,6 +43,7 @@ type conn struct {
 	nc      net.Conn // the TLS connection after STARTTLS; guarded by srv.mu when written
 	lim     Limits
 	cancel  context.CancelFunc
+	class   Class // the pool it is counted in
 	id      uint64
 	sess    Session
 	baseLog *slog.Logger // with the connection id

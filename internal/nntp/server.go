@@ -19,8 +19,9 @@ const LevelTrace = slog.LevelDebug - 4
 // Limits bound what one client can make the server do. A zero field takes
 // the default given with it.
 type Limits struct {
-	// MaxConns is the most connections served at once; more get
-	// "400 too many connections" and are closed. Default: no limit.
+	// MaxConns is the most connections served at once, all classes
+	// together (see Server.Classify); more get "400 too many
+	// connections" and are closed. Default: no limit.
 	MaxConns int
 	// MaxLineBytes bounds a command line, CRLF included. RFC 3977 §3.1
 	// sets 512, the default. A longer line is discarded and answered 501.
@@ -43,7 +44,8 @@ type Limits struct {
 	MaxPipelinedBytes int64
 	// HandshakeTimeout bounds a TLS handshake, implicit or after
 	// STARTTLS, so that a client cannot hold a connection slot by
-	// starting one and going quiet. Default: 30 seconds.
+	// starting one and going quiet. Default: 10 seconds, plenty for a
+	// handshake over any network a peer uses.
 	HandshakeTimeout time.Duration
 }
 
@@ -64,7 +66,7 @@ func (l Limits) withDefaults() Limits {
 		l.ArticleTimeout = 5 * time.Minute
 	}
 	if l.HandshakeTimeout <= 0 {
-		l.HandshakeTimeout = 30 * time.Second
+		l.HandshakeTimeout = 10 * time.Second
 	}
 	return l
 }
@@ -76,8 +78,10 @@ func (l Limits) withDefaults() Limits {
 // up to Authorize (see Session for the permissions model).
 //
 // For implicit TLS (NNTPS on port 563, RFC 8143), serve a listener wrapped with
-// tls.NewListener: the server completes the handshake before it asks
-// Authorize, so the client certificate is there to be checked.
+// tls.NewListener: the server classifies the connection (Classify) before
+// the handshake, and completes the handshake, under
+// Limits.HandshakeTimeout, before it asks Authorize, so the client
+// certificate is there to be checked.
 //
 // Set the fields before the first Serve or ServeConn and do not change them
 // afterwards. A Server must not be copied once in use.
@@ -120,10 +124,28 @@ type Server struct {
 	// OnConnChange, if set, is called with +1 and -1 as connections are
 	// admitted and end, to drive a gauge. It must not block.
 	OnConnChange func(delta int)
+	// Classify, if set, decides which pool a connection counts against
+	// (see Class, and Pools for dstd's), when it arrives: from what the
+	// connection is (its addresses, whether it is implicit TLS) and
+	// before a byte is read from it or a TLS handshake begins. A
+	// connection over its class's limits gets "400 too many connections"
+	// and is closed at once; on implicit TLS it is closed without a
+	// word, as a 400 would first need the handshake the limit is there
+	// to save. false closes the connection at once without a word (a
+	// client that has no business on this listener). nil: one pool,
+	// bounded by Limits.MaxConns alone.
+	Classify func(c net.Conn, implicitTLS bool) (Class, bool)
+	// OnRefuse, if set, is called for each connection turned away before
+	// it is served, with its class and one of the Refused* reasons, to
+	// drive a counter. It must not block.
+	OnRefuse func(class Class, reason string)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	perClass  map[string]int // admitted connections by Class.Name
+	perKey    map[classKey]int
+	refusals  map[string]*refusalLog
 	draining  bool
 	wg        sync.WaitGroup // one per admitted connection
 	lastID    uint64
@@ -200,19 +222,46 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	defer stop()
 
 	lim := s.Limits.withDefaults()
-	cn := &conn{srv: s, nc: c, lim: lim, cancel: cancel}
+	tc, implicitTLS := c.(*tls.Conn)
+	class := Class{Name: "all"}
+	ok := true
+	if s.Classify != nil {
+		class, ok = s.Classify(c, implicitTLS)
+	}
+	cn := &conn{srv: s, nc: c, lim: lim, cancel: cancel, class: class}
 	// After STARTTLS cn.nc is the TLS connection over c; closing it
-	// sends the TLS close_notify before c itself is closed.
+	// sends the TLS close_notify before c itself is closed. An implicit
+	// TLS connection closed before its handshake sends nothing.
 	defer func() { cn.nc.Close() }()
-	log := s.logger().With("remote", remoteString(c))
+	log := s.logger().With("remote", remoteString(c), "class", class.Name)
+	if !ok {
+		s.refused(log, class, RefusedNotHere, "nntp: closing a connection this listener does not take", "implicit_tls", implicitTLS)
+		return
+	}
 
+	// Refusals are said before any read: the client is not waited for.
+	// Under implicit TLS nothing is said (see Classify).
+	say := func(line string) {
+		if !implicitTLS {
+			cn.refuse(line)
+		}
+	}
 	switch err := s.admit(cn); {
 	case errors.Is(err, errTooMany):
-		log.Warn("nntp: refusing connection: too many connections", "max", lim.MaxConns)
-		cn.refuse("400 too many connections, try again later") // RFC 3977 §5.1.1
+		s.refused(log, class, RefusedLimit, "nntp: refusing connection: too many connections", "class_max", class.Max, "max_conns", lim.MaxConns)
+		say("400 too many connections, try again later") // RFC 3977 §5.1.1
+		return
+	case errors.Is(err, errTooManyKey):
+		s.refused(log, class, RefusedKeyLimit, "nntp: refusing connection: too many connections from this client", "client", class.Key, "max", class.MaxPerKey)
+		if isUnix(c) {
+			say("400 too many connections from your user, try again later")
+		} else {
+			say("400 too many connections from your address, try again later")
+		}
 		return
 	case err != nil: // draining
-		cn.refuse("400 server shutting down")
+		s.refused(log, class, RefusedDraining, "")
+		say("400 server shutting down")
 		return
 	}
 	defer s.release(cn)
@@ -225,13 +274,14 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	cn.baseLog = log.With("conn", cn.id)
 	cn.log = cn.baseLog
 	facts := Session{ID: cn.id, Remote: c.RemoteAddr(), Unix: isUnix(c)}
-	if tc, ok := c.(*tls.Conn); ok {
+	if implicitTLS {
 		// Implicit TLS: the handshake would otherwise happen on the first
 		// write, the greeting, after Authorize; doing it first, under its
 		// own deadline, lets Authorize see the client certificate.
 		state, err := cn.handshake(ctx, tc)
 		if err != nil {
 			cn.log.Info("nntp: TLS handshake failed", "err", err)
+			s.noteRefusal(class, RefusedHandshake)
 			return
 		}
 		facts.TLS = state
@@ -270,23 +320,39 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 var errTooMany = errors.New("too many connections")
+var errTooManyKey = errors.New("too many connections from this client")
 var errDraining = errors.New("server shutting down")
+
+// classKey is one client of one class, counted against Class.MaxPerKey.
+type classKey struct{ class, key string }
 
 // admit counts c in, or says why not.
 func (s *Server) admit(c *conn) error {
+	cl := c.class
+	ck := classKey{cl.Name, cl.Key}
 	s.mu.Lock()
 	switch {
 	case s.draining:
 		s.mu.Unlock()
 		return errDraining
-	case c.lim.MaxConns > 0 && len(s.conns) >= c.lim.MaxConns:
+	case c.lim.MaxConns > 0 && len(s.conns) >= c.lim.MaxConns,
+		cl.Max > 0 && s.perClass[cl.Name] >= cl.Max:
 		s.mu.Unlock()
 		return errTooMany
+	case cl.Key != "" && cl.MaxPerKey > 0 && s.perKey[ck] >= cl.MaxPerKey:
+		s.mu.Unlock()
+		return errTooManyKey
 	}
 	if s.conns == nil {
 		s.conns = make(map[*conn]struct{})
+		s.perClass = make(map[string]int)
+		s.perKey = make(map[classKey]int)
 	}
 	s.conns[c] = struct{}{}
+	s.perClass[cl.Name]++
+	if cl.Key != "" {
+		s.perKey[ck]++
+	}
 	s.lastID++
 	c.id = s.lastID
 	// Add under mu, with draining false: Shutdown's Wait can only start
@@ -302,6 +368,15 @@ func (s *Server) admit(c *conn) error {
 func (s *Server) release(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if s.perClass[c.class.Name]--; s.perClass[c.class.Name] <= 0 {
+		delete(s.perClass, c.class.Name)
+	}
+	if c.class.Key != "" {
+		ck := classKey{c.class.Name, c.class.Key}
+		if s.perKey[ck]--; s.perKey[ck] <= 0 {
+			delete(s.perKey, ck) // the map lives as long as its clients
+		}
+	}
 	s.mu.Unlock()
 	if s.OnConnChange != nil {
 		s.OnConnChange(-1)

@@ -23,7 +23,7 @@ import (
 // lab lets the documentation ranges be listed, and leaves room above the
 // largest client count so that no benchmark connection is turned away with
 // 400 while an earlier one is still being torn down.
-const lab = "[policy]\nallow_documentation = true\n[nntp]\nmax_connections = 128\n"
+const lab = "[policy]\nallow_documentation = true\n[nntp]\nmax_connections = 128\nmax_connections_per_ip = 128\n"
 
 // benchSeq numbers reports across all sub-benchmarks, which share one dstd:
 // every report has its own source address, so each is a new listing (the

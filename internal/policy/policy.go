@@ -41,7 +41,8 @@ type Config struct {
 	Allow       []netip.Prefix // allow-list (addresses as /32 or /128)
 	// AllowDocumentation is for labs and tests only: it permits the
 	// documentation ranges (RFC 5737, RFC 3849, RFC 9637), which test
-	// setups use as spammers, and nothing else special.
+	// setups use as spammers, also inside 6to4 and Teredo addresses, and
+	// nothing else special.
 	AllowDocumentation bool
 }
 

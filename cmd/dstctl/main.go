@@ -2,14 +2,16 @@
 // (a Unix socket in the data directory by default). dstd alone opens the
 // database, so dstctl never touches it directly.
 //
-//	dstctl [-admin ADDR] status
-//	dstctl [-admin ADDR] lookup IP
-//	dstctl [-admin ADDR] list [-json]
-//	dstctl [-admin ADDR] delist [-allow] IP
-//	dstctl [-admin ADDR] queues
+//	dstctl [-admin ADDR] [-token-file FILE] status
+//	dstctl [-admin ADDR] [-token-file FILE] lookup IP
+//	dstctl [-admin ADDR] [-token-file FILE] list [-json]
+//	dstctl [-admin ADDR] [-token-file FILE] delist [-allow] IP
+//	dstctl [-admin ADDR] [-token-file FILE] queues
 //	dstctl version
 //
-// ADDR is a socket path (anything with a '/') or host:port. Exit status:
+// ADDR is a socket path (anything with a '/' but http://host:port) or
+// host:port. On TCP, a dstd with admin.token_file wants its token: FILE
+// holds it (default $DST_ADMIN_TOKEN_FILE). Exit status:
 // 0 done; 1 not listed (lookup) or dstd reported an error; 2 usage error;
 // 3 dstd cannot be reached.
 package main
@@ -44,6 +46,10 @@ const (
 	exitUnreachable = 3
 )
 
+// tokenFileEnv names the environment variable that gives -token-file's
+// default, so a script need not repeat it.
+const tokenFileEnv = "DST_ADMIN_TOKEN_FILE"
+
 // requestTimeout bounds every command but list, whose length depends on
 // the number of listings.
 const requestTimeout = 30 * time.Second
@@ -55,7 +61,7 @@ func main() {
 	os.Exit(code)
 }
 
-const usage = `usage: dstctl [-admin ADDR] COMMAND
+const usage = `usage: dstctl [-admin ADDR] [-token-file FILE] COMMAND
 
 commands:
   status              what dstd is doing: site, listeners, counts, queues
@@ -68,6 +74,10 @@ commands:
   keys                the DKIM keys reports are verified with (keyring and own key)
   resync              repair the DNS UPDATE server's zone from the listings, and say what changed
   version             print dstctl's version
+
+ADDR is dstd's admin socket, or admin.listen as host:port or http://host:port.
+Over TCP, a dstd with admin.token_file wants its token: give the file with
+-token-file or $DST_ADMIN_TOKEN_FILE. The socket needs none.
 
 exit status: 0 done, 1 not listed or dstd reported an error, 2 usage, 3 dstd unreachable
 
@@ -82,7 +92,8 @@ type cli struct {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dstctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("admin", config.DefaultAdminSocket(), "dstd's admin endpoint: socket path or host:port")
+	addr := fs.String("admin", config.DefaultAdminSocket(), "dstd's admin endpoint: socket path, host:port or http://host:port")
+	tokenFile := fs.String("token-file", os.Getenv(tokenFileEnv), "file holding admin.token_file's token, for a TCP endpoint (default $"+tokenFileEnv+")")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -102,7 +113,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "dstctl", version)
 		return exitOK
 	}
-	c := &cli{stdout: stdout, stderr: stderr, c: admin.NewClient(*addr)}
+	var opts []admin.ClientOption
+	if *tokenFile != "" {
+		tok, err := admin.ReadTokenFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "dstctl: -token-file:", err)
+			return exitUsage
+		}
+		opts = append(opts, admin.WithToken(tok))
+	}
+	c := &cli{stdout: stdout, stderr: stderr, c: admin.NewClient(*addr, opts...)}
 	defer c.c.Close()
 
 	var f func(context.Context, []string) int

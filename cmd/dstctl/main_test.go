@@ -325,3 +325,63 @@ func TestResync(t *testing.T) {
 		t.Errorf("resync: exit %d: %q, want %q", code, out, want)
 	}
 }
+
+// serveTCP runs an admin endpoint on a loopback port that wants token, as
+// dstd's admin.listen with admin.token_file, and returns its host:port.
+func serveTCP(t *testing.T, b admin.Backend, token string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- admin.Serve(ctx, l, admin.ForTCP(admin.Handler(b, nil, nil), token)) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("admin.Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
+}
+
+func TestTokenFile(t *testing.T) {
+	const token = "c0ffee0123456789c0ffee0123456789"
+	b := newBackend()
+	addr := serveTCP(t, b, token)
+	dir := t.TempDir()
+	tokFile := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tokFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(tokenFileEnv, "")
+
+	code, _, errOut := dstctl(t, "-admin", addr, "delist", "203.0.113.7")
+	if code != 1 || !strings.Contains(errOut, "-token-file") {
+		t.Errorf("delist without the token: exit %d, %q; want exit 1 saying to give -token-file", code, errOut)
+	}
+	if _, ok, _ := b.Lookup(context.Background(), netip.MustParseAddr("203.0.113.7")); !ok {
+		t.Fatal("delisted without the token")
+	}
+	code, out, errOut := dstctl(t, "-admin", "http://"+addr, "-token-file", tokFile, "delist", "203.0.113.7")
+	if code != 0 || !strings.Contains(out, "203.0.113.7 delisted") {
+		t.Errorf("delist with -token-file: exit %d, %q %q", code, out, errOut)
+	}
+	t.Setenv(tokenFileEnv, tokFile)
+	if code, out, errOut := dstctl(t, "-admin", addr, "status"); code != 0 || !strings.Contains(out, "site-a.example") {
+		t.Errorf("status with $%s: exit %d, %q %q", tokenFileEnv, code, out, errOut)
+	}
+
+	wrong := filepath.Join(dir, "wrong.token")
+	os.WriteFile(wrong, []byte("not-the-token-0123456789\n"), 0o600)
+	if code, _, errOut := dstctl(t, "-admin", addr, "-token-file", wrong, "status"); code != 1 || !strings.Contains(errOut, "wrong admin token") {
+		t.Errorf("status with a wrong token: exit %d, %q", code, errOut)
+	}
+	if err := os.Chmod(tokFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := dstctl(t, "-admin", addr, "status"); code != 2 || !strings.Contains(errOut, "chmod 600 "+tokFile) {
+		t.Errorf("a world-readable token file: exit %d, %q; want exit 2 saying chmod 600", code, errOut)
+	}
+}

@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -19,6 +22,17 @@ import (
 
 // The daemon is the admin endpoint's Backend.
 var _ admin.Backend = (*daemon)(nil)
+
+// adminHandler is the admin API for listener l. The TCP listener also
+// wants admin.token_file's token, or a loopback Host when there is none;
+// the Unix socket's file mode already says who may connect.
+func (d *daemon) adminHandler(l net.Listener, log *slog.Logger) http.Handler {
+	h := admin.Handler(d, d.reg, log)
+	if l.Addr().Network() == "tcp" {
+		return admin.ForTCP(h, d.adminToken)
+	}
+	return h
+}
 
 func (d *daemon) Status(ctx context.Context) (admin.Status, error) {
 	s, err := d.db.Stats()

@@ -60,6 +60,7 @@ type daemon struct {
 	removalQs   []string
 	allowMu     sync.Mutex // serialises writes to the allow file
 	listenAddrs []string
+	adminToken  string // admin.token_file's token, for the TCP admin listener
 }
 
 func newLogger(c config.Log, stderr io.Writer) (*slog.Logger, func()) {
@@ -228,7 +229,7 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	for _, l := range adminLs {
 		l := l
 		goRun(func() {
-			if err := admin.Serve(runCtx, l, admin.Handler(d, d.reg, log)); err != nil {
+			if err := admin.Serve(runCtx, l, d.adminHandler(l, log)); err != nil {
 				log.Error("admin endpoint stopped", "addr", l.Addr(), "err", err)
 			}
 		})
@@ -463,6 +464,14 @@ func (d *daemon) adminListeners() ([]net.Listener, error) {
 	}
 	ls = append(ls, l)
 	if d.cfg.Admin.Listen != "" {
+		if d.cfg.Admin.TokenFile != "" {
+			tok, err := admin.ReadTokenFile(d.cfg.Admin.TokenFile)
+			if err != nil {
+				ls[0].Close()
+				return nil, fmt.Errorf("admin.token_file: %w", err)
+			}
+			d.adminToken = tok
+		}
 		l, err := net.Listen("tcp", d.cfg.Admin.Listen)
 		if err != nil {
 			ls[0].Close()

@@ -1,11 +1,14 @@
 // Package admin is dstd's local administration endpoint: a small HTTP API
-// on a Unix socket in the data directory (and optionally a loopback port),
+// on a Unix socket in the data directory (and optionally a TCP port),
 // used by dstctl and scraped by Prometheus.
 //
 // Only dstd may open the store (bbolt locks the file), so every
 // administrative read or change of a running site goes through here. The
-// socket's file mode (0660) is the access control; the API has no
-// authentication of its own and must not be exposed beyond the host.
+// socket's file mode (0660) is its access control. The TCP listener
+// (admin.listen) is on loopback, or needs a bearer token (admin.token_file)
+// on every route but /healthz and /metrics; see ForTCP. On both, the API
+// refuses what a web page could send (guard.go): any request with an
+// Origin header (403), and a POST whose body is not application/json (415).
 //
 // Routes (JSON bodies; errors are {"error": "..."}):
 //
@@ -14,15 +17,16 @@
 //	GET  /v1/status         Status
 //	GET  /v1/lookup?ip=IP   Listing; 404 when not listed
 //	GET  /v1/listings       one Listing per line (JSON lines), streamed
-//	POST /v1/delist         form ip=IP[&allow=1]; DelistResult
-//	POST /v1/cancel         form id=MESSAGE-ID; CancelResult (400: not a report this site can cancel)
-//	POST /v1/resync         ResyncResult, once done (400: no DNS UPDATE server)
+//	POST /v1/delist         DelistRequest {"ip": IP, "allow": true}; DelistResult
+//	POST /v1/cancel         CancelRequest {"id": MESSAGE-ID}; CancelResult (400: not a report this site can cancel)
+//	POST /v1/resync         {} or no body; ResyncResult, once done (400: no DNS UPDATE server)
 //	GET  /v1/queues         []QueueStatus
 //	GET  /v1/peers          []PeerStatus
+//	GET  /v1/keys           []KeyStatus
 //
-// A bad IP address is 400, a wrong method 405. When /v1/listings fails
-// part way, its last line is {"error": "..."}, so a client can tell a cut
-// listing from a complete one.
+// A bad IP address or JSON body is 400, a missing or wrong token 401, a
+// wrong method 405. When /v1/listings fails part way, its last line is
+// {"error": "..."}, so a client can tell a cut listing from a complete one.
 package admin
 
 import (

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -320,16 +319,16 @@ func TestHandlerCancel(t *testing.T) {
 func TestHandlerDelist(t *testing.T) {
 	b := newFakeBackend()
 	srv := newTestServer(t, b)
-	post := func(form url.Values) (int, string) {
-		resp, err := http.PostForm(srv.URL+"/v1/delist", form)
+	post := func(body string) (int, string) {
+		resp, err := http.Post(srv.URL+"/v1/delist", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
-	code, body := post(url.Values{"ip": {"203.0.113.7"}, "allow": {"1"}})
+	code, body := post(`{"ip": "203.0.113.7", "allow": true}`)
 	var r DelistResult
 	if err := json.Unmarshal([]byte(body), &r); code != 200 || err != nil {
 		t.Fatalf("delist = %d %s", code, body)
@@ -337,19 +336,23 @@ func TestHandlerDelist(t *testing.T) {
 	if !r.Delisted || !r.Allowed || r.IP != netip.MustParseAddr("203.0.113.7") {
 		t.Errorf("delist result %+v", r)
 	}
-	code, body = post(url.Values{"ip": {"203.0.113.7"}})
+	code, body = post(`{"ip": "203.0.113.7"}`)
 	if err := json.Unmarshal([]byte(body), &r); code != 200 || err != nil || r.Delisted || r.Allowed {
 		t.Errorf("second delist = %d %s, want not delisted", code, body)
 	}
 	if want := "203.0.113.7 allow=true,203.0.113.7 allow=false"; strings.Join(b.delisted, ",") != want {
 		t.Errorf("backend saw %v, want %s", b.delisted, want)
 	}
-	for _, form := range []url.Values{{"ip": {"nope"}}, {}, {"ip": {"203.0.113.7"}, "allow": {"maybe"}}} {
-		code, body = post(form)
+	for _, bad := range []string{`{"ip": "nope"}`, `{}`, ``, `{"ip": "203.0.113.7", "allow": "maybe"}`,
+		`{"ip": "203.0.113.7", "alow": true}`, `{"ip": "203.0.113.7"} {}`, `ip=203.0.113.7`} {
+		code, body = post(bad)
 		if code != 400 {
-			t.Errorf("delist %v = %d, want 400", form, code)
+			t.Errorf("delist %s = %d, want 400", bad, code)
 		}
 		errorOf(t, body)
+	}
+	if len(b.delisted) != 2 {
+		t.Errorf("a bad request reached the backend: %v", b.delisted)
 	}
 	// The address must be in the POST body, not the URL.
 	if code, _, body := get(t, srv.URL+"/v1/delist?ip=203.0.113.7"); code != 405 {
@@ -529,7 +532,7 @@ func (b *fakeBackend) Resync(context.Context) (ResyncResult, error) {
 func TestHandlerResync(t *testing.T) {
 	b := newFakeBackend()
 	srv := newTestServer(t, b)
-	resp, err := http.Post(srv.URL+"/v1/resync", "application/x-www-form-urlencoded", nil)
+	resp, err := http.Post(srv.URL+"/v1/resync", "application/json", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -540,7 +543,7 @@ func TestHandlerResync(t *testing.T) {
 		t.Errorf("resync = %d %+v %v", resp.StatusCode, r, err)
 	}
 	b.fail = errors.New("no DNS UPDATE server is configured")
-	resp, err = http.Post(srv.URL+"/v1/resync", "application/x-www-form-urlencoded", nil)
+	resp, err = http.Post(srv.URL+"/v1/resync", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}

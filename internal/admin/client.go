@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,17 +27,33 @@ const maxListingLine = 1 << 20
 // Client talks to a dstd admin endpoint. Its methods are safe for
 // concurrent use.
 type Client struct {
-	addr string
-	base string // URL prefix, "http://host:port" or "http://dstd" for a socket
-	hc   *http.Client
+	addr  string
+	base  string // URL prefix, "http://host:port" or "http://dstd" for a socket
+	token string // sent as a bearer token when not empty
+	hc    *http.Client
 }
 
-// NewClient returns a client for addr: a Unix socket path when it
-// contains a '/', else a host:port.
-func NewClient(addr string) *Client {
+// ClientOption changes how a Client talks to dstd.
+type ClientOption func(*Client)
+
+// WithToken makes the client send token (admin.token_file's) with every
+// request, as the TCP listener wants when dstd has one.
+func WithToken(token string) ClientOption {
+	return func(c *Client) { c.token = token }
+}
+
+// NewClient returns a client for addr: host:port or http://host:port for
+// TCP, else (anything with a '/') a Unix socket path.
+func NewClient(addr string, opts ...ClientOption) *Client {
 	c := &Client{addr: addr}
+	for _, o := range opts {
+		o(c)
+	}
 	tr := &http.Transport{MaxIdleConns: 2, IdleConnTimeout: 30 * time.Second}
-	if strings.Contains(addr, "/") {
+	if hp, ok := strings.CutPrefix(addr, "http://"); ok {
+		tr.Proxy = nil // never send admin requests through an HTTP proxy
+		c.base = "http://" + strings.TrimSuffix(hp, "/")
+	} else if strings.Contains(addr, "/") {
 		var d net.Dialer
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", addr)
@@ -88,17 +105,25 @@ func (e *APIError) Error() string { return "dstd: " + e.Message }
 
 // do sends a request and returns the response when its status is want;
 // any other status becomes an *APIError.
-func (c *Client) do(ctx context.Context, method, path string, form url.Values, want int) (*http.Response, error) {
+// A POST sends in as its JSON body.
+func (c *Client) do(ctx context.Context, method, path string, in any, want int) (*http.Response, error) {
 	var body io.Reader
-	if form != nil {
-		body = strings.NewReader(form.Encode())
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("admin request %s %s: %w", method, path, err)
+		}
+		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("admin request %s %s: %w", method, path, err)
 	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -200,11 +225,7 @@ func (c *Client) List(ctx context.Context, fn func(Listing) error) error {
 
 // Delist removes the listing of ip; allow also puts ip on the allow list.
 func (c *Client) Delist(ctx context.Context, ip netip.Addr, allow bool) (DelistResult, error) {
-	form := url.Values{"ip": {ip.String()}}
-	if allow {
-		form.Set("allow", "1")
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/delist", form, http.StatusOK)
+	resp, err := c.do(ctx, http.MethodPost, "/v1/delist", DelistRequest{IP: ip.String(), Allow: allow}, http.StatusOK)
 	if err != nil {
 		return DelistResult{}, err
 	}
@@ -218,7 +239,7 @@ func (c *Client) Delist(ctx context.Context, ip netip.Addr, allow bool) (DelistR
 
 // Cancel makes dstd cancel a report this site originated.
 func (c *Client) Cancel(ctx context.Context, messageID string) (CancelResult, error) {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/cancel", url.Values{"id": {messageID}}, http.StatusOK)
+	resp, err := c.do(ctx, http.MethodPost, "/v1/cancel", CancelRequest{ID: messageID}, http.StatusOK)
 	if err != nil {
 		return CancelResult{}, err
 	}
@@ -232,7 +253,7 @@ func (c *Client) Cancel(ctx context.Context, messageID string) (CancelResult, er
 
 // Resync makes dstd repair the DNS UPDATE server's zone, and waits for it.
 func (c *Client) Resync(ctx context.Context) (ResyncResult, error) {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/resync", url.Values{}, http.StatusOK)
+	resp, err := c.do(ctx, http.MethodPost, "/v1/resync", struct{}{}, http.StatusOK)
 	if err != nil {
 		return ResyncResult{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -48,7 +49,7 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})
-	return mux
+	return refuseOrigin(mux)
 }
 
 type handler struct {
@@ -56,7 +57,8 @@ type handler struct {
 	log *slog.Logger
 }
 
-// route answers 405 to any method but method (GET also allows HEAD).
+// route answers 405 to any method but method (GET also allows HEAD), and
+// 415 to a request of another method whose body is not JSON (guard.go).
 func route(method string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
@@ -64,8 +66,42 @@ func route(method string, h http.Handler) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s needs %s, not %s", r.URL.Path, method, r.Method))
 			return
 		}
+		if method != http.MethodGet && !jsonBody(w, r) {
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// maxRequestBody bounds a request's JSON body; the largest holds one
+// Message-ID.
+const maxRequestBody = 64 << 10
+
+// decodeBody reads r's JSON body into v; an empty body leaves v as it is.
+// It answers 400 itself when the body is bad.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad JSON body: %v", err))
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad JSON body: more than one JSON value")
+		return false
+	}
+	return true
+}
+
+// DelistRequest is the body of POST /v1/delist.
+type DelistRequest struct {
+	IP    string `json:"ip"`
+	Allow bool   `json:"allow,omitempty"`
+}
+
+// CancelRequest is the body of POST /v1/cancel.
+type CancelRequest struct {
+	ID string `json:"id"` // the report's Message-ID, with its angle brackets
 }
 
 type errorBody struct {
@@ -163,23 +199,15 @@ func (h *handler) listings(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) delist(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad form: %v", err))
+	var req DelistRequest
+	if !decodeBody(w, r, &req) {
 		return
 	}
-	ip, ok := parseIP(w, r.PostForm.Get("ip"))
+	ip, ok := parseIP(w, req.IP)
 	if !ok {
 		return
 	}
-	allow := false
-	switch v := r.PostForm.Get("allow"); v {
-	case "", "0", "false":
-	case "1", "true":
-		allow = true
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("allow=%q: want 1 or 0", v))
-		return
-	}
+	allow := req.Allow
 	removed, err := h.b.Delist(r.Context(), ip, allow)
 	if err != nil {
 		h.internalError(w, r, err)
@@ -189,11 +217,11 @@ func (h *handler) delist(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("bad form: %v", err))
+	var req CancelRequest
+	if !decodeBody(w, r, &req) {
 		return
 	}
-	id := r.PostForm.Get("id")
+	id := req.ID
 	if id == "" {
 		writeError(w, http.StatusBadRequest, "missing parameter id (the Message-ID of the report to cancel)")
 		return
@@ -203,6 +231,10 @@ func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *handler) resync(w http.ResponseWriter, r *http.Request) {
+	var req struct{} // no parameters; an empty body or {} will do
+	if !decodeBody(w, r, &req) {
+		return
+	}
 	res, err := h.b.Resync(r.Context())
 	h.answer(w, r, res, err)
 }

@@ -168,8 +168,9 @@ type Policy struct {
 
 // Admin is the local endpoint of dstctl and Prometheus.
 type Admin struct {
-	Socket string `toml:"socket"`
-	Listen string `toml:"listen"`
+	Socket    string `toml:"socket"`
+	Listen    string `toml:"listen"`
+	TokenFile string `toml:"token_file"` // bearer token for admin.listen; needed off loopback
 }
 
 // Actions are what dstd does with each accepted report.
@@ -309,6 +310,17 @@ func (c *Config) fillPaths() {
 	def(&c.Actions.Log.File, "reports.log")
 }
 
+// loopbackHost reports whether a listen host binds loopback only: an
+// address in 127.0.0.0/8, ::1, or localhost. An empty host, 0.0.0.0 or ::
+// is every interface, and another name may resolve to anything.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
 // DBPath is the bbolt database file.
 func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "dst.db") }
 
@@ -339,9 +351,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Admin.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
+		if host, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
 			bad("admin.listen %q: want host:port", c.Admin.Listen)
+		} else if !loopbackHost(host) && c.Admin.TokenFile == "" {
+			// It serves delist and cancel: beyond this host, only with a token.
+			bad("admin.listen %s is not loopback: set admin.token_file, or listen on 127.0.0.1", c.Admin.Listen)
 		}
+	} else if c.Admin.TokenFile != "" {
+		bad("admin.token_file is set but admin.listen is not: the token guards the TCP listener only (the socket's file mode guards the socket); set admin.listen or remove admin.token_file")
 	}
 	for _, list := range []struct {
 		key string

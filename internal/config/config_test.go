@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,6 +87,37 @@ level = "loud"`, "log.level"},
 		_, err := Load(write(t, tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to mention %q", tc.file, err, tc.want)
+		}
+	}
+}
+
+// TestAdminListen: the admin TCP listener serves delist and cancel, so
+// off loopback it needs a token.
+func TestAdminListen(t *testing.T) {
+	for _, tc := range []struct {
+		listen, tokenFile string
+		want              string // "" when valid, else a piece of the error
+	}{
+		{"127.0.0.1:9100", "", ""},
+		{"127.0.0.53:9100", "", ""},
+		{"[::1]:9100", "", ""},
+		{"localhost:9100", "", ""},
+		{"127.0.0.1:9100", "/etc/dst/admin.token", ""},
+		{"0.0.0.0:9100", "/etc/dst/admin.token", ""},
+		{"0.0.0.0:9100", "", "admin.listen 0.0.0.0:9100 is not loopback: set admin.token_file, or listen on 127.0.0.1"},
+		{":9100", "", "is not loopback"},
+		{"[::]:9100", "", "is not loopback"},
+		{"192.0.2.1:9100", "", "is not loopback"},
+		{"[::ffff:192.0.2.1]:9100", "", "is not loopback"},
+		{"admin.example.net:9100", "", "is not loopback"},
+		{"", "/etc/dst/admin.token", "admin.token_file is set but admin.listen is not"},
+	} {
+		_, err := Load(write(t, fmt.Sprintf("[admin]\nlisten = %q\ntoken_file = %q\n", tc.listen, tc.tokenFile)))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("listen %q token_file %q: %v, want valid", tc.listen, tc.tokenFile, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("listen %q token_file %q: %v, want an error with %q", tc.listen, tc.tokenFile, err, tc.want)
 		}
 	}
 }

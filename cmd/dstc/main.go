@@ -44,11 +44,46 @@ const (
 	defaultSpool  = "/var/spool/dst"
 )
 
+// defaultTimeout bounds a whole run: reading the message, submitting,
+// spooling. A message comes from the MTA over a local pipe, tens of MB in
+// well under a second, and dstd answers in milliseconds, so 30 s is ample
+// on a loaded host; it is also far below every MTA's own limit for a pipe
+// (Postfix: command_time_limit, 1000 s; Exim: the pipe transport's timeout,
+// 1 h), so dstc stops by itself and says why in its log instead of being
+// killed by the MTA.
+const defaultTimeout = 30 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal(context.Background())
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// stopOnSignal returns a context cancelled on SIGTERM (an MTA ending a
+// delivery that takes too long, or shutting down; an administrator's kill)
+// or SIGINT (^C), with the signal's name as its cause for the log.
+// Catching the signals, rather than dying of them, is what lets dstc remove
+// a half-written spool file and exit 75; run must then return promptly.
+func stopOnSignal(parent context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case s := <-sigs:
+			name := "SIGTERM"
+			if s == syscall.SIGINT {
+				name = "SIGINT"
+			}
+			cancel(fmt.Errorf("%s received (the MTA or an administrator stopped dstc)", name))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
 
 type listFlag []string
@@ -85,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.StringVar(&o.spoolDir, "spool", defaultSpool, "spool directory used when dstd cannot be reached")
 	fs.StringVar(&o.logMode, "log", "auto", "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "time allowed for submitting to dstd")
+	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
@@ -101,6 +136,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	}
 	if _, err := logging.ParseMode(o.logMode); err != nil {
 		return nil, nil, err
+	}
+	if o.timeout <= 0 {
+		return nil, nil, errors.New("-timeout must be positive, e.g. 30s")
 	}
 	if o.maxMessage < 0 {
 		return nil, nil, errors.New("-max-message must not be negative")
@@ -131,8 +169,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			fmt.Fprintln(stderr, "dstc:", err)
 		}
 		// Still drain the pipe: an MTA that sees EPIPE reports a failure
-		// of its own on top of ours.
-		io.Copy(io.Discard, stdin)
+		// of its own on top of ours. But not for ever: the input may be
+		// endless, and a signal must still stop dstc.
+		dctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+		_, derr := readAll(dctx, stdin, func(r io.Reader) (struct{}, error) {
+			_, err := io.Copy(io.Discard, r)
+			return struct{}{}, err
+		})
+		cancel()
+		if ctx.Err() != nil && errors.Is(derr, ctx.Err()) {
+			fmt.Fprintln(stderr, "dstc: stopped:", context.Cause(ctx))
+			return exitTempFail
+		}
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
@@ -158,9 +206,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 	}()
 
+	// -timeout bounds the whole run, reading included: a message that
+	// never ends (/dev/zero) or an MTA that stalls mid-message must not
+	// keep dstc, and the MTA's delivery, waiting.
+	ctx, cancel := context.WithTimeoutCause(ctx, o.timeout,
+		fmt.Errorf("-timeout %s reached (raise -timeout if messages legitimately take longer)", o.timeout))
+	defer cancel()
+
 	lim := mailmsg.DefaultLimits()
 	lim.MaxKeep = o.maxMessage
-	msg, err := mailmsg.Read(stdin, lim)
+	msg, err := readAll(ctx, stdin, func(r io.Reader) (*mailmsg.Message, error) { return mailmsg.Read(r, lim) })
+	if ctx.Err() != nil {
+		return stopped(ctx, log, "while reading the message, nothing reported")
+	}
 	if err != nil {
 		log.Error("cannot read the message; the MTA will retry", "err", err)
 		return exitTempFail
@@ -212,12 +270,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return submit(ctx, log, o, ans.IP, id, wire)
 }
 
-// submit posts the report to dstd, or spools it. Only when both fail does
-// the MTA get EX_TEMPFAIL and keep the message for a retry.
+// submit posts the report to dstd, or spools it. Only when both fail, or
+// dstc is stopped before the report is safely in one or the other, does the
+// MTA get EX_TEMPFAIL and keep the message for a retry.
 func submit(ctx context.Context, log *slog.Logger, o *options, ip netip.Addr, id string, wire []byte) int {
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	postErr := post(ctx, o.server, o.timeout, wire)
+	// A dstd that takes the connection and then hangs must not use up the
+	// time spooling needs: the post gets all but a third of -timeout.
+	postCtx, cancel := ctx, context.CancelFunc(func() {})
+	if dl, ok := ctx.Deadline(); ok {
+		postCtx, cancel = context.WithDeadline(ctx, dl.Add(-o.timeout/3))
+	}
+	postErr := post(postCtx, o.server, o.timeout, wire)
+	cancel()
 	if postErr == nil {
 		log.Info("reported", "ip", ip, "message_id", id, "dstd", o.server)
 		return exitOK
@@ -229,10 +293,21 @@ func submit(ctx context.Context, log *slog.Logger, o *options, ip netip.Addr, id
 		log.Warn("dstd refused the report", "ip", ip, "message_id", id, "dstd", o.server, "err", postErr)
 		return exitOK
 	}
-	path, spoolErr := spool.Put(o.spoolDir, wire)
+	if ctx.Err() != nil {
+		// The report may or may not have reached dstd; the MTA's retry
+		// makes a new one, and a hit counted twice costs less than one
+		// lost.
+		return stopped(ctx, log, "while submitting the report to dstd, nothing spooled")
+	}
+	path, spoolErr := spool.PutContext(ctx, o.spoolDir, wire)
 	if spoolErr == nil {
+		// Even when a signal came meanwhile: the report is complete in
+		// new/, so the message is dealt with.
 		log.Info("dstd not reachable, report spooled", "ip", ip, "message_id", id, "dstd", o.server, "post_err", postErr, "file", path)
 		return exitOK
+	}
+	if ctx.Err() != nil {
+		return stopped(ctx, log, "while spooling the report, nothing left in the spool")
 	}
 	log.Error("cannot submit nor spool the report; the MTA will retry", "ip", ip, "dstd", o.server, "post_err", postErr, "spool_err", spoolErr)
 	return exitTempFail
@@ -245,4 +320,48 @@ func post(ctx context.Context, addr string, timeout time.Duration, wire []byte) 
 	}
 	defer c.Close()
 	return c.Post(ctx, wire)
+}
+
+// stopped logs why dstc gave up before the report was safely handed over
+// (a signal, or -timeout) and asks the MTA to retry later.
+func stopped(ctx context.Context, log *slog.Logger, what string) int {
+	log.Error("stopped "+what+"; exit 75: the MTA keeps the message and retries", "why", context.Cause(ctx).Error())
+	return exitTempFail
+}
+
+// readAll runs read on r in a goroutine and returns its result, or the
+// context's error as soon as ctx is done, even while a read is blocked
+// (an MTA that stalls mid-message): a stopped dstc must exit at once. The
+// reader it hands to read fails once ctx is done, so that with an endless
+// input the goroutine stops too instead of spinning until the exit.
+func readAll[T any](ctx context.Context, r io.Reader, read func(io.Reader) (T, error)) (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := read(ctxReader{ctx, r})
+		done <- result{v, err}
+	}()
+	select {
+	case res := <-done:
+		return res.v, res.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// ctxReader is r that fails with ctx's error once ctx is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }

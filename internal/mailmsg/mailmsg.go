@@ -63,8 +63,10 @@ func Read(r io.Reader, lim Limits) (*Message, error) {
 	first := true
 	inHeader := true
 	var hdr bytes.Buffer
+	var line []byte // reused: a header section without an end (/dev/zero) comes as endless long lines
 	for inHeader {
-		line, err := readLine(br, lim.MaxHeader+1)
+		var err error
+		line, err = readLine(br, line[:0], lim.MaxHeader+1)
 		if first && bytes.HasPrefix(line, []byte("From ")) {
 			first = false
 			if err == nil {
@@ -114,11 +116,10 @@ func Read(r io.Reader, lim Limits) (*Message, error) {
 	return m, nil
 }
 
-// readLine returns the next line with its line end. A line longer than max
-// is returned in pieces of max bytes, which is fine for a header section
-// that is being cut anyway.
-func readLine(br *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
+// readLine appends the next line, with its line end, to line and returns
+// it. A line longer than max is returned in pieces of max bytes, which is
+// fine for a header section that is being cut anyway.
+func readLine(br *bufio.Reader, line []byte, max int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
 		line = append(line, frag...)

@@ -32,6 +32,7 @@
 package spool
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -58,8 +59,29 @@ const fileMode = 0o640
 // Put stores article in the spool directory dir and returns the path of
 // the new file in dir/new. It creates dir/tmp and dir/new (mode 0770, less
 // the umask) if they are missing, but not dir itself: a missing spool
-// directory is a configuration error worth reporting.
+// directory is a configuration error worth reporting. It is PutContext
+// without a way to give up.
 func Put(dir string, article []byte) (path string, err error) {
+	return PutContext(context.Background(), dir, article)
+}
+
+// putChunk is how much PutContext writes between two looks at its context,
+// so that a large report does not delay giving up.
+const putChunk = 256 << 10
+
+// PutContext is Put for a writer that may be told to stop (dstc on SIGTERM
+// or at its -timeout). Either it returns the path of a complete report in
+// dir/new, or an error and nothing of the report is left in dir/tmp or
+// dir/new: a report is never half-written.
+//
+// It gives up, with an error wrapping ctx.Err(), while writing and up to
+// the fsync. Once the fsync has begun it finishes: the report is then
+// complete on disk and one rename from new/, and throwing it away would
+// only make the MTA deliver the message again.
+func PutContext(ctx context.Context, dir string, article []byte) (path string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("spool directory %s: stopped before writing the report: %w", dir, err)
+	}
 	if err := checkDir(dir); err != nil {
 		return "", err
 	}
@@ -84,8 +106,18 @@ func Put(dir string, article []byte) (path string, err error) {
 			os.Remove(tmpPath)
 		}
 	}()
-	if _, err := f.Write(article); err != nil {
-		return "", fmt.Errorf("spool file %s: writing: %w", tmpPath, unwrapPath(err))
+	for rest := article; ; {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("spool file %s: stopped while writing the report, file removed: %w", tmpPath, err)
+		}
+		if len(rest) == 0 {
+			break
+		}
+		n := min(len(rest), putChunk)
+		if _, err := f.Write(rest[:n]); err != nil {
+			return "", fmt.Errorf("spool file %s: writing: %w", tmpPath, unwrapPath(err))
+		}
+		rest = rest[n:]
 	}
 	// Sync before rename: otherwise a crash can leave a complete-looking
 	// name in new/ pointing at an empty or partial file.

@@ -159,16 +159,18 @@ func (d *daemon) pickUp(ctx context.Context, e spool.Entry) {
 
 // quarantine moves e to the spool's bad/ directory and logs msg with args
 // at warning level, or logs why it could not and leaves e where it is, to
-// be tried again at the next pass.
+// be tried again at the next pass (and logged again: bad/ needs the
+// administrator, see the error).
 func (d *daemon) quarantine(e spool.Entry, msg string, args ...any) {
-	d.met.SpoolErrors.Inc()
 	bad, err := spool.Quarantine(e)
 	if errors.Is(err, fs.ErrNotExist) {
 		return
 	}
 	if err != nil {
-		d.log.Error("cannot move a refused spool file to the spool's bad/ directory; left in new/", "file", e.Path, "err", err)
+		d.log.Error("cannot move a refused spool file to the spool's bad/ directory; left in new/", "file", e.Path, "refused", msg, "err", err)
+		d.met.SpoolErrors.Inc()
 		return
 	}
+	d.met.SpoolQuarantined.Inc()
 	d.log.Warn(msg, append([]any{"file", e.Path, "moved_to", bad}, args...)...)
 }

@@ -174,6 +174,10 @@ func TestSpoolBoundedMemory(t *testing.T) {
 		}
 	}
 
+	if m := d.Metrics(); !strings.Contains(m, "dst_spool_quarantined_total 3\n") {
+		t.Errorf("metrics do not count 3 quarantined files:\n%s", grepLines(m, "dst_spool_"))
+	}
+
 	// A report dstc spools after them is still taken.
 	out, code := d.Dstc(trapMessage("203.0.113.60"), "-m", "mx1.example.net", "-s", "127.0.0.1:1")
 	if code != 0 || !strings.Contains(out, "report spooled") {
@@ -187,4 +191,14 @@ func TestSpoolBoundedMemory(t *testing.T) {
 		es, _ := os.ReadDir(filepath.Join(dir, "new"))
 		return len(es) == 0
 	})
+}
+
+func grepLines(s, sub string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }

@@ -143,8 +143,9 @@ func (d *daemon) pickUp(ctx context.Context, e spool.Entry) {
 		d.met.SpoolErrors.Inc()
 		return
 	case v.Kind == ingest.Refused && (v.Refusal == "malformed" || v.Refusal == "too-large"):
-		// Not a report dstd can read: keep it for a look, as an NNTP
-		// client would keep what the server refused.
+		// Not a report dstd can read. Until today such a file was
+		// deleted; but it is what dstc (or someone) meant to report,
+		// and only the administrator can tell which: keep it.
 		d.quarantine(e, "spooled report refused: not a report dstd can read; moved to the spool's bad/ directory",
 			"reason", v.Reason,
 			"action", "inspect it; delete it, or fix it and move it back into new/")

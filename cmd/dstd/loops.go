@@ -2,7 +2,8 @@ package main
 
 import (
 	"context"
-	"os"
+	"errors"
+	"io/fs"
 	"time"
 
 	"github.com/dst-traps/dst/internal/ingest"
@@ -62,9 +63,18 @@ func (d *daemon) sweep(ctx context.Context) {
 // only while dstd is down, so this is a safety net, not a hot path.
 const spoolInterval = 2 * time.Second
 
+// spoolBatch is how many spool entries are listed at a time: a spool of a
+// million files costs a batch's worth of names in memory, not a million.
+const spoolBatch = 1000
+
 // pickUpSpool injects the reports dstc spooled while dstd was down: at start,
 // then every spoolInterval. A file is removed only once its report is
-// stored, judged a duplicate or refused.
+// stored, judged a duplicate or refused on its merits (policy, a cancel); a
+// file that cannot be a report (over nntp.max_article_bytes, malformed, not
+// a regular file) is moved to the spool's bad/ directory for the
+// administrator. One file is read at a time, and never more than the
+// article size limit of it, so the spool raises dstd's memory by one
+// report's size at most, as a connection does.
 func (d *daemon) pickUpSpool(ctx context.Context) {
 	dir := d.cfg.SpoolDir
 	if n, err := spool.CleanTmp(dir, 24*time.Hour); err == nil && n > 0 {
@@ -73,31 +83,25 @@ func (d *daemon) pickUpSpool(ctx context.Context) {
 	t := time.NewTicker(spoolInterval)
 	defer t.Stop()
 	for {
-		entries, err := spool.List(dir)
-		if err != nil {
-			d.log.Error("cannot read the spool", "dir", dir, "err", err)
-		}
-		for _, e := range entries {
-			if ctx.Err() != nil {
-				return
-			}
-			data, err := os.ReadFile(e.Path)
+		// One pass walks the spool in batches, oldest first; a file left
+		// in new/ (kept for later, unreadable) does not stop the pass.
+		var after spool.Entry
+		for {
+			entries, err := spool.Oldest(dir, after, spoolBatch)
 			if err != nil {
-				d.log.Error("cannot read a spooled report", "file", e.Path, "err", err)
-				d.met.SpoolErrors.Inc()
-				continue
+				d.log.Error("cannot read the spool", "dir", dir, "err", err)
+				break
 			}
-			id, v := d.in.Inject(ctx, data, "spool")
-			if v.Kind == ingest.Later {
-				d.log.Warn("spooled report kept for the next pass", "file", e.Path, "reason", v.Reason)
-				d.met.SpoolErrors.Inc()
-				continue
+			for _, e := range entries {
+				if ctx.Err() != nil {
+					return
+				}
+				d.pickUp(ctx, e)
+				after = e
 			}
-			if err := spool.Remove(e); err != nil {
-				d.log.Error("cannot remove a spooled report", "file", e.Path, "err", err)
+			if len(entries) < spoolBatch {
+				break
 			}
-			d.met.SpoolPicked.Inc()
-			d.log.Info("spooled report picked up", "file", e.Name, "message_id", id, "result", v.Reason)
 		}
 		select {
 		case <-ctx.Done():
@@ -105,4 +109,69 @@ func (d *daemon) pickUpSpool(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// pickUp injects one spooled report and removes its file, or moves the
+// file to quarantine, or leaves it for the next pass.
+func (d *daemon) pickUp(ctx context.Context, e spool.Entry) {
+	limit := d.cfg.NNTP.MaxArticleBytes
+	data, err := spool.Read(e, limit)
+	var tooLarge *spool.TooLargeError
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return // taken by another reader, or by the administrator
+	case errors.As(err, &tooLarge):
+		d.quarantine(e, "spooled report larger than nntp.max_article_bytes; moved to the spool's bad/ directory, not read",
+			"size", tooLarge.Size, "limit", tooLarge.Max,
+			"action", "raise nntp.max_article_bytes and move the file back into new/, or delete it")
+		return
+	case errors.Is(err, spool.ErrNotRegular):
+		d.quarantine(e, "spool entry is not a regular file; moved to the spool's bad/ directory, not read",
+			"reason", err.Error(),
+			"action", "only dstc writes into new/: find out who put it there, then delete it")
+		return
+	case err != nil:
+		d.log.Error("cannot read a spooled report; left in the spool", "file", e.Path, "err", err,
+			"action", "check the file's owner and mode: dstd's user must be able to read it")
+		d.met.SpoolErrors.Inc()
+		return
+	}
+	id, v := d.in.Inject(ctx, data, "spool")
+	switch {
+	case v.Kind == ingest.Later:
+		d.log.Warn("spooled report kept for the next pass", "file", e.Path, "reason", v.Reason)
+		d.met.SpoolErrors.Inc()
+		return
+	case v.Kind == ingest.Refused && (v.Refusal == "malformed" || v.Refusal == "too-large"):
+		// Not a report dstd can read. Until today such a file was
+		// deleted; but it is what dstc (or someone) meant to report,
+		// and only the administrator can tell which: keep it.
+		d.quarantine(e, "spooled report refused: not a report dstd can read; moved to the spool's bad/ directory",
+			"reason", v.Reason,
+			"action", "inspect it; delete it, or fix it and move it back into new/")
+		return
+	}
+	if err := spool.Remove(e); err != nil {
+		d.log.Error("cannot remove a spooled report", "file", e.Path, "err", err)
+	}
+	d.met.SpoolPicked.Inc()
+	d.log.Info("spooled report picked up", "file", e.Name, "message_id", id, "result", v.Reason)
+}
+
+// quarantine moves e to the spool's bad/ directory and logs msg with args
+// at warning level, or logs why it could not and leaves e where it is, to
+// be tried again at the next pass (and logged again: bad/ needs the
+// administrator, see the error).
+func (d *daemon) quarantine(e spool.Entry, msg string, args ...any) {
+	bad, err := spool.Quarantine(e)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		d.log.Error("cannot move a refused spool file to the spool's bad/ directory; left in new/", "file", e.Path, "refused", msg, "err", err)
+		d.met.SpoolErrors.Inc()
+		return
+	}
+	d.met.SpoolQuarantined.Inc()
+	d.log.Warn(msg, append([]any{"file", e.Path, "moved_to", bad}, args...)...)
 }

@@ -35,8 +35,9 @@ type Metrics struct {
 	FeedErrors    *prometheus.CounterVec // connection or protocol failures
 
 	// Spool pickup.
-	SpoolPicked prometheus.Counter
-	SpoolErrors prometheus.Counter
+	SpoolPicked      prometheus.Counter
+	SpoolErrors      prometheus.Counter
+	SpoolQuarantined prometheus.Counter
 }
 
 // New creates the collectors and registers them with reg.
@@ -76,10 +77,13 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Reports taken from dstc's spool directory."}),
 		SpoolErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "errors_total",
 			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
+		SpoolQuarantined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "quarantined_total",
+			Help: "Spool files refused (too large, malformed, not a regular file) and moved to the spool's bad/ directory."}),
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
-		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors)
+		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
+		m.SpoolQuarantined)
 	return m
 }
 

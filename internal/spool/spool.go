@@ -29,6 +29,15 @@
 // in new/, at names ending in ".art", and removes a file once the report is
 // durably stored elsewhere. A file left in tmp/ is the remains of a crash;
 // after a day it can only be junk, and readers may delete it.
+//
+// A reader takes no more than a report's size limit from a file, and
+// moves what it will not take (a file over the limit, one it cannot parse,
+// an entry in new/ that is not a regular file) into a third subdirectory,
+// made and written by the reader only:
+//
+//	DIR/bad/   refused files, kept for the administrator; never read
+//
+// A file moved back from bad/ into new/ is taken again.
 package spool
 
 import (
@@ -37,10 +46,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,35 +210,7 @@ type Entry struct {
 // ignored, as are subdirectories. A spool in which nothing was ever put
 // (no new/ yet) is empty, not an error.
 func List(dir string) ([]Entry, error) {
-	if err := checkDir(dir); err != nil {
-		return nil, err
-	}
-	newDir := filepath.Join(dir, "new")
-	des, err := os.ReadDir(newDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("spool directory %s: reading new/: %w", dir, unwrapPath(err))
-	}
-	var es []Entry
-	for _, de := range des {
-		if !de.Type().IsRegular() {
-			continue
-		}
-		t, ok := parseName(de.Name())
-		if !ok {
-			continue
-		}
-		es = append(es, Entry{Name: de.Name(), Path: filepath.Join(newDir, de.Name()), Time: t})
-	}
-	slices.SortFunc(es, func(a, b Entry) int {
-		if c := a.Time.Compare(b.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(a.Name, b.Name)
-	})
-	return es, nil
+	return scan(dir, Entry{}, 0, true)
 }
 
 // parseName returns the time in a report file name.
@@ -272,37 +253,50 @@ func CleanTmp(dir string, olderThan time.Duration) (int, error) {
 		return 0, err
 	}
 	tmpDir := filepath.Join(dir, "tmp")
-	des, err := os.ReadDir(tmpDir)
+	f, err := os.Open(tmpDir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("spool directory %s: reading tmp/: %w", dir, unwrapPath(err))
 	}
+	defer f.Close()
 	cutoff := time.Now().Add(-olderThan)
 	n := 0
 	var errs []error
-	for _, de := range des {
-		if !de.Type().IsRegular() {
-			continue
+	for {
+		// In chunks: a tmp/ filled with millions of files must not cost
+		// their names' worth of memory.
+		des, err := f.ReadDir(readDirChunk)
+		for _, de := range des {
+			if !de.Type().IsRegular() {
+				continue
+			}
+			fi, err := de.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // finished and renamed meanwhile
+			}
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !fi.ModTime().Before(cutoff) {
+				continue
+			}
+			p := filepath.Join(tmpDir, de.Name())
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("spool file %s: removing: %w", p, unwrapPath(err)))
+				continue
+			}
+			n++
 		}
-		fi, err := de.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // finished and renamed meanwhile
+		if errors.Is(err, io.EOF) {
+			break
 		}
 		if err != nil {
-			errs = append(errs, err)
-			continue
+			errs = append(errs, fmt.Errorf("spool directory %s: reading tmp/: %w", dir, unwrapPath(err)))
+			break
 		}
-		if !fi.ModTime().Before(cutoff) {
-			continue
-		}
-		p := filepath.Join(tmpDir, de.Name())
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("spool file %s: removing: %w", p, unwrapPath(err)))
-			continue
-		}
-		n++
 	}
 	return n, errors.Join(errs...)
 }

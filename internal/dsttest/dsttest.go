@@ -273,6 +273,18 @@ func (d *Dstd) Ctl(args ...string) (string, int) {
 	return string(out), code
 }
 
+// NewSubmitter creates a trap user as docs/ADMIN.md says: its primary group
+// is the submission group (group, of id gid; NewGroup), because MTAs run
+// pipes with the user's primary group only (Postfix's default_privs and
+// pipe(8), Exim's routers without initgroups). It needs root.
+func NewSubmitter(t testing.TB, prefix, group string, gid uint32) *User {
+	t.Helper()
+	u := NewUser(t, prefix)
+	accounts(t, "usermod", "--gid", group, u.Name)
+	u.GID = gid
+	return u
+}
+
 // Socket is the address of this dstd's NNTP submission socket, for
 // nntp.Dial: dstd's default, nntp.sock in its spool directory. Local
 // programs post there; over TCP only nntp.post_allow's addresses may.

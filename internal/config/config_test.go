@@ -37,7 +37,8 @@ func TestExample(t *testing.T) {
 	}
 	d, _ := Load("")
 	if c.NNTP.MaxArticleBytes != d.NNTP.MaxArticleBytes || c.History.Keep != d.History.Keep || c.Listing.MaxExpire != d.Listing.MaxExpire ||
-		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log {
+		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log ||
+		len(c.NNTP.PostAllow) != len(d.NNTP.PostAllow) || c.NNTP.SubmitGroup != d.NNTP.SubmitGroup || c.Admin.Group != d.Admin.Group {
 		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
 	}
 }

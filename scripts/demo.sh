@@ -208,10 +208,11 @@ done
 A=site-a.demo
 C=site-c.demo
 step "A trap at $A receives examples/trap-hit.eml:"
-echo "    dstc -m 'mx[12].example.net' -s 127.0.0.1:${NNTP[$A]} -log stderr < examples/trap-hit.eml"
+echo "    dstc -m 'mx[12].example.net' -spool ${DIR[$A]}/spool -log stderr < examples/trap-hit.eml"
+echo "    (dstc submits to the socket nntp.sock in its spool directory)"
 t0=$(date +%s%N)
 dstc_rc=0
-dstc_out=$("$BIN/dstc" -m 'mx[12].example.net' -s "127.0.0.1:${NNTP[$A]}" -log stderr \
+dstc_out=$("$BIN/dstc" -m 'mx[12].example.net' -log stderr \
 	-spool "${DIR[$A]}/spool" <"$REPO/examples/trap-hit.eml" 2>&1) || dstc_rc=$?
 printf '    %s\n' "$dstc_out"
 ((dstc_rc == 0)) || die "dstc exited $dstc_rc"

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/logging"
 	"github.com/dst-traps/dst/internal/mailmsg"
 	"github.com/dst-traps/dst/internal/nntp"
@@ -38,11 +39,22 @@ const (
 	exitTempFail = 75 // EX_TEMPFAIL: the MTA keeps the message and retries
 )
 
-// Defaults; README documents them.
-const (
-	defaultServer = "127.0.0.1:1119"
-	defaultSpool  = "/var/spool/dst"
-)
+// systemSpool is the spool of a system dstd (README documents the defaults).
+const systemSpool = "/var/spool/dst"
+
+// defaultSpool is the spool of the dstd this user most likely submits to:
+// the system one when it exists (a trap user on a real site) or when
+// running as root; else the per-user one a dstd run by this user without a
+// configuration uses, so that dstd and dstc run as oneself just work.
+func defaultSpool() string {
+	if os.Geteuid() == 0 {
+		return systemSpool
+	}
+	if _, err := os.Stat(systemSpool); err == nil {
+		return systemSpool
+	}
+	return config.DefaultSpoolDir()
+}
 
 // defaultTimeout bounds a whole run: reading the message, submitting,
 // spooling. A message comes from the MTA over a local pipe, tens of MB in
@@ -116,14 +128,18 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.Var(&o.trusted, "t", "CIDR of the site's own hosts, trusted whatever their names; repeatable")
 	fs.BoolVar(&o.dryRun, "n", false, "dry run: print the report article on stdout, submit nothing")
 	fs.BoolVar(&o.verbose, "v", false, "log each Received field as it is walked")
-	fs.StringVar(&o.server, "s", defaultServer, "dstd's NNTP address: host:port, or the path of its Unix socket")
-	fs.StringVar(&o.spoolDir, "spool", defaultSpool, "spool directory used when dstd cannot be reached")
+	fs.StringVar(&o.server, "s", "", "dstd's NNTP address: the path of its Unix socket, or host:port (then dstd's nntp.post_allow must list this host) (default: nntp.sock in the -spool directory)")
+	fs.StringVar(&o.spoolDir, "spool", defaultSpool(), "spool directory: dstd's submission socket is there, and reports are written there when dstd cannot be reached")
 	fs.StringVar(&o.logMode, "log", "auto", "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	if o.server == "" {
+		// "unix:" keeps a relative -spool a socket path, not a host.
+		o.server = "unix:" + config.SubmitSocket(o.spoolDir)
 	}
 	if o.printVersion {
 		return o, nil, nil

@@ -61,6 +61,9 @@ type daemon struct {
 	allowMu     sync.Mutex // serialises writes to the allow file
 	listenAddrs []string
 	adminToken  string // admin.token_file's token, for the TCP admin listener
+	// submitGID and adminGID are the groups of nntp.submit_group and
+	// admin.group, -1 when unset.
+	submitGID, adminGID int
 }
 
 func newLogger(c config.Log, stderr io.Writer) (*slog.Logger, func()) {
@@ -75,12 +78,17 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	defer closeLog()
 	d := &daemon{cfg: cfg, confPath: confPath, log: log, started: time.Now()}
 
-	for _, dir := range []string{cfg.DataDir} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return fmt.Errorf("creating the data directory: %w", err)
-		}
+	var err error
+	if d.submitGID, err = groupID(cfg.NNTP.SubmitGroup, "nntp.submit_group"); err != nil {
+		return err
 	}
-	if err := ensureSpool(cfg.SpoolDir); err != nil {
+	if d.adminGID, err = groupID(cfg.Admin.Group, "admin.group"); err != nil {
+		return err
+	}
+	if err := ensureDataDir(cfg.DataDir, d.adminGID, cfg.Admin.Group); err != nil {
+		return err
+	}
+	if err := ensureSpool(cfg.SpoolDir, d.submitGID, cfg.NNTP.SubmitGroup, log); err != nil {
 		return err
 	}
 	key, created, err := loadOrCreateKey(cfg.DKIM.PrivateKey)
@@ -295,24 +303,110 @@ func orEmpty(s string, ok bool) string {
 	return ""
 }
 
-// ensureSpool creates dstc's spool directory where it is missing. What it
-// creates is group-writable and setgid whatever the umask, so that dstc,
-// run by the MTA as some user in dstd's group, can drop reports there
-// (README "Submission, spool and exit codes"). Directories that exist are
-// the administrator's and keep their modes.
-func ensureSpool(dir string) error {
+// groupID is the id of the group a key names, -1 for "". Validate has
+// checked it exists; it is looked up again for the id.
+func groupID(name, key string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	id, err := config.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", key, err)
+	}
+	return id, nil
+}
+
+// ensureDataDir creates the data directory where it is missing: 0750, or,
+// with admin.group, 0710 and that group, so that its members can reach
+// admin.sock without reading the keys and the database.
+func ensureDataDir(dir string, adminGID int, adminGroup string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("creating the data directory: %w", err)
+	}
+	if adminGID < 0 {
+		return nil
+	}
+	if err := giveToGroup(dir, adminGID, adminGroup, 0o710); err != nil {
+		return fmt.Errorf("creating the data directory: %w", err)
+	}
+	return nil
+}
+
+// giveToGroup sets path's group and mode. Only root, or a member of the
+// group, may give a file to a group: the error says so.
+func giveToGroup(path string, gid int, group string, mode os.FileMode) error {
+	if err := os.Chown(path, -1, gid); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return fmt.Errorf("giving %s to group %s: %w (make dstd's user a member: usermod -aG %s USER, then restart dstd)", path, group, err, group)
+		}
+		return fmt.Errorf("giving %s to group %s: %w", path, group, err)
+	}
+	return os.Chmod(path, mode)
+}
+
+// ensureSpool creates the spool (dstc's submission directory: it holds
+// tmp/, new/ and the NNTP socket) where it is missing. With
+// nntp.submit_group, what it creates is that group's, mode 2770 whatever
+// the umask (setgid, so the files dstc writes keep the group and dstd can
+// read them); without, 0700: only dstd's user may submit. Directories that
+// exist are the administrator's and keep their modes, but a spool the
+// submission group cannot write is worth a warning: dstc would exit 75 when
+// dstd is down.
+func ensureSpool(dir string, gid int, group string, log *slog.Logger) error {
 	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new")} {
-		if _, err := os.Stat(d); err == nil {
+		if fi, err := os.Stat(d); err == nil {
+			if gid < 0 {
+				continue
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if ok && (int(st.Gid) != gid || fi.Mode().Perm()&0o070 != 0o070) {
+				log.Warn("the spool directory is not writable by nntp.submit_group: dstc run by its members cannot spool while dstd is down",
+					"dir", d, "group", group, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()),
+					"fix", fmt.Sprintf("chgrp %s %s && chmod 2770 %s", group, d, d))
+			}
 			continue
 		}
-		if err := os.MkdirAll(d, 0o770); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("creating the spool directory: %w", err)
 		}
-		if err := os.Chmod(d, 0o770|os.ModeSetgid); err != nil {
+		if gid < 0 {
+			if err := os.Chmod(d, 0o700); err != nil {
+				return fmt.Errorf("creating the spool directory: %w", err)
+			}
+			continue
+		}
+		if err := giveToGroup(d, gid, group, 0o770|os.ModeSetgid); err != nil {
 			return fmt.Errorf("creating the spool directory: %w", err)
 		}
 	}
 	return nil
+}
+
+// warnUnreachable logs when the members of group cannot reach the socket at
+// path because a directory above it does not let them through: the mode and
+// group of the socket are then no help, and they would see "permission
+// denied" with no hint of why.
+func warnUnreachable(log *slog.Logger, path, group string, gid int, key string) {
+	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil {
+			return
+		}
+		perm := fi.Mode().Perm()
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if ok && perm&0o001 == 0 && !(int(st.Gid) == gid && perm&0o010 != 0) {
+			log.Warn("members of "+key+" cannot reach the socket: a directory above it does not let them through",
+				"socket", path, "group", group, "dir", dir, "mode", fmt.Sprintf("%04o", perm),
+				"fix", fmt.Sprintf("chgrp %s %s && chmod g+x %s", group, dir, dir))
+			return
+		}
+		if dir == filepath.Dir(dir) {
+			return
+		}
+	}
 }
 
 func (d *daemon) kick() {
@@ -444,25 +538,41 @@ func (d *daemon) nntpListeners() ([]net.Listener, error) {
 		d.listenAddrs = append(d.listenAddrs, "tls:"+l.Addr().String())
 	}
 	if d.cfg.NNTP.Socket != "" {
-		// Any local user may reach the socket: dstc runs as whatever
-		// user the MTA picks. The loopback port is just as open.
-		l, err := listenUnix(d.cfg.NNTP.Socket, 0o666)
+		// Whoever can connect injects reports signed with the site's
+		// key: dstd's user and root, and nntp.submit_group's members.
+		mode := os.FileMode(0o600)
+		if d.submitGID >= 0 {
+			mode = 0o660
+		}
+		l, err := listenUnix(d.cfg.NNTP.Socket, mode, d.submitGID, d.cfg.NNTP.SubmitGroup)
 		if err != nil {
 			return fail(fmt.Errorf("NNTP socket: %w", err))
 		}
 		ls = append(ls, l)
 		d.listenAddrs = append(d.listenAddrs, d.cfg.NNTP.Socket)
+		if d.submitGID >= 0 {
+			warnUnreachable(d.log, d.cfg.NNTP.Socket, d.cfg.NNTP.SubmitGroup, d.submitGID, "nntp.submit_group")
+		}
 	}
 	return ls, nil
 }
 
 func (d *daemon) adminListeners() ([]net.Listener, error) {
 	var ls []net.Listener
-	l, err := listenUnix(d.cfg.Admin.Socket, 0o660)
+	// Whoever can connect may delist and cancel network-wide: dstd's
+	// user and root (who ignores modes), and admin.group's members.
+	mode := os.FileMode(0o600)
+	if d.adminGID >= 0 {
+		mode = 0o660
+	}
+	l, err := listenUnix(d.cfg.Admin.Socket, mode, d.adminGID, d.cfg.Admin.Group)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
 	ls = append(ls, l)
+	if d.adminGID >= 0 {
+		warnUnreachable(d.log, d.cfg.Admin.Socket, d.cfg.Admin.Group, d.adminGID, "admin.group")
+	}
 	if d.cfg.Admin.Listen != "" {
 		if d.cfg.Admin.TokenFile != "" {
 			tok, err := admin.ReadTokenFile(d.cfg.Admin.TokenFile)
@@ -483,8 +593,11 @@ func (d *daemon) adminListeners() ([]net.Listener, error) {
 }
 
 // listenUnix replaces a stale socket file left by a crash; the store's lock
-// already guarantees no other dstd runs on this data directory.
-func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
+// already guarantees no other dstd runs on this data directory. The socket
+// gets mode, and group gid unless it is -1. Between bind and chmod the
+// socket has the umask's mode; the directory it is in (spool 2770 or 0700,
+// data directory 0750 or 0710) keeps others out meanwhile.
+func listenUnix(path string, mode os.FileMode, gid int, group string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		os.Remove(path)
 	}
@@ -492,7 +605,12 @@ func listenUnix(path string, mode os.FileMode) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(path, mode); err != nil {
+	if gid >= 0 {
+		err = giveToGroup(path, gid, group, mode)
+	} else {
+		err = os.Chmod(path, mode)
+	}
+	if err != nil {
 		l.Close()
 		return nil, err
 	}

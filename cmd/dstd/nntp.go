@@ -121,6 +121,19 @@ func (d *daemon) nntpServer() *nntp.Server {
 			}
 			return s, true
 		},
+		// A refused address is most often a local program posting over
+		// TCP, as dstc did before the socket was its default.
+		DeniedText: func(s nntp.Session) string {
+			host := "this address"
+			if s.Remote != nil {
+				if h, _, err := net.SplitHostPort(s.Remote.String()); err == nil {
+					host = h
+				}
+			}
+			return fmt.Sprintf("access denied: %s may not post (nntp.post_allow) nor feed (no [[peer]] has it); "+
+				"submit reports through the Unix socket %s (dstc's default), or add the address to nntp.post_allow",
+				host, orNone(d.cfg.NNTP.Socket))
+		},
 		OnConnChange: func(delta int) { d.met.NNTPConnections.WithLabelValues("all").Add(float64(delta)) },
 	}
 	srv.TLSConfig = d.serverTLS

@@ -113,8 +113,12 @@ type Log struct {
 
 // NNTP is the server dstc and peers talk to.
 type NNTP struct {
-	Listen          []string `toml:"listen"`
-	Socket          string   `toml:"socket"`
+	Listen []string `toml:"listen"`
+	Socket string   `toml:"socket"`
+	// SubmitGroup is the group whose members may submit reports: it gets
+	// the submission socket (0660) and the spool directories dstd creates
+	// (2770). Empty: only dstd's own user (and root) may submit.
+	SubmitGroup     string   `toml:"submit_group"`
 	PostAllow       []string `toml:"post_allow"`
 	MaxArticleBytes int64    `toml:"max_article_bytes"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
@@ -168,7 +172,10 @@ type Policy struct {
 
 // Admin is the local endpoint of dstctl and Prometheus.
 type Admin struct {
-	Socket    string `toml:"socket"`
+	Socket string `toml:"socket"`
+	// Group is the group whose members may use dstctl without being root
+	// or dstd's user: it gets admin.sock (0660). Empty: socket mode 0600.
+	Group     string `toml:"group"`
 	Listen    string `toml:"listen"`
 	TokenFile string `toml:"token_file"` // bearer token for admin.listen; needed off loopback
 }
@@ -222,8 +229,12 @@ func Default() *Config {
 		DataDir: DefaultDataDir(),
 		Log:     Log{Level: "info", Destination: "auto"},
 		NNTP: NNTP{
-			Listen:          []string{"127.0.0.1:1119"},
-			PostAllow:       []string{"127.0.0.0/8", "::1/128"},
+			Listen: []string{"127.0.0.1:1119"},
+			// Nobody may POST over TCP unless listed: whoever can POST
+			// injects reports signed with the site's key, and local
+			// submission goes through the socket, which file
+			// permissions guard.
+			PostAllow:       nil,
 			MaxArticleBytes: 1_000_000,
 			IdleTimeout:     Duration{5 * time.Minute},
 
@@ -296,13 +307,14 @@ func (c *Config) fillPaths() {
 		}
 	}
 	if c.SpoolDir == "" {
-		if c.DataDir == "/var/lib/dst" {
-			c.SpoolDir = "/var/spool/dst" // where dstc spools by default
-		} else {
-			c.SpoolDir = filepath.Join(c.DataDir, "spool")
-		}
+		c.SpoolDir = spoolDirFor(c.DataDir)
 	}
-	def(&c.NNTP.Socket, "nntp.sock")
+	if c.NNTP.Socket == "" {
+		// The spool is the submission directory: dstc finds the socket
+		// next to where it would spool, and the directory's group
+		// decides who may use either.
+		c.NNTP.Socket = SubmitSocket(c.SpoolDir)
+	}
 	def(&c.DKIM.PrivateKey, "dkim.key")
 	def(&c.DKIM.Keyring, "keyring")
 	def(&c.Policy.AllowFile, "allow")
@@ -366,6 +378,14 @@ func (c *Config) Validate() error {
 	}{{"nntp.post_allow", c.NNTP.PostAllow}, {"policy.own_networks", c.Policy.OwnNetworks}, {"policy.allow", c.Policy.Allow}} {
 		if _, err := ParsePrefixes(list.v); err != nil {
 			bad("%s: %w", list.key, err)
+		}
+	}
+	for _, g := range []struct{ key, name string }{{"nntp.submit_group", c.NNTP.SubmitGroup}, {"admin.group", c.Admin.Group}} {
+		if g.name == "" {
+			continue
+		}
+		if _, err := LookupGroup(g.name); err != nil {
+			bad("%s: %w", g.key, err)
 		}
 	}
 	for key, n := range map[string]int{

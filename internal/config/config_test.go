@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -40,7 +41,8 @@ func TestExample(t *testing.T) {
 		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log ||
 		c.NNTP.MaxConnections != d.NNTP.MaxConnections || c.NNTP.MaxConnectionsPerIP != d.NNTP.MaxConnectionsPerIP ||
 		c.NNTP.MaxLocalConnections != d.NNTP.MaxLocalConnections || c.NNTP.MaxLocalConnectionsPerUser != d.NNTP.MaxLocalConnectionsPerUser ||
-		c.NNTP.MaxPeerConnections != d.NNTP.MaxPeerConnections || c.NNTP.TLSHandshakeTimeout != d.NNTP.TLSHandshakeTimeout {
+		c.NNTP.MaxPeerConnections != d.NNTP.MaxPeerConnections || c.NNTP.TLSHandshakeTimeout != d.NNTP.TLSHandshakeTimeout ||
+		len(c.NNTP.PostAllow) != len(d.NNTP.PostAllow) || c.NNTP.SubmitGroup != d.NNTP.SubmitGroup || c.Admin.Group != d.Admin.Group {
 		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
 	}
 }
@@ -118,6 +120,58 @@ func TestAdminListen(t *testing.T) {
 			t.Errorf("listen %q token_file %q: %v, want valid", tc.listen, tc.tokenFile, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("listen %q token_file %q: %v, want an error with %q", tc.listen, tc.tokenFile, err, tc.want)
+		}
+	}
+}
+
+// TestSubmissionDefaults: nobody may POST over TCP unless listed, and the
+// submission socket is in the spool directory, where dstc looks for it.
+func TestSubmissionDefaults(t *testing.T) {
+	c, err := Load(write(t, `data_dir = "/srv/dst"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.NNTP.PostAllow) != 0 {
+		t.Errorf("nntp.post_allow defaults to %v, want empty", c.NNTP.PostAllow)
+	}
+	if c.NNTP.Socket != "/srv/dst/spool/nntp.sock" || c.Admin.Socket != "/srv/dst/admin.sock" {
+		t.Errorf("sockets %q and %q, want /srv/dst/spool/nntp.sock and /srv/dst/admin.sock", c.NNTP.Socket, c.Admin.Socket)
+	}
+	if c.NNTP.SubmitGroup != "" || c.Admin.Group != "" {
+		t.Errorf("groups default to %q and %q, want none", c.NNTP.SubmitGroup, c.Admin.Group)
+	}
+	c, err = Load(write(t, `data_dir = "/var/lib/dst"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SpoolDir != "/var/spool/dst" || c.NNTP.Socket != "/var/spool/dst/nntp.sock" {
+		t.Errorf("system layout: spool %q, socket %q", c.SpoolDir, c.NNTP.Socket)
+	}
+	if got, want := SubmitSocket(DefaultSpoolDir()), filepath.Join(spoolDirFor(DefaultDataDir()), "nntp.sock"); got != want {
+		t.Errorf("dstc's default socket %q, dstd's %q", got, want)
+	}
+}
+
+func TestGroups(t *testing.T) {
+	// Group 0 exists on every Unix host; its name varies little.
+	root, err := user.LookupGroupId("0")
+	if err != nil {
+		t.Skip("no group 0:", err)
+	}
+	c, err := Load(write(t, "[nntp]\nsubmit_group = \""+root.Name+"\"\n[admin]\ngroup = \""+root.Name+"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NNTP.SubmitGroup != root.Name || c.Admin.Group != root.Name {
+		t.Errorf("groups %q and %q, want %q", c.NNTP.SubmitGroup, c.Admin.Group, root.Name)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{"[nntp]\nsubmit_group = \"dst-no-such-group\"", `nntp.submit_group: no group "dst-no-such-group" on this host: create it (groupadd --system dst-no-such-group) or fix the key`},
+		{"[admin]\ngroup = \"dst-no-such-admins\"", `admin.group: no group "dst-no-such-admins" on this host: create it (groupadd --system dst-no-such-admins)`},
+	} {
+		_, err := Load(write(t, tc.file))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want it to mention %q", tc.file, err, tc.want)
 		}
 	}
 }

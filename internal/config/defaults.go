@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 )
 
 // DefaultDataDir is where dstd keeps its database, keys and sockets when
@@ -25,4 +29,39 @@ func DefaultDataDir() string {
 // DefaultAdminSocket is the admin endpoint dstctl talks to by default.
 func DefaultAdminSocket() string {
 	return filepath.Join(DefaultDataDir(), "admin.sock")
+}
+
+// DefaultSpoolDir is the spool (and submission) directory of a dstd that
+// runs on DefaultDataDir: /var/spool/dst for root, else a directory in the
+// user's data directory. dstc uses it too, so that dstd and dstc run by one
+// user with no flags find each other.
+func DefaultSpoolDir() string { return spoolDirFor(DefaultDataDir()) }
+
+func spoolDirFor(dataDir string) string {
+	if dataDir == "/var/lib/dst" {
+		return "/var/spool/dst"
+	}
+	return filepath.Join(dataDir, "spool")
+}
+
+// SubmitSocket is the default path of dstd's NNTP submission socket for a
+// spool directory: dstc derives it from -spool, dstd from spool_dir.
+func SubmitSocket(spoolDir string) string { return filepath.Join(spoolDir, "nntp.sock") }
+
+// LookupGroup returns the id of a Unix group, or an error saying how to
+// create it.
+func LookupGroup(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	var unknown user.UnknownGroupError
+	if errors.As(err, &unknown) {
+		return 0, fmt.Errorf("no group %q on this host: create it (groupadd --system %s) or fix the key", name, name)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("group %q: %w", name, err)
+	}
+	id, err := strconv.Atoi(g.Gid)
+	if err != nil {
+		return 0, fmt.Errorf("group %q has id %q, not a number", name, g.Gid)
+	}
+	return id, nil
 }

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/dst-traps/dst/internal/nntp"
 )
 
@@ -112,6 +114,9 @@ type Dstd struct {
 	NNTP  string // its NNTP address, 127.0.0.1:port
 	DNS   string // its DNSBL address (UDP and TCP), 127.0.0.1:port
 	Admin string // its admin socket
+	// Spool is its spool directory (spool_dir, default <Dir>/spool), where
+	// its NNTP submission socket, nntp.sock, is too.
+	Spool string
 	Site  string
 	// Prefix, when set before Start, is a command that runs dstd, such as
 	// a Netns's Prefix: "ip netns exec NAME".
@@ -149,6 +154,14 @@ func NewDstd(t testing.TB, site, extra string) *Dstd {
 func (d *Dstd) Reconfigure(extra string) {
 	d.t.Helper()
 	conf := fmt.Sprintf("site = %q\ndata_dir = %q\n", d.Site, d.Dir) + extra + "\n"
+	var top struct {
+		SpoolDir string `toml:"spool_dir"`
+	}
+	toml.Decode(conf, &top) // a broken file is the test's point: dstd will say
+	d.Spool = top.SpoolDir
+	if d.Spool == "" {
+		d.Spool = filepath.Join(d.Dir, "spool")
+	}
 	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
 	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
 	conf = addToTable(conf, "dns", fmt.Sprintf("listen = [%q]", d.DNS))
@@ -260,12 +273,31 @@ func (d *Dstd) Ctl(args ...string) (string, int) {
 	return string(out), code
 }
 
-// Dstc runs dstc on msg, submitting to this dstd.
+// NewSubmitter creates a trap user as docs/ADMIN.md says: its primary group
+// is the submission group (group, of id gid; NewGroup), because MTAs run
+// pipes with the user's primary group only (Postfix's default_privs and
+// pipe(8), Exim's routers without initgroups). It needs root.
+func NewSubmitter(t testing.TB, prefix, group string, gid uint32) *User {
+	t.Helper()
+	u := NewUser(t, prefix)
+	accounts(t, "usermod", "--gid", group, u.Name)
+	u.GID = gid
+	return u
+}
+
+// Socket is the address of this dstd's NNTP submission socket, for
+// nntp.Dial: dstd's default, nntp.sock in its spool directory. Local
+// programs post there; over TCP only nntp.post_allow's addresses may.
+func (d *Dstd) Socket() string { return "unix:" + filepath.Join(d.Spool, "nntp.sock") }
+
+// Dstc runs dstc on msg, submitting to this dstd as an MTA's pipe does: to
+// the socket in its spool directory (dstc's default for -spool), or into
+// the spool when dstd is down.
 func (d *Dstd) Dstc(msg []byte, args ...string) (string, int) {
 	d.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, Bin(d.t, "dstc"), append([]string{"-log", "stderr", "-s", d.NNTP, "-spool", filepath.Join(d.Dir, "spool")}, args...)...)
+	cmd := exec.CommandContext(ctx, Bin(d.t, "dstc"), append([]string{"-log", "stderr", "-spool", d.Spool}, args...)...)
 	cmd.Stdin = bytes.NewReader(msg)
 	out, err := cmd.CombinedOutput()
 	code := 0

@@ -11,9 +11,10 @@ package dsttest
 // root throughout (exim_user = root): an Exim that drops to its own user
 // re-reads a -C configuration only if /etc/exim4/trusted_configs lists it,
 // and an unpacked Exim has no such file. The pipe deliveries themselves run
-// as nobody, as on a real site.
+// as PipeUser (default nobody), as on a real site.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -51,7 +52,10 @@ type EximOptions struct {
 	// RcptACL are ACL statements checked first at RCPT TO, such as a
 	// "deny dnslists = ..." statement.
 	RcptACL string
-	Netns   *Netns // the network namespace it runs in, if any
+	// PipeUser and PipeGroup are who alias pipes run as (the aliases
+	// router's user and group; no initgroups); default nobody, nogroup.
+	PipeUser, PipeGroup string
+	Netns               *Netns // the network namespace it runs in, if any
 }
 
 // Exim is a running private Exim.
@@ -115,8 +119,8 @@ aliases:
   driver = redirect
   domains = +local_domains
   data = ${lookup{$local_part}lsearch{%[9]s}}
-  user = nobody
-  group = nogroup
+  user = %[10]s
+  group = %[11]s
   pipe_transport = address_pipe
   file_transport = address_file
 
@@ -129,7 +133,8 @@ address_file:
 
 begin retry
 *	*	F,1m,10s
-`, bin, o.Hostname, strings.Join(o.Domains, " : "), port, host, dir, e.pid, o.RcptACL, aliases))
+`, bin, o.Hostname, strings.Join(o.Domains, " : "), port, host, dir, e.pid, o.RcptACL, aliases,
+		cmp.Or(o.PipeUser, "nobody"), cmp.Or(o.PipeGroup, "nogroup")))
 
 	// The daemon forks into the background; its output goes to a file,
 	// not to a pipe that would stay open as long as the daemon runs.

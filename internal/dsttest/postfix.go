@@ -8,6 +8,7 @@ package dsttest
 // as they listen on different addresses.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -35,6 +36,9 @@ type PostfixOptions struct {
 	// Aliases is the aliases file ("trap: |/path/dstc ..."); postmaster
 	// is aliased to root unless it has a line of its own.
 	Aliases string
+	// DefaultPrivs is the user alias pipes run as (with its primary group
+	// only); default nobody.
+	DefaultPrivs string
 	// Main are more main.cf lines ("key = value"), after the harness's.
 	Main []string
 	// Postscreen puts postscreen(8) on Listen, in front of smtpd.
@@ -84,8 +88,8 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	t.Helper()
 	bin := Require(t, "postfix", "postfix")
 	dir := t.TempDir()
-	// Alias pipes run as default_privs (nobody): they must be able to
-	// reach what the test puts in its temporary directories.
+	// Alias pipes run as default_privs: they must be able to reach what
+	// the test puts in its temporary directories.
 	for _, d := range []string{filepath.Dir(dir), dir} {
 		if err := os.Chmod(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -133,7 +137,7 @@ func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 		"shlib_directory = /usr/lib/postfix",
 		"mail_owner = postfix",
 		"setgid_group = postdrop",
-		"default_privs = nobody",
+		"default_privs = " + cmp.Or(o.DefaultPrivs, "nobody"),
 		"myhostname = " + o.Hostname,
 		"mydomain = " + mydomain,
 		"myorigin = $mydomain",

@@ -110,6 +110,10 @@ type Server struct {
 	// It is called from the connection's goroutine, concurrently across
 	// connections.
 	Authorize func(c net.Conn, s Session) (Session, bool)
+	// DeniedText, if set, gives the text of the 502 answer to a
+	// connection Authorize refuses when it arrives, so that the client's
+	// administrator learns what to do; default "access denied".
+	DeniedText func(s Session) string
 	// TLSConfig, if set, offers STARTTLS (RFC 4642) on connections that
 	// are not already under TLS. To see client certificates, set its
 	// ClientAuth (tls.RequestClientCert to pin certificates in Authorize,
@@ -288,7 +292,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 	}
 	if !cn.authorize(facts) {
 		cn.log.Info("nntp: access denied")
-		cn.refuse("502 access denied") // RFC 3977 §5.1.1
+		text := "access denied"
+		if s.DeniedText != nil {
+			text = s.DeniedText(facts)
+		}
+		cn.refuse("502 " + text) // RFC 3977 §5.1.1
 		return
 	}
 	cn.serve(ctx)

@@ -699,6 +699,14 @@ func TestAccessDenied(t *testing.T) {
 	c = connect(t, "tcp", startServer(t, srv2))
 	c.expect("502 ")
 	c.expectClosed()
+
+	// DeniedText says what to do instead, with the connection's facts.
+	srv3 := newServer(&fakeHandler{}, true, true)
+	srv3.Authorize = func(net.Conn, Session) (Session, bool) { return Session{}, false }
+	srv3.DeniedText = func(s Session) string { return "no posting from " + s.Remote.Network() + ": use the socket" }
+	c = connect(t, "tcp", startServer(t, srv3))
+	c.expect("502 no posting from tcp: use the socket")
+	c.expectClosed()
 }
 
 func TestMaxConns(t *testing.T) {

@@ -239,7 +239,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	// The first report of the network dials every feed on its way.
 	if nw.cold == 0 {
 		ip := nw.nextAddr()
-		t0 := postAt(b, nw.sites[0].NNTP, buildReport(b, ip))
+		t0 := postAt(b, nw.sites[0].Socket(), buildReport(b, ip))
 		nw.injected++
 		nw.cold = waitListed(b, ac, ip, t0)
 	}
@@ -261,7 +261,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	var idle []time.Duration
 	for range idleReports {
 		ip := nw.nextAddr()
-		t0 := postAt(b, nw.sites[0].NNTP, buildReport(b, ip))
+		t0 := postAt(b, nw.sites[0].Socket(), buildReport(b, ip))
 		nw.injected++
 		idle = append(idle, waitListed(b, ac, ip, t0))
 	}
@@ -284,7 +284,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	b.ResetTimer()
 	go func() {
 		defer close(postedc)
-		c, err := nntp.Dial(ctx, nw.sites[0].NNTP, 30*time.Second)
+		c, err := nntp.Dial(ctx, nw.sites[0].Socket(), 30*time.Second)
 		if err != nil {
 			b.Error(err)
 			return

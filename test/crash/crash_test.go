@@ -264,7 +264,7 @@ func checkRestart(t *testing.T, d *dsttest.Dstd, ips *addrs, ack *acked) {
 		t.Errorf("status after restart: history %d, but %d reports were acknowledged", st.History, ack.len())
 	}
 	ip := ips.next()
-	ack.add(postOne(t, d.NNTP, ip), ip)
+	ack.add(postOne(t, d.Socket(), ip), ip)
 }
 
 // TestKillDuringIngest: K clients post reports over NNTP as fast as dstd
@@ -285,7 +285,7 @@ func TestKillDuringIngest(t *testing.T) {
 		s := new(stream)
 		for range clients {
 			s.wg.Add(1)
-			go s.postLoop(ctx, t, d.NNTP, &ips, &ack)
+			go s.postLoop(ctx, t, d.Socket(), &ips, &ack)
 		}
 		wait := killAfter()
 		time.Sleep(wait)
@@ -350,8 +350,7 @@ type dstcResult struct {
 // Any other outcome is returned as an error; exit 75 would make the MTA
 // retry, which is allowed but must not happen with a writable spool.
 func runDstc(bin string, d *dsttest.Dstd, ip netip.Addr) (dstcResult, error) {
-	cmd := exec.Command(bin, "-log", "stderr", "-m", "mx1.example.net", "-timeout", "5s",
-		"-s", d.NNTP, "-spool", filepath.Join(d.Dir, "spool"))
+	cmd := exec.Command(bin, "-log", "stderr", "-m", "mx1.example.net", "-timeout", "5s", "-spool", d.Spool)
 	cmd.Stdin = bytes.NewReader(trapMessage(ip))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

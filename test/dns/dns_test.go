@@ -35,7 +35,7 @@ func post(t *testing.T, d *dsttest.Dstd, ip string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := nntp.Dial(ctx, d.NNTP, 10*time.Second)
+	c, err := nntp.Dial(ctx, d.Socket(), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

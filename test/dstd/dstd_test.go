@@ -89,10 +89,10 @@ func TestDuplicateRefused(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", lab)
 	d.Start()
 	art := newReport(t, "203.0.113.9")
-	if err := post(d.NNTP, art); err != nil {
+	if err := post(d.Socket(), art); err != nil {
 		t.Fatalf("first POST: %v", err)
 	}
-	err := post(d.NNTP, art)
+	err := post(d.Socket(), art)
 	var ne *nntp.Error
 	if !errors.As(err, &ne) || ne.Code != 441 || !strings.Contains(ne.Text, "duplicate") {
 		t.Fatalf("second POST of the same article: %v, want 441 duplicate", err)
@@ -217,7 +217,7 @@ func containsFields(out, line string) bool {
 func TestExpiry(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", lab+"[listing]\nexpire = \"2s\"\nmax_expire = \"4s\"\nsweep_interval = \"200ms\"\n")
 	d.Start()
-	if err := post(d.NNTP, newReport(t, "198.51.100.77")); err != nil {
+	if err := post(d.Socket(), newReport(t, "198.51.100.77")); err != nil {
 		t.Fatal(err)
 	}
 	if _, code := d.Ctl("lookup", "198.51.100.77"); code != 0 {
@@ -268,7 +268,7 @@ func TestSpoolPickup(t *testing.T) {
 func TestDelistAndAllow(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", lab)
 	d.Start()
-	if err := post(d.NNTP, newReport(t, "203.0.113.50")); err != nil {
+	if err := post(d.Socket(), newReport(t, "203.0.113.50")); err != nil {
 		t.Fatal(err)
 	}
 	if out, code := d.Ctl("delist", "-allow", "203.0.113.50"); code != 0 {
@@ -277,7 +277,7 @@ func TestDelistAndAllow(t *testing.T) {
 	if _, code := d.Ctl("lookup", "203.0.113.50"); code != 1 {
 		t.Fatal("still listed after delist")
 	}
-	err := post(d.NNTP, newReport(t, "203.0.113.50"))
+	err := post(d.Socket(), newReport(t, "203.0.113.50"))
 	var ne *nntp.Error
 	if !errors.As(err, &ne) || ne.Code != 441 {
 		t.Fatalf("report of an allowed address: %v, want 441", err)
@@ -289,7 +289,7 @@ func TestDelistAndAllow(t *testing.T) {
 	// The allow-list survives a restart.
 	d.Stop()
 	d.Start()
-	if err := post(d.NNTP, newReport(t, "203.0.113.50")); err == nil {
+	if err := post(d.Socket(), newReport(t, "203.0.113.50")); err == nil {
 		t.Error("an allowed address was listed after a restart")
 	}
 }
@@ -341,22 +341,45 @@ func TestNoConfigFile(t *testing.T) {
 	dsttest.WaitFor(t, 20*time.Second, "dstd on defaults to answer", func() bool {
 		return exec.Command(dsttest.Bin(t, "dstctl"), "-admin", admin, "status").Run() == nil
 	})
-	for _, f := range []string{"dkim.key", "dst.db", "nntp.sock", "spool/new"} {
+	for _, f := range []string{"dkim.key", "dst.db", "spool/nntp.sock", "spool/new"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("default data directory: %v", err)
 		}
 	}
-	// dstc runs as the MTA's user, in dstd's group: the spool dstd makes
-	// must be group-writable and setgid whatever dstd's umask.
+	// With no nntp.submit_group, only dstd's user (and root) may submit:
+	// the spool and its socket are its own, whatever dstd's umask.
 	for _, d := range []string{"spool", "spool/tmp", "spool/new"} {
-		if st, err := os.Stat(filepath.Join(dir, d)); err == nil && st.Mode()&(os.ModePerm|os.ModeSetgid) != 0o770|os.ModeSetgid {
-			t.Errorf("%s: mode %v, want drwxrws---", d, st.Mode())
+		if st, err := os.Stat(filepath.Join(dir, d)); err == nil && st.Mode()&(os.ModePerm|os.ModeSetgid) != 0o700 {
+			t.Errorf("%s: mode %v, want drwx------", d, st.Mode())
 		}
 	}
+	if st, err := os.Stat(filepath.Join(dir, "spool", "nntp.sock")); err == nil && st.Mode().Perm() != 0o600 {
+		t.Errorf("spool/nntp.sock: mode %v, want srw-------", st.Mode())
+	}
+	if st, err := os.Stat(admin); err == nil && st.Mode().Perm() != 0o600 {
+		t.Errorf("admin.sock: mode %v, want srw-------", st.Mode())
+	}
+	// Nobody may POST over TCP by default, and the refusal says what to do.
 	err = post("127.0.0.1:1119", newReport(t, "10.9.8.7"))
 	var ne *nntp.Error
-	if !errors.As(err, &ne) || ne.Code != 441 || !strings.Contains(ne.Text, "Private-Use") {
-		t.Errorf("POST of a private address to the default port: %v, want 441 Private-Use", err)
+	if !errors.As(err, &ne) || ne.Code != 502 || !strings.Contains(ne.Text, "nntp.post_allow") ||
+		!strings.Contains(ne.Text, filepath.Join(dir, "spool", "nntp.sock")) {
+		t.Errorf("POST to the default port: %v, want 502 naming nntp.post_allow and the socket", err)
+	}
+	// dstc run by the same user with no -s nor -spool finds dstd: the
+	// socket in the spool of a dstd run by that user on its defaults.
+	// Only true when no system spool makes dstc look there instead.
+	if _, err := os.Stat("/var/spool/dst"); err == nil {
+		t.Log("/var/spool/dst exists: dstc's default as a user without flags is not tested")
+		return
+	}
+	dstc := exec.Command(dsttest.Bin(t, "dstc"), "-log", "stderr", "-m", "mx1.example.net")
+	dstc.Env = cmd.Env
+	dstc.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}}
+	dstc.Stdin = bytes.NewReader(trapMessage("10.9.8.7"))
+	out, err := dstc.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "dstd refused the report") || !strings.Contains(string(out), "Private-Use") {
+		t.Errorf("dstc with no -s nor -spool as dstd's user: %v, want dstd's 441 Private-Use:\n%s", err, out)
 	}
 }
 

@@ -23,8 +23,12 @@ func TestExim(t *testing.T) {
 		Listen:   trapMX,
 		Hostname: trapHost,
 		Domains:  []string{"site-a.test"},
-		Aliases: fmt.Sprintf("trap: |%s -m %s -s %s -spool %s -log stderr\n",
-			dsttest.Bin(t, "dstc"), trapHost, l.a.NNTP, l.dstcSpool),
+		// The alias pipe runs as the trap user with the submission group.
+		// No -s: dstc submits to the socket in its -spool.
+		Aliases: fmt.Sprintf("trap: |%s -m %s -spool %s -log stderr\n",
+			dsttest.Bin(t, "dstc"), trapHost, l.dstcSpool),
+		PipeUser:  l.trap.Name,
+		PipeGroup: l.submitGroup,
 	})
 
 	// What a site adds to its Exim: the blocklist in the RCPT ACL.

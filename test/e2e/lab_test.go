@@ -55,6 +55,10 @@ type lab struct {
 	internet  *dsttest.Netns // the clients
 	a, b, c   *dsttest.Dstd
 	dstcSpool string
+	// trap runs dstc for the MTAs of site A: its primary group is site
+	// A's nntp.submit_group, as docs/ADMIN.md says.
+	trap        *dsttest.User
+	submitGroup string
 }
 
 func newLab(t *testing.T) *lab {
@@ -91,19 +95,19 @@ func newLab(t *testing.T) *lab {
 	peer := func(s *dsttest.Dstd) string {
 		return fmt.Sprintf("\n[[peer]]\nname = %q\naddresses = [\"127.0.0.1\"]\nfeed = %q\n", s.Site, s.NNTP)
 	}
-	// dstc runs as Postfix's default_privs (nobody): its spool, where it
-	// leaves reports while dstd A is down, must be reachable and writable.
+	// dstc runs as the trap user, in site A's submission group: it
+	// submits through the socket in the spool, which dstd A creates for
+	// that group, and it may write the spool while dstd A is down.
+	var submitGID uint32
+	l.submitGroup, submitGID = dsttest.NewGroup(t, "e2esub")
+	l.trap = dsttest.NewSubmitter(t, "e2etrap", l.submitGroup, submitGID)
 	spoolParent := t.TempDir()
-	os.Chmod(spoolParent, 0o755)
-	l.dstcSpool = filepath.Join(spoolParent, "spool")
-	for _, d := range []string{l.dstcSpool, filepath.Join(l.dstcSpool, "new"), filepath.Join(l.dstcSpool, "tmp")} {
-		if err := os.MkdirAll(d, 0o777); err != nil {
-			t.Fatal(err)
-		}
-		os.Chmod(d, 0o1777)
+	for _, d := range []string{filepath.Dir(spoolParent), spoolParent} {
+		os.Chmod(d, 0o755)
 	}
+	l.dstcSpool = filepath.Join(spoolParent, "spool")
 	const policy = "[policy]\nallow_documentation = true\n"
-	l.a.Reconfigure(fmt.Sprintf("spool_dir = %q\n", l.dstcSpool) + policy + peer(l.b))
+	l.a.Reconfigure(fmt.Sprintf("spool_dir = %q\n[nntp]\nsubmit_group = %q\n", l.dstcSpool, l.submitGroup) + policy + peer(l.b))
 	l.b.Reconfigure(policy + peer(l.a) + peer(l.c))
 	l.c.Reconfigure(policy + fmt.Sprintf("[dns]\nzone = %q\nnegative_ttl = %q\n", zone, negTTL) + peer(l.b))
 	for _, s := range sites {
@@ -282,6 +286,11 @@ func (l *lab) trapToRejection(spammer, server, trapServer string) (listed, refus
 	out, code := l.c.Ctl("lookup", spammer)
 	if code != 0 || !strings.Contains(out, "site-a.test") {
 		t.Errorf("dstctl lookup %s at C: exit %d, want a listing reported by site-a.test:\n%s", spammer, code, out)
+	}
+	// The trap user submitted through dstd A's socket: had it been
+	// refused there, the report would have come through the spool.
+	if strings.Contains(l.a.Log(), "spooled report picked up") {
+		t.Errorf("the report reached dstd A through the spool, not its socket:\n%s", l.a.Log())
 	}
 	return listed, refused, refusal
 }

@@ -22,8 +22,11 @@ func TestPostfix(t *testing.T) {
 		Listen:   trapMX,
 		Hostname: mxA,
 		Domains:  []string{"site-a.test", mxA},
-		Aliases: fmt.Sprintf("trap: \"|%s -m %s -s %s -spool %s -log stderr\"\n",
-			dsttest.Bin(t, "dstc"), mxA, l.a.NNTP, l.dstcSpool),
+		// The alias pipe runs as default_privs: the trap user. No -s:
+		// dstc submits to the socket in its -spool.
+		Aliases: fmt.Sprintf("trap: \"|%s -m %s -spool %s -log stderr\"\n",
+			dsttest.Bin(t, "dstc"), mxA, l.dstcSpool),
+		DefaultPrivs: l.trap.Name,
 	})
 
 	// What a site adds to the Postfix it has: the blocklist in

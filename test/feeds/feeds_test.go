@@ -96,7 +96,7 @@ func (nw *network) inject(i int, ip string) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := nntp.Dial(ctx, nw.sites[i].NNTP, 10*time.Second)
+	c, err := nntp.Dial(ctx, nw.sites[i].Socket(), 10*time.Second)
 	if err != nil {
 		nw.t.Fatal(err)
 	}
@@ -230,7 +230,24 @@ func TestUnconfiguredPeerRefused(t *testing.T) {
 	}
 	defer conn.Close()
 	c := textproto.NewConn(conn)
-	c.ReadCodeLine(0) // greeting: it may still post (loopback), not feed
+	// Neither a peer nor in nntp.post_allow (empty by default): refused
+	// at once, and told what a local program should do instead.
+	if code, msg, _ := c.ReadCodeLine(0); code != 502 || !strings.Contains(msg, "nntp.post_allow") {
+		t.Errorf("greeting to a host that is not a peer: %d %s, want 502 naming nntp.post_allow", code, msg)
+	}
+	// Even where it may post (a loopback address in post_allow), it may
+	// not feed.
+	nw2 := newNetwork(t, 2, chain(2), "[nntp]\npost_allow = [\"127.0.0.9\"]\n")
+	nw2.start()
+	conn, err = d.Dial("tcp", nw2.sites[0].NNTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c = textproto.NewConn(conn)
+	if code, msg, _ := c.ReadCodeLine(0); code != 200 {
+		t.Fatalf("greeting to a host in post_allow: %d %s, want 200", code, msg)
+	}
 	for _, cmd := range []string{"IHAVE <x@site-9.test>", "CHECK <x@site-9.test>", "MODE STREAM"} {
 		c.PrintfLine("%s", cmd)
 		code, msg, _ := c.ReadCodeLine(0)

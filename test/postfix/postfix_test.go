@@ -13,10 +13,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/user"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,36 +38,39 @@ func (in *instance) log() string { return in.Log() }
 func setup(t *testing.T) *instance {
 	t.Helper()
 	dsttest.Require(t, "postfix", "postfix")
-	nobody, err := user.Lookup("nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(nobody.Uid)
-	gid, _ := strconv.Atoi(nobody.Gid)
-
-	// The alias pipe runs as default_privs (nobody): the spool must be
-	// reachable and writable.
+	// The alias pipe runs as default_privs, the trap user, whose primary
+	// group is the submission group. The spool is made as docs/ADMIN.md
+	// says (install -d -m 2770 -o dst -g dst-submit; here root owns it).
+	group, gid := dsttest.NewGroup(t, "pfsub")
+	trap := dsttest.NewSubmitter(t, "pftrap", group, gid)
 	tmp := t.TempDir()
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{filepath.Dir(tmp), tmp} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	in := &instance{spool: filepath.Join(tmp, "spool"), port: dsttest.FreePort(t)}
 	for _, d := range []string{in.spool, filepath.Join(in.spool, "new"), filepath.Join(in.spool, "tmp")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chown(d, uid, gid); err != nil {
+		if err := os.Chown(d, 0, int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o770|os.ModeSetgid); err != nil {
 			t.Fatal(err)
 		}
 	}
-	closed := dsttest.FreePort(t) // nothing listens: dstd is "down", dstc spools
+	// No dstd: nothing listens on the spool's nntp.sock, where dstc
+	// submits by default, so dstc spools.
 	in.Postfix = dsttest.StartPostfix(t, dsttest.PostfixOptions{
 		Listen:   fmt.Sprintf("127.0.0.1:%d", in.port),
 		Hostname: mxName,
 		Domains:  []string{trapDomain, mxName},
-		Aliases: fmt.Sprintf("trap: \"|%s -m %s -s 127.0.0.1:%d -spool %s -log stderr\"\n",
-			dsttest.Bin(t, "dstc"), mxName, closed, in.spool),
-		Main: []string{"smtpd_authorized_xclient_hosts = 127.0.0.0/8"},
+		Aliases: fmt.Sprintf("trap: \"|%s -m %s -spool %s -log stderr\"\n",
+			dsttest.Bin(t, "dstc"), mxName, in.spool),
+		DefaultPrivs: trap.Name,
+		Main:         []string{"smtpd_authorized_xclient_hosts = 127.0.0.0/8"},
 	})
 	return in
 }

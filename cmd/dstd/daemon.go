@@ -349,12 +349,14 @@ func giveToGroup(path string, gid int, group string, mode os.FileMode) error {
 
 // ensureSpool creates the spool (dstc's submission directory: it holds
 // tmp/, new/ and the NNTP socket) where it is missing. With
-// nntp.submit_group, what it creates is that group's, mode 2770 whatever
-// the umask (setgid, so the files dstc writes keep the group and dstd can
-// read them); without, 0700: only dstd's user may submit. Directories that
-// exist are the administrator's and keep their modes, but a spool the
-// submission group cannot write is worth a warning: dstc would exit 75 when
-// dstd is down.
+// nntp.submit_group, what it creates is that group's, mode 3770 whatever
+// the umask: setgid, so the files dstc writes keep the group and dstd can
+// read them, and sticky, so that a member can neither remove another's
+// report nor swap tmp/, new/ or the socket for a link of its own (dstd
+// would then read and delete files elsewhere). Without, 0700: only dstd's
+// user may submit. Directories that exist are the administrator's and keep
+// their modes, but a spool the submission group cannot write, or that is
+// not sticky, is worth a warning.
 func ensureSpool(dir string, gid int, group string, log *slog.Logger) error {
 	for _, d := range []string{dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "new")} {
 		if fi, err := os.Stat(d); err == nil {
@@ -362,10 +364,13 @@ func ensureSpool(dir string, gid int, group string, log *slog.Logger) error {
 				continue
 			}
 			st, ok := fi.Sys().(*syscall.Stat_t)
+			fix := fmt.Sprintf("chgrp %s %s && chmod 3770 %s", group, d, d)
 			if ok && (int(st.Gid) != gid || fi.Mode().Perm()&0o070 != 0o070) {
 				log.Warn("the spool directory is not writable by nntp.submit_group: dstc run by its members cannot spool while dstd is down",
-					"dir", d, "group", group, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()),
-					"fix", fmt.Sprintf("chgrp %s %s && chmod 2770 %s", group, d, d))
+					"dir", d, "group", group, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "fix", fix)
+			} else if fi.Mode()&os.ModeSticky == 0 {
+				log.Warn("the spool directory is not sticky: a member of nntp.submit_group can remove others' reports, or swap a directory for a link",
+					"dir", d, "group", group, "fix", fix)
 			}
 			continue
 		}
@@ -378,7 +383,7 @@ func ensureSpool(dir string, gid int, group string, log *slog.Logger) error {
 			}
 			continue
 		}
-		if err := giveToGroup(d, gid, group, 0o770|os.ModeSetgid); err != nil {
+		if err := giveToGroup(d, gid, group, 0o770|os.ModeSetgid|os.ModeSticky); err != nil {
 			return fmt.Errorf("creating the spool directory: %w", err)
 		}
 	}
@@ -595,7 +600,7 @@ func (d *daemon) adminListeners() ([]net.Listener, error) {
 // listenUnix replaces a stale socket file left by a crash; the store's lock
 // already guarantees no other dstd runs on this data directory. The socket
 // gets mode, and group gid unless it is -1. Between bind and chmod the
-// socket has the umask's mode; the directory it is in (spool 2770 or 0700,
+// socket has the umask's mode; the directory it is in (spool 3770 or 0700,
 // data directory 0750 or 0710) keeps others out meanwhile.
 func listenUnix(path string, mode os.FileMode, gid int, group string) (net.Listener, error) {
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {

@@ -87,7 +87,7 @@ func (e *UnreachableError) Error() string {
 	if errors.As(e.Err, &errno) {
 		reason = errno.Error()
 		if errno == syscall.EACCES || errno == syscall.EPERM {
-			hint = "run dstctl as root or as a member of dstd's group"
+			hint = "run dstctl as root, as dstd's user, or as a member of admin.group (docs/ADMIN.md 1.3)"
 		}
 	}
 	return fmt.Sprintf("cannot reach dstd at %s: %s — %s", e.Addr, reason, hint)

@@ -117,7 +117,7 @@ type NNTP struct {
 	Socket string   `toml:"socket"`
 	// SubmitGroup is the group whose members may submit reports: it gets
 	// the submission socket (0660) and the spool directories dstd creates
-	// (2770). Empty: only dstd's own user (and root) may submit.
+	// (3770). Empty: only dstd's own user (and root) may submit.
 	SubmitGroup     string   `toml:"submit_group"`
 	PostAllow       []string `toml:"post_allow"`
 	MaxArticleBytes int64    `toml:"max_article_bytes"`

@@ -7,7 +7,8 @@
 // versions of DST; change it only compatibly.
 //
 // The spool is a directory DIR, made by the administrator and writable by
-// both programs (for example owned by the dst group, mode 2770), with two
+// both programs (for example owned by the submission group, mode 3770: setgid, and
+// sticky so that writers cannot remove each other's files), with two
 // subdirectories in the manner of maildir:
 //
 //	DIR/tmp/   files being written; never read

@@ -33,7 +33,7 @@ type psSite struct {
 
 // newPsSite creates the groups and users, the directories as the
 // installation commands of docs/ADMIN.md do (data directory 0710 to the
-// admin group, spool 2770 to the submission group), and starts dstd as
+// admin group, spool 3770 to the submission group), and starts dstd as
 // the dst user with nntp.submit_group and admin.group set. dstd creates
 // the spool's tmp/ and new/ itself.
 func newPsSite(t *testing.T) *psSite {
@@ -63,8 +63,8 @@ func newPsSite(t *testing.T) *psSite {
 	}
 	// install -d -m 0710 -o dst -g dst-admin /var/lib/dst
 	mkdirOwned(t, s.dataDir, s.dst.UID, s.admGID, 0o710)
-	// install -d -m 2770 -o dst -g dst-submit /var/spool/dst
-	mkdirOwned(t, s.spool, s.dst.UID, s.submitGID, 0o770|os.ModeSetgid)
+	// install -d -m 3770 -o dst -g dst-submit /var/spool/dst
+	mkdirOwned(t, s.spool, s.dst.UID, s.submitGID, 0o770|os.ModeSetgid|os.ModeSticky)
 	if err := os.Chown(s.d.Conf, int(s.dst.UID), -1); err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +153,18 @@ func TestWhoCanDoWhat(t *testing.T) {
 		t.Fatalf("dstc as the trap user, dstd unreachable: exit %d, want 0 and spooled:\n%s", code, out)
 	}
 	dsttest.WaitFor(t, 15*time.Second, "the trap user's spooled report to be listed", func() bool { return s.listed(t, "203.0.113.61") })
+
+	// The spool is sticky: a submitter cannot swap new/ or the socket for
+	// a link of its own (dstd would then read and delete files elsewhere).
+	for _, victim := range []string{"new", "tmp", "nntp.sock"} {
+		path := filepath.Join(s.spool, victim)
+		if out, err := s.trap.Command("mv", path, path+".evil").CombinedOutput(); err == nil {
+			t.Errorf("the trap user renamed %s: the spool is not sticky\n%s", path, out)
+		}
+		if _, err := os.Lstat(path); err != nil {
+			t.Errorf("%s: %v", path, err)
+		}
+	}
 
 	// Over TCP, no local user may post: nntp.post_allow is empty. The
 	// refusal says what to do. With a spool it cannot write, dstc exits
@@ -290,7 +302,7 @@ func TestGroupMistakesExplained(t *testing.T) {
 	log := d.Log()
 	for _, want := range []string{
 		"the spool directory is not writable by nntp.submit_group",
-		fmt.Sprintf("chgrp %s %s && chmod 2770 %s", g, spool, spool),
+		fmt.Sprintf("chgrp %s %s && chmod 3770 %s", g, spool, spool),
 		"members of admin.group cannot reach the socket",
 		fmt.Sprintf("chgrp %s %s && chmod g+x %s", g, d.Dir, d.Dir),
 	} {

@@ -40,7 +40,7 @@ func setup(t *testing.T) *instance {
 	dsttest.Require(t, "postfix", "postfix")
 	// The alias pipe runs as default_privs, the trap user, whose primary
 	// group is the submission group. The spool is made as docs/ADMIN.md
-	// says (install -d -m 2770 -o dst -g dst-submit; here root owns it).
+	// says (install -d -m 3770 -o dst -g dst-submit; here root owns it).
 	group, gid := dsttest.NewGroup(t, "pfsub")
 	trap := dsttest.NewSubmitter(t, "pftrap", group, gid)
 	tmp := t.TempDir()
@@ -57,7 +57,7 @@ func setup(t *testing.T) *instance {
 		if err := os.Chown(d, 0, int(gid)); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.Chmod(d, 0o770|os.ModeSetgid); err != nil {
+		if err := os.Chmod(d, 0o770|os.ModeSetgid|os.ModeSticky); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -50,7 +50,7 @@ func (s *Signer) Sign(article []byte) ([]byte, error) {
 	count := countFields(fields)
 	for _, name := range requiredHeaders {
 		if count[strings.ToLower(name)] == 0 {
-			return nil, fmt.Errorf("cannot sign the article: it has no %s field, which the injecting agent must add first", name)
+			return nil, fmt.Errorf("cannot sign the article: %w: it has no %s field, which the injecting agent must add first", ErrMalformed, name)
 		}
 	}
 	keys := append([]string(nil), SignedHeaders...)
@@ -61,7 +61,7 @@ func (s *Signer) Sign(article []byte) ([]byte, error) {
 	}
 	for _, name := range keys {
 		if n := count[strings.ToLower(name)]; n > 1 {
-			return nil, fmt.Errorf("cannot sign the article: it has %d %s fields, and receivers refuse a signed field that appears more than once", n, name)
+			return nil, fmt.Errorf("cannot sign the article: %w: it has %d %s fields, and receivers refuse a signed field that appears more than once", ErrMalformed, n, name)
 		}
 	}
 

@@ -167,6 +167,12 @@ func (in *Ingester) Inject(ctx context.Context, raw []byte, poster string) (stri
 	a.Set("Path", in.o.Site+"!"+article.DefaultPathTail)
 	a.Del("DKIM-Signature")
 	signed, err := in.o.Signer.Sign(a.Bytes())
+	if errors.Is(err, dkim.ErrMalformed) {
+		// The poster's article cannot be signed as it is (a required
+		// field missing, one repeated): a retry would fail the same way,
+		// and a spooled copy would be retried for ever.
+		return id, in.refuse("", poster, refused("malformed", "%v", err))
+	}
 	if err != nil {
 		in.o.Log.Error("cannot sign a report", "message_id", id, "err", err)
 		return id, Verdict{Kind: Later, Reason: "internal error: cannot sign"}

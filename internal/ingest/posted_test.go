@@ -190,3 +190,41 @@ func renameField(a *article.Article, from, to string) {
 		}
 	}
 }
+
+// A posted article that cannot be signed as it is (a field the signature
+// must cover is missing, or repeated) is the poster's mistake: refused for
+// good, not deferred, or a spooled copy would be retried for ever. An
+// article that will do is still signed and stored.
+func TestPostedUnsignableRefused(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		name string
+		edit func(*article.Article)
+	}{
+		{"no Subject", func(a *article.Article) { a.Del("Subject") }},
+		{"no Content-Type", func(a *article.Article) { a.Del("Content-Type") }},
+		{"two Subjects", func(a *article.Article) { a.Prepend("Subject", "again") }},
+	} {
+		a := f.report(t, "203.0.113.9", f.now)
+		tc.edit(a)
+		_, v := f.in.Inject(context.Background(), a.Bytes(), "test")
+		if v.Kind != Refused || !strings.Contains(v.Reason, "cannot sign the article") {
+			t.Errorf("%s: %+v, want refused as unsignable", tc.name, v)
+		}
+	}
+	if _, v := f.in.Inject(context.Background(), f.report(t, "203.0.113.9", f.now).Bytes(), "test"); v.Kind != Accepted {
+		t.Errorf("a whole report after them: %+v, want accepted", v)
+	}
+}
+
+// The policy sees the Source-IP as the report wrote it: no IPv6 spelling
+// of a non-global address gets listed (issue: ::7f00:1 was).
+func TestNonGlobalSpellingsRefused(t *testing.T) {
+	f := newFixture(t)
+	for _, ip := range []string{"::7f00:1", "::a01:203", "::2", "::ffff:0:a01:203", "4000::1", "e000::1", "2002:a01:203::1", "64:ff9b::a01:203"} {
+		_, v := f.in.Inject(context.Background(), f.report(t, ip, f.now).Bytes(), "test")
+		if v.Kind != Refused || v.Refusal != "policy" {
+			t.Errorf("Source-IP %s: %+v, want refused by the policy", ip, v)
+		}
+	}
+}

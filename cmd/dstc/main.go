@@ -111,6 +111,7 @@ type options struct {
 	spoolDir     string
 	logMode      string
 	maxMessage   int
+	maxArticle   int
 	timeout      time.Duration
 	printVersion bool
 }
@@ -132,6 +133,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.StringVar(&o.spoolDir, "spool", defaultSpool(), "spool directory: dstd's submission socket is there, and reports are written there when dstd cannot be reached")
 	fs.StringVar(&o.logMode, "log", "auto", "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
+	fs.IntVar(&o.maxArticle, "max-article", config.DefaultMaxArticleBytes, "largest report dstd takes (its nntp.max_article_bytes); a report that would be larger carries the message's header only")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -155,6 +157,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	}
 	if o.timeout <= 0 {
 		return nil, nil, errors.New("-timeout must be positive, e.g. 30s")
+	}
+	if o.maxArticle < 4096 {
+		return nil, nil, errors.New("-max-article must be at least 4096, as dstd's nntp.max_article_bytes")
 	}
 	if o.maxMessage < 0 {
 		return nil, nil, errors.New("-max-message must not be negative")
@@ -273,6 +278,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		log.Error("cannot build the report; the MTA will retry", "ip", ans.IP, "err", err)
 		return exitTempFail
+	}
+	if !hit.HeadersOnly && len(art.Bytes()) > o.maxArticle {
+		// The message fit -max-message, but the report around it (CRLF
+		// line ends, the ARF parts) would exceed what dstd takes: dstd
+		// would refuse it and the hit would be lost. Its header section
+		// is all a report needs.
+		log.Info("report too large with the whole message, sending its header only", "size", len(art.Bytes()), "max_article", o.maxArticle)
+		hit.Message, hit.HeadersOnly = msg.Header, true
+		if art, err = report.New(hit); err != nil {
+			log.Error("cannot build the report; the MTA will retry", "ip", ans.IP, "err", err)
+			return exitTempFail
+		}
 	}
 	wire := art.Bytes()
 	id := art.Get("Message-ID")

@@ -322,3 +322,31 @@ func wantArgs(t testing.TB, path string) (args []string, want string) {
 	}
 	return args, want
 }
+
+// A message under -max-message can still make a report over what dstd
+// takes (LF line ends become CRLF, the ARF parts add their own): dstd would
+// refuse it and the hit would be lost. Such a report carries the header.
+func TestReportFitsMaxArticle(t *testing.T) {
+	msg := readFile(t, "../../examples/trap-hit.eml")
+	// 900 KB of empty LF lines: 1.8 MB once in CRLF.
+	big := append(append([]byte{}, msg...), bytes.Repeat([]byte("\n"), 900_000)...)
+	code, out, errs := runDstc(t, big, "-n", "-m", "mx[12].example.net")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	wire := []byte(strings.ReplaceAll(out, "\n", "\r\n"))
+	if len(wire) > 1_000_000 {
+		t.Errorf("report of %d bytes, over dstd's default nntp.max_article_bytes", len(wire))
+	}
+	if !strings.Contains(out, "text/rfc822-headers") || !strings.Contains(errs, "sending its header only") {
+		t.Errorf("the report does not fall back to the header:\n%s", errs)
+	}
+	if got := sourceIP(t, wire); got != "203.0.113.7" {
+		t.Errorf("Source-IP = %s, want 203.0.113.7", got)
+	}
+	// The same message whole when dstd takes it.
+	_, out, _ = runDstc(t, big, "-n", "-m", "mx[12].example.net", "-max-article", "4000000")
+	if strings.Contains(out, "text/rfc822-headers") {
+		t.Error("with -max-article 4000000 the message should travel whole")
+	}
+}

@@ -221,6 +221,10 @@ type Peer struct {
 	Source     string `toml:"source"`      // local address to connect from
 }
 
+// DefaultMaxArticleBytes is nntp.max_article_bytes's default, and dstc's
+// -max-article: a report dstc builds must fit what dstd takes.
+const DefaultMaxArticleBytes = 1_000_000
+
 // Default returns the configuration dstd runs with when no file is given.
 // Paths depend on DataDir; Load recomputes those the file leaves empty.
 func Default() *Config {
@@ -235,7 +239,7 @@ func Default() *Config {
 			// submission goes through the socket, which file
 			// permissions guard.
 			PostAllow:       nil,
-			MaxArticleBytes: 1_000_000,
+			MaxArticleBytes: DefaultMaxArticleBytes,
 			IdleTimeout:     Duration{5 * time.Minute},
 
 			MaxConnections:             64,

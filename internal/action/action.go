@@ -3,7 +3,6 @@ package action
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/dst-traps/dst/internal/store"
 )
@@ -30,10 +29,7 @@ type Action interface {
 // handled), so the runner drops the event instead of retrying it.
 var ErrPermanent = errors.New("permanent failure")
 
-// Queue is the part of the store a runner needs; *store.DB satisfies it.
-type Queue interface {
-	QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]store.QueueItem, error)
-	QueueAck(queue string, seq uint64) error
-	QueueRetry(queue string, seq uint64, next time.Time) error
-	QueueDepth(queue string) (int, error)
-}
+// Queue is the part of the store a runner needs. It is store.Queue,
+// defined there once for every queue consumer; the name stays for
+// callers of this package.
+type Queue = store.Queue

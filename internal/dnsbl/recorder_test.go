@@ -13,6 +13,7 @@ type recorder struct {
 	mu     sync.Mutex
 	remote net.Addr
 	msgs   []*dns.Msg
+	sizes  []int // of each message, packed as sent
 }
 
 func newRecorder(tcp bool) *recorder {
@@ -47,6 +48,7 @@ func (r *recorder) WriteMsg(m *dns.Msg) error {
 	}
 	r.mu.Lock()
 	r.msgs = append(r.msgs, c)
+	r.sizes = append(r.sizes, len(b))
 	r.mu.Unlock()
 	return nil
 }

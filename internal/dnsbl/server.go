@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dnsutil"
 )
 
 // Config describes the served zone.
@@ -43,25 +45,15 @@ type TSIGKey struct {
 	Secret    string // base64
 }
 
-// tsigAlgorithms maps the names BIND's key statement uses to miekg/dns's.
-var tsigAlgorithms = map[string]string{
-	"hmac-sha1": dns.HmacSHA1, "hmac-sha224": dns.HmacSHA224, "hmac-sha256": dns.HmacSHA256,
-	"hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
-}
-
 // canonical returns the key's name and algorithm as TSIG records carry
 // them, or an error a sysadmin can act on.
 func (k *TSIGKey) canonical() (name, alg string, err error) {
 	if _, ok := dns.IsDomainName(k.Name); !ok || k.Name == "" {
 		return "", "", fmt.Errorf("TSIG key name %q is not a domain name", k.Name)
 	}
-	a := strings.TrimSuffix(strings.ToLower(k.Algorithm), ".")
-	if a == "" {
-		a = "hmac-sha256"
-	}
-	alg, ok := tsigAlgorithms[a]
-	if !ok {
-		return "", "", fmt.Errorf("TSIG algorithm %q: want hmac-sha256, hmac-sha1, hmac-sha224, hmac-sha384 or hmac-sha512", k.Algorithm)
+	alg, err = dnsutil.TSIGAlgorithm(k.Algorithm)
+	if err != nil {
+		return "", "", err
 	}
 	if _, err := base64.StdEncoding.DecodeString(k.Secret); err != nil || k.Secret == "" {
 		return "", "", fmt.Errorf("TSIG secret of key %s is not base64 (as tsig-keygen prints it)", k.Name)
@@ -219,63 +211,12 @@ func (s *Server) txtRR(name string, ip netip.Addr, e *Entry) dns.RR {
 	if e != nil {
 		text = s.txt.render(ip, e)
 	}
-	if len(text) > maxTXT {
-		text = text[:maxTXT]
-	}
-	return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: s.ttl}, Txt: splitTXT(text)}
-}
-
-// splitTXT cuts s into <character-string>s of at most 255 octets (RFC 1035
-// §3.3) and escapes them, because miekg/dns reads TXT data in presentation
-// form (a bare backslash would start an escape).
-func splitTXT(s string) []string {
-	var out []string
-	for {
-		n := min(len(s), 255)
-		chunk := s[:n]
-		var b strings.Builder
-		for i := 0; i < len(chunk); i++ {
-			c := chunk[i]
-			switch {
-			case c == '\\' || c == '"':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case c < ' ' || c > '~':
-				fmt.Fprintf(&b, "\\%03d", c)
-			default:
-				b.WriteByte(c)
-			}
-		}
-		out = append(out, b.String())
-		s = s[n:]
-		if s == "" {
-			return out
-		}
-	}
+	text = dnsutil.CutText(text, maxTXT)
+	return &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: s.ttl}, Txt: dnsutil.TXT(text)}
 }
 
 // reverseName returns the RFC 5782 §2.1/§2.4 query name of ip in the zone.
-func (s *Server) reverseName(ip netip.Addr) string {
-	var b strings.Builder
-	if ip.Is4() {
-		a := ip.As4()
-		for i := 3; i >= 0; i-- {
-			b.WriteString(strconv.Itoa(int(a[i])))
-			b.WriteByte('.')
-		}
-	} else {
-		a := ip.As16()
-		const hex = "0123456789abcdef"
-		for i := 15; i >= 0; i-- {
-			b.WriteByte(hex[a[i]&0xf])
-			b.WriteByte('.')
-			b.WriteByte(hex[a[i]>>4])
-			b.WriteByte('.')
-		}
-	}
-	b.WriteString(s.zone)
-	return b.String()
-}
+func (s *Server) reverseName(ip netip.Addr) string { return dnsutil.ReverseName(ip, s.zone) }
 
 // nameState is what a name under the zone is.
 type nameState int
@@ -508,11 +449,41 @@ func (s *Server) reply(w dns.ResponseWriter, r *dns.Msg, m *dns.Msg) {
 		size = min(size, udpSizeOurs)
 	}
 	if isUDP(w) {
-		m.Truncate(size) // sets TC, RFC 1035 §4.2.1 / RFC 6891 §7
+		truncate(m, size)
 	}
 	s.signReply(w, r, m)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dnsbl: write reply", "remote", w.RemoteAddr(), "err", err)
+	}
+}
+
+// truncate drops records from the end of m until it packs into size
+// bytes, and then sets TC (RFC 1035 §4.2.1, RFC 6891 §7) so that the
+// client asks again over TCP. miekg/dns's Msg.Truncate sizes a TXT record
+// by its presentation form, in which a quote takes two bytes and a
+// non-ASCII byte four (\DDD): a 1,000-byte TXT of such text came out
+// empty with TC even in a 1232-byte EDNS buffer it fits. Msg.Len has the
+// same flaw, but it only ever overestimates, so a message it finds small
+// enough is, and only larger ones are packed to measure.
+func truncate(m *dns.Msg, size int) {
+	fits := func() bool {
+		if m.Len() <= size {
+			return true
+		}
+		b, err := m.Pack()
+		return err == nil && len(b) <= size
+	}
+	if fits() {
+		return
+	}
+	m.Truncated = true
+	// The OPT record stays: RFC 6891 §7 wants EDNS answered with EDNS,
+	// truncated or not. (TSIG is added after this.)
+	m.Extra = slices.DeleteFunc(m.Extra, func(rr dns.RR) bool { return rr.Header().Rrtype != dns.TypeOPT })
+	for _, sec := range []*[]dns.RR{&m.Ns, &m.Answer} {
+		for len(*sec) > 0 && !fits() {
+			*sec = (*sec)[:len(*sec)-1]
+		}
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dnsutil"
 )
 
 const zone = "bl.example."
@@ -230,6 +232,60 @@ func TestTruncation(t *testing.T) {
 	}
 	if r := query(s, true, "1.0.0.10."+zone, dns.TypeANY, false); r.Truncated || len(r.Answer) != 2 {
 		t.Errorf("TCP: TC=%v answers=%d", r.Truncated, len(r.Answer))
+	}
+}
+
+// TestTruncationEscapedTXT: a TXT of about 1,000 bytes of quotes and
+// non-ASCII fits a 1232-byte EDNS buffer on the wire, though its
+// presentation form (\" and \DDD, as miekg/dns holds it) is three times
+// as long; sizing the answer by that form truncated it to nothing.
+func TestTruncationEscapedTXT(t *testing.T) {
+	s, x := newTestServer(t)
+	ip := netip.MustParseAddr("10.0.0.1")
+	e := Entry{Expires: t0, FirstSeen: t0, Hits: 1, Origins: []string{strings.Repeat(`"é"`, 250)}}
+	x.Set(ip, e)
+	want := dnsutil.CutText(s.txt.render(ip, &e), maxTXT)
+	if len(want) < 990 {
+		t.Fatalf("test text only %d bytes", len(want))
+	}
+	ask := func(tcp bool, qt uint16, edns uint16) (*dns.Msg, int) {
+		m := new(dns.Msg)
+		m.SetQuestion("1.0.0.10."+zone, qt)
+		if edns > 0 {
+			m.SetEdns0(edns, false)
+		}
+		w := newRecorder(tcp)
+		s.ServeDNS(w, m)
+		if len(w.msgs) != 1 {
+			t.Fatalf("%d replies", len(w.msgs))
+		}
+		return w.msgs[0], w.sizes[0]
+	}
+	for _, qt := range []uint16{dns.TypeTXT, dns.TypeANY} {
+		name := dns.TypeToString[qt]
+		r, size := ask(false, qt, 1232)
+		if r.Truncated || size > 1232 {
+			t.Errorf("%s, EDNS 1232: TC=%v, %d bytes", name, r.Truncated, size)
+		}
+		var got string
+		for _, rr := range r.Answer {
+			if txt, ok := rr.(*dns.TXT); ok {
+				got = dnsutil.TXTText(txt.Txt)
+			}
+		}
+		if got != want {
+			t.Errorf("%s, EDNS 1232: TXT %q (%d answers), want the %d bytes", name, got, len(r.Answer), len(want))
+		}
+		// Without EDNS the answer does not fit 512 bytes: TC, so the
+		// client asks again over TCP, and nothing over the limit.
+		r, size = ask(false, qt, 0)
+		if !r.Truncated || size > dns.MinMsgSize {
+			t.Errorf("%s, no EDNS: TC=%v, %d bytes", name, r.Truncated, size)
+		}
+		r, _ = ask(true, qt, 0)
+		if r.Truncated || len(r.Answer) == 0 || dnsutil.TXTText(r.Answer[len(r.Answer)-1].(*dns.TXT).Txt) != want {
+			t.Errorf("%s over TCP: TC=%v answers %v", name, r.Truncated, r.Answer)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/dsttest"
 	"github.com/dst-traps/dst/internal/metrics"
 	"github.com/dst-traps/dst/internal/store"
@@ -65,7 +66,7 @@ func (e *bindEnv) updater(t *testing.T, keyName, secret string) *Updater {
 
 // run starts u.Run and returns its kick channel and a stop function that
 // waits for Run to return.
-func run(t *testing.T, u *Updater, q Queue) (chan struct{}, func()) {
+func run(t *testing.T, u *Updater, q store.Queue) (chan struct{}, func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kick := make(chan struct{}, 1)
@@ -99,7 +100,7 @@ func listed(ip string, exp time.Time) store.Event {
 // lookup returns the A and TXT answers for ip's name, and the rcode.
 func (e *bindEnv) lookup(t *testing.T, ip string) (a string, txt string, rcode int) {
 	t.Helper()
-	name := Name(netip.MustParseAddr(ip), testZone)
+	name := dnsutil.ReverseName(netip.MustParseAddr(ip), testZone)
 	r, err := e.bind.Query(name, dns.TypeA)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +117,7 @@ func (e *bindEnv) lookup(t *testing.T, ip string) (a string, txt string, rcode i
 	}
 	for _, rr := range r.Answer {
 		if x, ok := rr.(*dns.TXT); ok {
-			txt = strings.Join(x.Txt, "")
+			txt = dnsutil.TXTText(x.Txt)
 		}
 	}
 	return a, txt, rcode
@@ -171,7 +172,7 @@ func TestBINDListAndExpire(t *testing.T) {
 		_, txt, _ := e.lookup(t, "203.0.113.7")
 		return strings.Contains(txt, "2026-12-02T10:00:00Z")
 	})
-	r, err := e.bind.Query(Name(netip.MustParseAddr("203.0.113.7"), testZone), dns.TypeTXT)
+	r, err := e.bind.Query(dnsutil.ReverseName(netip.MustParseAddr("203.0.113.7"), testZone), dns.TypeTXT)
 	if err != nil || len(r.Answer) != 1 {
 		t.Errorf("TXT after a second report: %v %v, want one record", r, err)
 	}
@@ -368,6 +369,61 @@ func TestBINDResync(t *testing.T) {
 	t.Logf("resync with a wrong secret: %v", err)
 }
 
+// oddTXT is a TXT text that miekg/dns would misread if it were put into
+// a record unescaped: a backslash, an escape-like sequence, quotes,
+// non-ASCII and a control byte, long enough to need three
+// character-strings, with a multi-byte character across the first cut.
+const oddTXT = `back\slash \065BC "quoted" ` + "caf\u00e9 \u2014 tab\t." + "\u00e9\u00e9\u00e9"
+
+func longOddTXT(ip netip.Addr) string {
+	return strings.Repeat("x", 254) + "\u00e9" + oddTXT + " " + ip.String() + " " + strings.Repeat("\u00fc", 150)
+}
+
+// TestBINDExactTXT publishes a TXT with bytes that are special in
+// miekg/dns's presentation form, and checks that BIND serves them byte for
+// byte, and that Resync then finds nothing to fix, twice.
+func TestBINDExactTXT(t *testing.T) {
+	e := startEnv(t)
+	u := e.updater(t, e.key.Name, e.key.Secret)
+	u.c.TXT = func(ip netip.Addr, _ store.Event) string { return longOddTXT(ip) }
+	exp := time.Now().Add(time.Hour)
+	ips := []string{"203.0.113.9", "2001:db8::9"}
+	for _, ip := range ips {
+		if err := e.db.Enqueue([]string{QueueName}, listed(ip, exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, u, e.db)
+	dsttest.WaitFor(t, 10*time.Second, "the listings in BIND", func() bool {
+		return depth(t, e.db) == 0 && u.Stats().Events == 2
+	})
+	for _, ip := range ips {
+		want := longOddTXT(netip.MustParseAddr(ip))
+		if a, txt, _ := e.lookup(t, ip); a != "127.0.0.2" || txt != want {
+			t.Errorf("%s: A %q TXT\n%q\nwant\n%q", ip, a, txt, want)
+		}
+	}
+
+	want := func(fn func(netip.Addr, store.Event) error) error {
+		for _, ip := range ips {
+			if err := fn(netip.MustParseAddr(ip), listed(ip, exp)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for pass := 1; pass <= 2; pass++ {
+		if err := u.Resync(ctx, want); err != nil {
+			t.Fatal(err)
+		}
+		if res := u.LastResync(); res != (ResyncResult{Wanted: 2, Present: 2}) {
+			t.Errorf("resync pass %d: %+v, want nothing to fix", pass, res)
+		}
+	}
+}
+
 // metricValue returns the value of the metric name with label
 // queue=QueueName.
 func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
@@ -420,7 +476,7 @@ func TestBINDSecondary(t *testing.T) {
 	if err := sec.WaitSerial(ctx, "sec.test", 2); err != nil {
 		t.Fatal(err)
 	}
-	r, err := sec.Query(Name(ip, "sec.test"), dns.TypeA)
+	r, err := sec.Query(dnsutil.ReverseName(ip, "sec.test"), dns.TypeA)
 	if err != nil || len(r.Answer) != 1 {
 		t.Errorf("secondary answer %v %v, want the listing", r, err)
 	}

@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
@@ -31,7 +30,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/retry"
 	"github.com/dst-traps/dst/internal/store"
 )
 
@@ -48,22 +49,13 @@ const (
 	DefaultMinBackoff = time.Second
 	DefaultMaxBackoff = 10 * time.Minute
 	DefaultPoll       = time.Minute
-	DefaultAlgorithm  = "hmac-sha256"
+	DefaultAlgorithm  = dnsutil.DefaultTSIGAlgorithm
 )
 
 // maxMsgBytes bounds the size of one UPDATE. A DNS message over TCP may
 // have up to 65535 bytes (RFC 1035 §4.2.2); staying well below leaves room
 // for the TSIG record and for servers with smaller limits.
 const maxMsgBytes = 32 * 1024
-
-// Queue is the part of the store the updater needs; *store.DB satisfies
-// it (it is action.Queue).
-type Queue interface {
-	QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]store.QueueItem, error)
-	QueueAck(queue string, seq uint64) error
-	QueueRetry(queue string, seq uint64, next time.Time) error
-	QueueDepth(queue string) (int, error)
-}
 
 // Config says where and how to update. Server, Zone, KeyName and Secret
 // are required: DST does not send unsigned updates, since a server that
@@ -79,8 +71,9 @@ type Config struct {
 	// 127.0.0.2.
 	A netip.Addr
 	// TXT returns the TXT text for a listing; default: "Listed by DST
-	// until <expiry>". Texts longer than 255 bytes are split into several
-	// character-strings of one record (RFC 1035 §3.3.14).
+	// until <expiry>". The text is published byte for byte (backslashes
+	// and quotes included); texts longer than 255 bytes are split into
+	// several character-strings of one record (RFC 1035 §3.3.14).
 	TXT func(ip netip.Addr, ev store.Event) string
 	// TTL of the A and TXT records; default 5 minutes.
 	TTL time.Duration
@@ -134,11 +127,6 @@ type Updater struct {
 	lastResync ResyncResult
 }
 
-var algorithms = map[string]string{
-	"hmac-sha1": dns.HmacSHA1, "hmac-sha224": dns.HmacSHA224, "hmac-sha256": dns.HmacSHA256,
-	"hmac-sha384": dns.HmacSHA384, "hmac-sha512": dns.HmacSHA512,
-}
-
 // New checks c and returns an Updater.
 func New(c Config) (*Updater, error) {
 	if c.Server == "" {
@@ -165,9 +153,9 @@ func New(c Config) (*Updater, error) {
 	if c.Algorithm == "" {
 		c.Algorithm = DefaultAlgorithm
 	}
-	alg, ok := algorithms[strings.TrimSuffix(strings.ToLower(c.Algorithm), ".")]
-	if !ok {
-		return nil, fmt.Errorf("DNS UPDATE: unknown TSIG algorithm %q (use hmac-sha256, hmac-sha512, hmac-sha384, hmac-sha224 or hmac-sha1)", c.Algorithm)
+	alg, err := dnsutil.TSIGAlgorithm(c.Algorithm)
+	if err != nil {
+		return nil, fmt.Errorf("DNS UPDATE (dns.update.algorithm): %w", err)
 	}
 	if !c.A.IsValid() {
 		c.A = netip.AddrFrom4([4]byte{127, 0, 0, 2})
@@ -251,33 +239,13 @@ func wants(ev store.Event) bool {
 
 // records returns the A and TXT records of a listing.
 func (u *Updater) records(ip netip.Addr, ev store.Event) (*dns.A, *dns.TXT) {
-	name := Name(ip, u.zone)
+	// The store holds no mapped addresses; Unmap keeps a stray one from
+	// being published under its nibble name, where no client looks.
+	name := dnsutil.ReverseName(ip.Unmap(), u.zone)
 	ttl := uint32(u.c.TTL / time.Second)
 	a := &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: u.c.A.AsSlice()}
-	t := &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: splitTXT(u.c.TXT(ip, ev))}
+	t := &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: dnsutil.TXT(u.c.TXT(ip, ev))}
 	return a, t
-}
-
-// splitTXT cuts s into character-strings of at most 255 bytes (RFC 1035
-// §3.3.14); resolvers and DNSBL clients concatenate them (RFC 7208 §3.3
-// does the same for SPF). It does not cut inside a UTF-8 sequence.
-func splitTXT(s string) []string {
-	if s == "" {
-		return []string{""}
-	}
-	var out []string
-	for len(s) > 255 {
-		n := 255
-		for n > 0 && s[n]&0xC0 == 0x80 { // continuation byte
-			n--
-		}
-		if n == 0 {
-			n = 255
-		}
-		out = append(out, s[:n])
-		s = s[n:]
-	}
-	return append(out, s)
 }
 
 // change is one name's update: set (A+TXT) or delete.
@@ -433,7 +401,7 @@ func (u *Updater) send(ctx context.Context, m *dns.Msg) error {
 // then: later events may concern the same addresses, and sending them
 // first would let the retried older events undo them. kick (may be nil)
 // wakes Run at once; dstd sends on it after enqueueing.
-func (u *Updater) Run(ctx context.Context, q Queue, kick <-chan struct{}) error {
+func (u *Updater) Run(ctx context.Context, q store.Queue, kick <-chan struct{}) error {
 	if q == nil {
 		return errors.New("DNS UPDATE: no queue to consume")
 	}
@@ -477,7 +445,7 @@ func (u *Updater) Run(ctx context.Context, q Queue, kick <-chan struct{}) error 
 // it learns only from the store; waking at the head's time keeps the
 // queue moving without polling often. Items behind the head are due no
 // earlier, since a failed batch is rescheduled whole.
-func (u *Updater) headRetry(q Queue, now time.Time) (time.Time, bool) {
+func (u *Updater) headRetry(q store.Queue, now time.Time) (time.Time, bool) {
 	items, err := q.QueueNext(QueueName, now.Add(100*365*24*time.Hour), 1, nil)
 	if err != nil || len(items) == 0 || !items[0].NextAttempt.After(now) {
 		return time.Time{}, false
@@ -487,7 +455,7 @@ func (u *Updater) headRetry(q Queue, now time.Time) (time.Time, bool) {
 
 // round handles one batch. It reports whether the batch was full (more
 // may be due), and on failure when to try again.
-func (u *Updater) round(ctx context.Context, q Queue, now time.Time) (more bool, next time.Time, err error) {
+func (u *Updater) round(ctx context.Context, q store.Queue, now time.Time) (more bool, next time.Time, err error) {
 	// No skip function: Run handles one batch at a time and acks or
 	// reschedules all of it before reading again, so nothing it reads is
 	// in flight.
@@ -535,8 +503,8 @@ func (u *Updater) round(ctx context.Context, q Queue, now time.Time) (more bool,
 }
 
 // retry reschedules the whole batch and logs the failure once for it.
-func (u *Updater) retry(q Queue, items []store.QueueItem, attempts int, cause error) time.Time {
-	next := u.c.Now().Add(backoff(attempts, u.c.MinBackoff, u.c.MaxBackoff))
+func (u *Updater) retry(q store.Queue, items []store.QueueItem, attempts int, cause error) time.Time {
+	next := u.c.Now().Add(retry.Backoff(attempts, u.c.MinBackoff, u.c.MaxBackoff))
 	if m := u.c.Metrics; m != nil {
 		m.ActionFailures.WithLabelValues(QueueName).Add(float64(len(items)))
 	}
@@ -562,7 +530,7 @@ func (u *Updater) retry(q Queue, items []store.QueueItem, attempts int, cause er
 // ack acknowledges the items concurrently: the store merges concurrent
 // acknowledgements into one commit, while sequential ones would each wait
 // for their own.
-func (u *Updater) ack(q Queue, items []store.QueueItem) {
+func (u *Updater) ack(q store.Queue, items []store.QueueItem) {
 	var wg sync.WaitGroup
 	for _, it := range items {
 		wg.Go(func() {
@@ -576,7 +544,7 @@ func (u *Updater) ack(q Queue, items []store.QueueItem) {
 	wg.Wait()
 }
 
-func (u *Updater) updateDepth(q Queue) {
+func (u *Updater) updateDepth(q store.Queue) {
 	m := u.c.Metrics
 	if m == nil {
 		return
@@ -587,16 +555,4 @@ func (u *Updater) updateDepth(q Queue) {
 		return
 	}
 	m.QueueDepth.WithLabelValues(QueueName).Set(float64(n))
-}
-
-// backoff returns min·2^(attempts-1) capped at max, less a random part of
-// up to half, like the action runner's.
-func backoff(attempts int, minD, maxD time.Duration) time.Duration {
-	d := minD
-	for i := 1; i < attempts && d < maxD; i++ {
-		d *= 2
-	}
-	d = min(d, maxD)
-	half := d / 2
-	return d - time.Duration(rand.Int64N(int64(half)+1))
 }

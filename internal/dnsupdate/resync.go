@@ -10,6 +10,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/store"
 )
 
@@ -126,7 +127,10 @@ func (u *Updater) matches(ip netip.Addr, ev store.Event, h have) bool {
 	ha, ok1 := h.a[0].(*dns.A)
 	ht, ok2 := h.txt[0].(*dns.TXT)
 	return ok1 && ok2 && ha.Hdr.Ttl == a.Hdr.Ttl && ht.Hdr.Ttl == t.Hdr.Ttl &&
-		bytes.Equal(ha.A.To4(), a.A.To4()) && slices.Equal(ht.Txt, t.Txt)
+		bytes.Equal(ha.A.To4(), a.A.To4()) &&
+		// The text, not its spelling: a record split into other
+		// character-strings, or escaped otherwise by hand, reads the same.
+		dnsutil.TXTText(ht.Txt) == dnsutil.TXTText(t.Txt)
 }
 
 // transfer fetches the zone and returns the A and TXT records of its
@@ -165,7 +169,7 @@ func (u *Updater) transfer(ctx context.Context) (map[netip.Addr]have, error) {
 			if hdr.Rrtype != dns.TypeA && hdr.Rrtype != dns.TypeTXT {
 				continue
 			}
-			ip, ok := ParseName(hdr.Name, u.zone)
+			ip, ok := dnsutil.ParseReverseName(hdr.Name, u.zone)
 			if !ok {
 				continue
 			}

@@ -75,10 +75,7 @@ type Peer struct {
 
 // Source is the part of the store a Feeder uses; *store.DB implements it.
 type Source interface {
-	QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]store.QueueItem, error)
-	QueueAck(queue string, seq uint64) error
-	QueueRetry(queue string, seq uint64, next time.Time) error
-	QueueDepth(queue string) (int, error)
+	store.Queue
 	// Article returns the stored article, or nil once it has been pruned.
 	Article(messageID string) ([]byte, error)
 }

@@ -275,7 +275,7 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		return Verdict{Kind: Accepted, Reason: "stored to relay; not listed here"}
 	}
 	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
-		"relayed", relayed, "outcome", outcomeName(out), "expires", l.Expires.UTC().Format(time.RFC3339))
+		"relayed", relayed, "outcome", out.String(), "expires", l.Expires.UTC().Format(time.RFC3339))
 	return Verdict{Kind: Accepted, Reason: "stored"}
 }
 
@@ -320,16 +320,4 @@ func hasGroup(newsgroups string) bool {
 		}
 	}
 	return false
-}
-
-func outcomeName(o store.Outcome) string {
-	switch o {
-	case store.Pending:
-		return "pending"
-	case store.Listed:
-		return "listed"
-	case store.Extended:
-		return "extended"
-	}
-	return "duplicate"
 }

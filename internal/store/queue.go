@@ -51,6 +51,18 @@ type QueueItem struct {
 	NextAttempt time.Time // not before; zero for a new item, which is due at once
 }
 
+// Queue is what a consumer of a durable queue needs: the action runner,
+// the DNS UPDATE sender and the peer feeds. *DB implements it; tests give
+// fakes.
+type Queue interface {
+	QueueNext(queue string, now time.Time, n int, skip func(seq uint64) bool) ([]QueueItem, error)
+	QueueAck(queue string, seq uint64) error
+	QueueRetry(queue string, seq uint64, next time.Time) error
+	QueueDepth(queue string) (int, error)
+}
+
+var _ Queue = (*DB)(nil)
+
 // uniqueQueues checks queue names and drops repeats, keeping order.
 func uniqueQueues(names []string) ([]string, error) {
 	if len(names) == 0 {

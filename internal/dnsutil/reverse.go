@@ -1,4 +1,4 @@
-package dnsupdate
+package dnsutil
 
 import (
 	"net/netip"
@@ -10,25 +10,26 @@ import (
 
 const hexDigits = "0123456789abcdef"
 
-// Name returns the RFC 5782 §2.1 / §2.4 DNSBL name of ip in zone: the
-// IPv4 octets in reverse order ("7.113.0.203.zone." for 203.0.113.7), or
-// the 32 nibbles of an IPv6 address in reverse order, as in ip6.arpa.
-// zone may or may not end with a dot; the result always does. An
-// IPv4-mapped IPv6 address is treated as the IPv4 address, as the store
-// does.
-func Name(ip netip.Addr, zone string) string {
-	ip = ip.Unmap()
+// ReverseName returns the RFC 5782 §2.1 / §2.4 DNSBL name of ip in zone:
+// the IPv4 octets in reverse order ("7.113.0.203.zone." for 203.0.113.7),
+// or the 32 nibbles of an IPv6 address in reverse order, as in ip6.arpa.
+// zone may or may not end with a dot and is written in lower case; the
+// result is fully qualified. An IPv4-mapped IPv6 address is an IPv6
+// address here, named by its nibbles, as the RFC 5782 §5 IPv6 test point
+// ::ffff:7f00:2 is; listings never are, since the store unmaps addresses.
+func ReverseName(ip netip.Addr, zone string) string {
 	zone = dns.Fqdn(strings.ToLower(zone))
 	var b strings.Builder
 	if ip.Is4() {
+		b.Grow(16 + len(zone))
 		a := ip.As4()
 		for i := 3; i >= 0; i-- {
 			b.WriteString(strconv.Itoa(int(a[i])))
 			b.WriteByte('.')
 		}
 	} else {
-		a := ip.As16()
 		b.Grow(64 + len(zone))
+		a := ip.As16()
 		for i := 15; i >= 0; i-- {
 			b.WriteByte(hexDigits[a[i]&0xf])
 			b.WriteByte('.')
@@ -42,12 +43,14 @@ func Name(ip netip.Addr, zone string) string {
 	return b.String()
 }
 
-// ParseName is the inverse of Name: it returns the address that name
-// stands for in zone, and false for any name that is not in the RFC 5782
-// form (the apex, ns.zone, 127.0.0.2's neighbours written with leading
-// zeros, names of other zones). Comparison is case-insensitive
-// (RFC 4343).
-func ParseName(name, zone string) (netip.Addr, bool) {
+// ParseReverseName is the inverse of ReverseName: it returns the address
+// that name stands for in zone, and false for any name that is not in the
+// RFC 5782 form of a listing (the apex, ns.zone, octets written with
+// leading zeros, names of other zones). The nibbles of an IPv4-mapped
+// address are refused too: no listing has that form (the store unmaps
+// addresses), only the RFC 5782 §5 IPv6 test point, which is not one to
+// manage. Comparison is case-insensitive (RFC 4343).
+func ParseReverseName(name, zone string) (netip.Addr, bool) {
 	name = dns.Fqdn(strings.ToLower(name))
 	zone = dns.Fqdn(strings.ToLower(zone))
 	var rel string
@@ -97,8 +100,6 @@ func ParseName(name, zone string) (netip.Addr, bool) {
 		}
 		ip := netip.AddrFrom16(a)
 		if ip.Is4In6() {
-			// The store never holds mapped addresses; such a name is
-			// not one of ours.
 			return netip.Addr{}, false
 		}
 		return ip, true

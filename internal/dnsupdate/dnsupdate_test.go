@@ -17,60 +17,6 @@ import (
 	"github.com/dst-traps/dst/internal/dsttest"
 )
 
-func TestName(t *testing.T) {
-	for _, tc := range []struct{ ip, zone, want string }{
-		// RFC 5782 §2.1 and §2.4 examples.
-		{"192.0.2.99", "bad.example.com", "99.2.0.192.bad.example.com."},
-		{"2001:db8:1:2:3:4:567:89ab", "ugly.example.com.",
-			"b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com."},
-		{"127.0.0.2", "BL.Test", "2.0.0.127.bl.test."},
-		{"::ffff:10.1.2.3", "bl.test", "3.2.1.10.bl.test."},
-	} {
-		got := Name(netip.MustParseAddr(tc.ip), tc.zone)
-		if got != tc.want {
-			t.Errorf("Name(%s, %s) = %s, want %s", tc.ip, tc.zone, got, tc.want)
-		}
-		back, ok := ParseName(got, tc.zone)
-		if !ok || back != netip.MustParseAddr(tc.ip).Unmap() {
-			t.Errorf("ParseName(%s) = %v %v, want %s", got, back, ok, tc.ip)
-		}
-	}
-}
-
-func TestParseNameRejects(t *testing.T) {
-	for _, name := range []string{
-		"bl.test.", "ns.bl.test.", "4.3.2.bl.test.", "5.4.3.2.1.bl.test.", "007.0.0.10.bl.test.",
-		"256.0.0.10.bl.test.", "-1.0.0.10.bl.test.", "+1.0.0.10.bl.test.", "a.b.c.d.bl.test.",
-		"4.3.2.1.other.test.", "4.3.2.1.xbl.test.",
-		strings.Repeat("0.", 31) + "g.bl.test.", strings.Repeat("0.", 31) + "10.bl.test.",
-		// ::ffff:1.2.3.4 in nibbles: the store holds it as 1.2.3.4.
-		"4.0.3.0.2.0.1.0.f.f.f.f." + strings.Repeat("0.", 20) + "bl.test.",
-	} {
-		if ip, ok := ParseName(name, "bl.test"); ok {
-			t.Errorf("ParseName(%q) = %s, want not an address name", name, ip)
-		}
-	}
-	if ip, ok := ParseName("4.3.2.1.BL.TEST", "bl.test."); !ok || ip != netip.MustParseAddr("1.2.3.4") {
-		t.Errorf("case-insensitive match failed: %v %v", ip, ok)
-	}
-}
-
-func TestSplitTXT(t *testing.T) {
-	if got := splitTXT("short"); len(got) != 1 || got[0] != "short" {
-		t.Errorf("splitTXT(short) = %q", got)
-	}
-	long := strings.Repeat("é", 200) // 400 bytes, no cut inside a rune
-	parts := splitTXT(long)
-	if len(parts) != 2 || strings.Join(parts, "") != long {
-		t.Fatalf("splitTXT: %d parts", len(parts))
-	}
-	for _, p := range parts {
-		if len(p) > 255 || !strings.HasPrefix(p, "é") {
-			t.Errorf("bad part %q (%d bytes)", p, len(p))
-		}
-	}
-}
-
 func newTestUpdater(t *testing.T) *Updater {
 	t.Helper()
 	u, err := New(Config{Server: "127.0.0.1:53", Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0"})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/dsttest"
 	"github.com/dst-traps/dst/internal/nntp"
 	"github.com/dst-traps/dst/internal/report"
@@ -201,6 +202,11 @@ func TestBINDSecondary(t *testing.T) {
 	}
 }
 
+// oddTXT is a TXT template (a TOML literal string) whose text miekg/dns
+// would misread if it were not escaped: a backslash, an escape-like
+// sequence, quotes and non-ASCII.
+const oddTXT = "Listed: back\\slash \\065BC \"quoted\" caf\u00e9 {ip}"
+
 // TestBINDUpdate: dstd pushes listings into a BIND primary with DNS UPDATE
 // signed with TSIG, and deletes them at expiry; a wrong key is refused by
 // BIND and dstd says so.
@@ -209,7 +215,7 @@ func TestBINDUpdate(t *testing.T) {
 	b := dsttest.StartBIND(t, dsttest.BINDOptions{Primary: &dsttest.BINDPrimary{Zone: zone, Key: key}})
 	conf := func(secret string) string {
 		return fmt.Sprintf("[policy]\nallow_documentation = true\n[listing]\nexpire = \"3s\"\nmax_expire = \"6s\"\nsweep_interval = \"200ms\"\n"+
-			"[dns]\nzone = \"bl.test\"\n[dns.update]\nserver = %q\nkey_name = \"dst-key\"\nsecret = %q\n", b.Addr(), secret)
+			"[dns]\nzone = \"bl.test\"\ntxt = '%s'\n[dns.update]\nserver = %q\nkey_name = \"dst-key\"\nsecret = %q\n", oddTXT, b.Addr(), secret)
 	}
 	d := dsttest.NewDstd(t, "site-a.test", "")
 	d.Reconfigure(conf(key.Secret))
@@ -219,8 +225,12 @@ func TestBINDUpdate(t *testing.T) {
 		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
 		return err == nil && len(r.Answer) > 0
 	})
+	// The template's backslashes, quotes and non-ASCII reach BIND byte
+	// for byte.
 	if r, _ := b.Query(reverse("203.0.113.30"), dns.TypeTXT); r == nil || len(r.Answer) == 0 {
 		t.Error("no TXT in BIND")
+	} else if txt, ok := r.Answer[0].(*dns.TXT); !ok || dnsutil.TXTText(txt.Txt) != strings.ReplaceAll(oddTXT, "{ip}", "203.0.113.30") {
+		t.Errorf("TXT in BIND %v, want %q", r.Answer[0], strings.ReplaceAll(oddTXT, "{ip}", "203.0.113.30"))
 	}
 	// Someone else's record in the zone: a resynchronisation on demand
 	// (SIGUSR1) removes it.
@@ -249,7 +259,7 @@ func TestBINDUpdate(t *testing.T) {
 	if r, _, err := c.Exchange(u2, b.Addr()); err != nil || r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("adding a second stray record to BIND: %v %v", err, r)
 	}
-	if out, code := d.Ctl("resync"); code != 0 || !strings.Contains(out, "1 removed") {
+	if out, code := d.Ctl("resync"); code != 0 || !strings.Contains(out, "0 fixed, 1 removed") {
 		t.Errorf("dstctl resync: exit %d: %s", code, out)
 	}
 	if r, err := b.Query(stray2, dns.TypeA); err != nil || r.Rcode != dns.RcodeNameError {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -126,51 +127,69 @@ func TestUpdateErrorText(t *testing.T) {
 // fails, the events stay queued with their attempts counted, and the
 // failure is logged as a warning to retry rather than an error.
 func TestRunServerDown(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // nothing listens there now
-	db, err := store.Open(filepath.Join(t.TempDir(), "dst.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for i := range 3 {
-		ev := store.Event{Kind: store.EventReport, Time: time.Now(), IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Listed: true, Expires: time.Now().Add(time.Hour)}
-		if err := db.Enqueue([]string{QueueName}, ev); err != nil {
+	// In a synctest bubble the clock moves only when every goroutine
+	// waits, so the retry schedule is checked exactly: no attempt before
+	// the backoff is due (a sleep could not show that), one when it is.
+	synctest.Test(t, func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
 			t.Fatal(err)
 		}
-	}
-	var logBuf dsttest.SyncBuffer
-	u, err := New(Config{Server: addr, Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0", Timeout: time.Second,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- u.Run(ctx, db, nil) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for u.Stats().UpdateFailures < 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no retries after 10s: %+v\n%s", u.Stats(), logBuf.String())
+		addr := l.Addr().String()
+		l.Close() // nothing listens there now
+		db, err := store.Open(filepath.Join(t.TempDir(), "dst.db"), store.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if n, _ := db.QueueDepth(QueueName); n != 3 {
-		t.Errorf("queue depth %d, want the 3 events kept", n)
-	}
-	items, err := db.QueueNext(QueueName, time.Now().Add(time.Hour), 10, nil)
-	if err != nil || len(items) != 3 || items[0].Attempts < 2 {
-		t.Errorf("queued items %+v %v, want 3 with attempts counted", items, err)
-	}
-	if out := logBuf.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "cannot reach the server") {
-		t.Errorf("log does not say the server is unreachable:\n%s", out)
-	}
+		defer db.Close()
+		for i := range 3 {
+			ev := store.Event{Kind: store.EventReport, Time: time.Now(), IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Listed: true, Expires: time.Now().Add(time.Hour)}
+			if err := db.Enqueue([]string{QueueName}, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var logBuf dsttest.SyncBuffer
+		const minB, maxB = time.Second, 4 * time.Second
+		u, err := New(Config{Server: addr, Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0", Timeout: time.Second,
+			MinBackoff: minB, MaxBackoff: maxB, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- u.Run(ctx, db, nil) }()
+		synctest.Wait()
+		if n := u.Stats().UpdateFailures; n != 1 {
+			t.Fatalf("%d failures at start, want 1: %s", n, logBuf.String())
+		}
+		// retry.Backoff waits between half and all of min·2^(n-1) after
+		// the n-th failed attempt.
+		for n, d := range []time.Duration{minB, 2 * minB, 4 * minB} {
+			failed := u.Stats().LastErrorTime
+			time.Sleep(time.Until(failed.Add(d/2)) - time.Nanosecond)
+			synctest.Wait()
+			if got := u.Stats().UpdateFailures; got != int64(n+1) {
+				t.Errorf("after failure %d: tried again before half the backoff (%v): %d failures", n+1, d/2, got)
+			}
+			time.Sleep(time.Until(failed.Add(d)))
+			synctest.Wait()
+			if got := u.Stats().UpdateFailures; got != int64(n+2) {
+				t.Errorf("after failure %d: not tried again within the backoff (%v): %d failures", n+1, d, got)
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := db.QueueDepth(QueueName); n != 3 {
+			t.Errorf("queue depth %d, want the 3 events kept", n)
+		}
+		items, err := db.QueueNext(QueueName, time.Now().Add(time.Hour), 10, nil)
+		if err != nil || len(items) != 3 || items[0].Attempts != 4 {
+			t.Errorf("queued items %+v %v, want 3 with 4 attempts counted", items, err)
+		}
+		if out := logBuf.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "cannot reach the server") {
+			t.Errorf("log does not say the server is unreachable:\n%s", out)
+		}
+	})
 }

@@ -9,10 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
@@ -150,52 +153,119 @@ func TestWriteErrorKeepsOldFile(t *testing.T) {
 	}
 }
 
+// TestRunCoalesces runs in a synctest bubble: its clock moves only when
+// every goroutine waits, so "no third write" is checked after Run has
+// seen every timer it set, not after a sleep that may be too short.
 func TestRunCoalesces(t *testing.T) {
-	dir := t.TempDir()
-	e := New(filepath.Join(dir, "4"), "", DefaultA, nil)
-	e.MinInterval = 200 * time.Millisecond
-	var writes atomic.Int32
-	changed := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() {
-		done <- e.Run(ctx, changed, func(fn func(Listing) error) error {
-			writes.Add(1)
-			return nil
-		})
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for writes.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if writes.Load() != 1 {
-		t.Fatalf("initial writes = %d", writes.Load())
-	}
-	// A burst of changes right after a write makes exactly one more write,
-	// no sooner than MinInterval after the first.
-	start := time.Now()
-	for range 20 {
-		select {
-		case changed <- struct{}{}:
-		default:
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		e := New(filepath.Join(dir, "4"), "", DefaultA, nil)
+		const interval = 200 * time.Millisecond
+		e.MinInterval = interval
+		var writes atomic.Int32
+		var lastWrite atomic.Int64 // UnixNano, bubble time
+		changed := make(chan struct{}, 1)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		start := time.Now()
+		go func() {
+			done <- e.Run(ctx, changed, func(fn func(Listing) error) error {
+				writes.Add(1)
+				lastWrite.Store(time.Now().UnixNano())
+				return nil
+			})
+		}()
+		synctest.Wait()
+		if n := writes.Load(); n != 1 {
+			t.Fatalf("writes at start = %d, want 1", n)
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	for writes.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	elapsed := time.Since(start)
-	time.Sleep(400 * time.Millisecond)
-	if n := writes.Load(); n != 2 {
-		t.Errorf("writes after a burst = %d, want 2", n)
-	}
-	if elapsed < 100*time.Millisecond {
-		t.Errorf("second write after %v, before MinInterval", elapsed)
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Run = %v", err)
-	}
+		// A burst of changes right after a write makes exactly one more
+		// write, MinInterval after the first.
+		for range 20 {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		time.Sleep(interval - time.Since(start) - time.Nanosecond)
+		synctest.Wait()
+		if n := writes.Load(); n != 1 {
+			t.Errorf("writes before MinInterval = %d, want 1", n)
+		}
+		time.Sleep(10 * interval)
+		synctest.Wait()
+		if n := writes.Load(); n != 2 {
+			t.Errorf("writes after a burst = %d, want 2", n)
+		}
+		if at := time.Unix(0, lastWrite.Load()).Sub(start); at != interval {
+			t.Errorf("second write %v after the first, want MinInterval (%v)", at, interval)
+		}
+		// Quiet: no more writes, however long.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := writes.Load(); n != 2 {
+			t.Errorf("writes with no change = %d, want 2", n)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	})
+}
+
+// TestRunRetriesFailedWrite: a failed rewrite goes to ErrorLog and is
+// tried again MinInterval later without a new change, until it works.
+func TestRunRetriesFailedWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		e := New(filepath.Join(dir, "4"), "", DefaultA, nil)
+		const interval = time.Second
+		e.MinInterval = interval
+		boom := errors.New("disk full")
+		var mu sync.Mutex // ErrorLog runs in Run's goroutine
+		var errs []error
+		e.ErrorLog = func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() }
+		logged := func() []error { mu.Lock(); defer mu.Unlock(); return slices.Clone(errs) }
+		var tries atomic.Int32
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		start := time.Now()
+		go func() {
+			done <- e.Run(ctx, make(chan struct{}), func(fn func(Listing) error) error {
+				if tries.Add(1) <= 2 {
+					return boom
+				}
+				return nil
+			})
+		}()
+		synctest.Wait()
+		if n, errs := tries.Load(), logged(); n != 1 || len(errs) != 1 || !errors.Is(errs[0], boom) {
+			t.Fatalf("at start: %d tries, errors %v; want 1 try and its error logged", n, errs)
+		}
+		time.Sleep(interval - time.Nanosecond)
+		synctest.Wait()
+		if n := tries.Load(); n != 1 {
+			t.Errorf("%d tries before MinInterval, want 1", n)
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if n, errs := tries.Load(), logged(); n != 2 || len(errs) != 2 {
+			t.Errorf("after MinInterval: %d tries, %d errors; want the retry and its error", n, len(errs))
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n, errs := tries.Load(), logged(); n != 3 || len(errs) != 2 {
+			t.Errorf("after an hour: %d tries, %d errors; want one more try that worked, then none (since %v)", n, len(errs), time.Since(start))
+		}
+		if _, err := os.Stat(filepath.Join(dir, "4")); err != nil {
+			t.Errorf("no file after the retry worked: %v", err)
+		}
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	})
 }
 
 // TestRbldnsd serves the exported files with the real rbldnsd and checks

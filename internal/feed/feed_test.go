@@ -603,13 +603,8 @@ func TestCancelPromptly(t *testing.T) {
 // ihavePeer is a peer that does not stream, like an INN without
 // streaming: 500 to MODE STREAM, IHAVE only.
 type ihavePeer struct {
-	mu    sync.Mutex
-	order []string // IDs in the order Receive stored them
-	// offered are IDs in the order of their first CHECK: the server runs
-	// pipelined TAKETHIS concurrently, so order is not the feed's order,
-	// but CHECKs are handled one at a time as they arrive.
-	offered  []string
-	seen     map[string]bool
+	mu       sync.Mutex
+	order    []string // IDs in the order they were stored
 	received map[string][]byte
 	later    map[string]int // answer 436 to the offer this many times
 }

@@ -64,7 +64,7 @@ gates() {
 	fi
 	if bin=$(tool "$staticcheck_pkg"); then
 		if ! "$bin" ./...; then
-			echo "test.sh: FAILED: staticcheck reports the problems above: fix them (staticcheck -explain CHECK says why each matters)" >&2
+			echo "test.sh: FAILED: staticcheck reports the problems above: fix them ($bin -explain CHECK says why each check matters)" >&2
 			failed+=(staticcheck)
 		fi
 	else

@@ -4,8 +4,90 @@
 # on loopback. Run as root: it installs those components with apt-get when they
 # are missing. With CI=true, a component that cannot be installed fails the run
 # (the integration tests also refuse to skip).
+#
+# "./test.sh gates" runs only the checks of the sources (gates, below), which
+# need no component and no root.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# The tools the gates run, at pinned versions (a newer release may report
+# new findings: raise these on purpose, and fix what it reports).
+staticcheck_pkg=honnef.co/go/tools/cmd/staticcheck@v0.8.2 # staticcheck 2026.2.2
+goimports_pkg=golang.org/x/tools/cmd/goimports@v0.52.0
+module=github.com/dst-traps/dst
+
+# tool installs the pinned package $1 (path@version) into a directory of its
+# own, once, and prints the path of its program.
+tool() {
+	local name=${1%@*} version=${1#*@}
+	name=${name##*/}
+	local dir
+	dir="$(go env GOPATH)/pkg/dst-test-tools/$name-$version"
+	if [ ! -x "$dir/$name" ]; then
+		echo "test.sh: installing $1 into $dir" >&2
+		GOBIN=$dir go install "$1" >&2 || {
+			echo "test.sh: FAILED to install $1: check the network access to the Go module proxy" >&2
+			return 1
+		}
+	fi
+	echo "$dir/$name"
+}
+
+# gates checks the sources without running them: formatting, import
+# grouping, go vet, a tidy go.mod and staticcheck. It runs every check, says
+# what to do about each that fails, and returns non-zero if any failed.
+gates() {
+	local failed=() out bin
+	echo "test.sh: gates: gofmt, goimports, go vet, go mod tidy, staticcheck"
+	# gofmt walks the tree itself (its testdata holds no .go files).
+	if ! out=$(gofmt -l .) || [ -n "$out" ]; then
+		printf '%s\n' "$out" >&2
+		echo "test.sh: FAILED: these files are not gofmt-formatted: run gofmt -w on them" >&2
+		failed+=(gofmt)
+	fi
+	if bin=$(tool "$goimports_pkg"); then
+		if ! out=$("$bin" -l -local "$module" .) || [ -n "$out" ]; then
+			printf '%s\n' "$out" >&2
+			echo "test.sh: FAILED: the imports of these files are not grouped as the project groups them (standard library, others, then $module): run $bin -w -local $module on them" >&2
+			failed+=(goimports)
+		fi
+	else
+		failed+=(goimports)
+	fi
+	if ! go vet ./...; then
+		echo "test.sh: FAILED: go vet reports the problems above: fix them" >&2
+		failed+=("go vet")
+	fi
+	if ! go mod tidy -diff; then
+		echo "test.sh: FAILED: go.mod or go.sum is not tidy (the diff above): run go mod tidy and commit the result" >&2
+		failed+=("go mod tidy")
+	fi
+	if bin=$(tool "$staticcheck_pkg"); then
+		if ! "$bin" ./...; then
+			echo "test.sh: FAILED: staticcheck reports the problems above: fix them ($bin -explain CHECK says why each check matters)" >&2
+			failed+=(staticcheck)
+		fi
+	else
+		failed+=(staticcheck)
+	fi
+	if ((${#failed[@]})); then
+		echo "test.sh: FAILED gates: ${failed[*]}" >&2
+		return 1
+	fi
+	echo "test.sh: gates passed"
+}
+
+case "${1:-}" in
+gates)
+	gates
+	exit
+	;;
+"") ;;
+*)
+	echo "usage: $0 [gates]" >&2
+	exit 2
+	;;
+esac
 
 # Debian packages of the real components the integration tests start
 # (unbound is the blocking site's resolver in test/e2e; iproute2 makes its
@@ -130,19 +212,15 @@ if ! command -v exim4 >/dev/null && [ -z "${DST_EXIM:-}" ]; then
 	fi
 fi
 
-# gofmt walks the tree itself (its testdata holds no .go files).
-unformatted=$(gofmt -l .)
-if [ -n "$unformatted" ]; then
-	echo "test.sh: FAILED: gofmt would change:" >&2
-	echo "$unformatted" >&2
-	exit 1
-fi
-go vet ./...
+gates
 # Integration tests write the figures they measure (trap-to-rejection time)
 # here; go test shows nothing of a passing package.
 figures=$(mktemp "${TMPDIR:-/tmp}/dst-test-figures.XXXXXX")
 trap 'rm -f "$figures"' EXIT
-DST_TEST_FIGURES=$figures go test -race -count=1 -timeout 20m ./...
+if ! DST_TEST_FIGURES=$figures go test -race -count=1 -timeout 20m ./...; then
+	echo "test.sh: FAILED: go test: the failing tests are marked --- FAIL above, each with what it expected" >&2
+	exit 1
+fi
 if [ -s "$figures" ]; then
 	echo
 	echo "Figures measured by the integration tests:"

@@ -19,9 +19,8 @@ import (
 
 	"github.com/dst-traps/dst/internal/arf"
 	"github.com/dst-traps/dst/internal/article"
-	"github.com/dst-traps/dst/internal/store"
-
 	"github.com/dst-traps/dst/internal/dsttest"
+	"github.com/dst-traps/dst/internal/store"
 )
 
 var _ ArticleSource = (*store.DB)(nil)
@@ -156,7 +155,7 @@ func TestProgramTempFailIsRetried(t *testing.T) {
 	q := newFakeQueue()
 	q.add(ProgramName, reportEvent())
 	startRun(t, q, p, RunnerOptions{})
-	waitFor(t, "a retry", func() bool { return len(q.retryLog()) == 1 })
+	dsttest.WaitFor(t, 5*time.Second, "a retry", func() bool { return len(q.retryLog()) == 1 })
 	if items := q.get(ProgramName); len(items) != 1 || items[0].Attempts != 1 {
 		t.Errorf("queue after exit 75: %+v, want the event with 1 attempt", items)
 	}
@@ -201,7 +200,7 @@ func TestProgramTimeoutKillsProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, fmt.Sprintf("the child sleep (pid %d) to die", pid), func() bool { return processGone(pid) })
+	dsttest.WaitFor(t, 5*time.Second, fmt.Sprintf("the child sleep (pid %d) to die", pid), func() bool { return processGone(pid) })
 }
 
 // processGone reports whether pid has exited: no such process, or a

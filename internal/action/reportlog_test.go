@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dst-traps/dst/internal/dsttest"
 	"github.com/dst-traps/dst/internal/store"
 )
 
@@ -204,7 +205,7 @@ func TestReportLogWithStore(t *testing.T) {
 	}
 	defer l.Close()
 	startRun(t, db, l, RunnerOptions{})
-	waitFor(t, "the queue to empty", func() bool { n, _ := db.QueueDepth(ReportLogName); return n == 0 })
+	dsttest.WaitFor(t, 5*time.Second, "the queue to empty", func() bool { n, _ := db.QueueDepth(ReportLogName); return n == 0 })
 	got, _ := os.ReadFile(path)
 	if want := FormatLine(evs[0]) + FormatLine(evs[1]); string(got) != want {
 		t.Errorf("log:\n%s\nwant:\n%s", got, want)

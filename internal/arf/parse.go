@@ -191,7 +191,7 @@ func (r *Report) parseFields(data []byte) error {
 		return errors.New("no Version field (RFC 5965 §3.1)")
 	case "1":
 	default:
-		return fmt.Errorf("Version is %q; only version 1 of the format exists (RFC 5965 §3.1)", v)
+		return fmt.Errorf("field Version is %q; only version 1 of the format exists (RFC 5965 §3.1)", v)
 	}
 	r.UserAgent = h.Get("User-Agent")
 	if r.UserAgent == "" {

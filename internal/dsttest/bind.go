@@ -94,7 +94,9 @@ type BIND struct {
 // there would hide a broken setup.
 func BINDBin(t testing.TB) string {
 	t.Helper()
-	return Require(t, "named", "bind9")
+	bin := Require(t, "named", "bind9")
+	RequireRoot(t, "named, which runs as user bind")
+	return bin
 }
 
 // StartBIND writes the configuration, starts named and waits until it

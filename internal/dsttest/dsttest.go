@@ -25,37 +25,6 @@ import (
 	"github.com/dst-traps/dst/internal/nntp"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// Bin returns the path of a built program ("dstc", "dstd", "dstctl"),
-// building all three on first use.
-func Bin(t testing.TB, name string) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "dst-bin-")
-		if buildErr != nil {
-			return
-		}
-		// Tests run the programs as other users too (an MTA's nobody).
-		if buildErr = os.Chmod(binDir, 0o755); buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", binDir+"/",
-			"github.com/dst-traps/dst/cmd/dstc", "github.com/dst-traps/dst/cmd/dstd", "github.com/dst-traps/dst/cmd/dstctl")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, name)
-}
-
 // handedOut are the ports FreePort and FreeUDPTCPPort gave this process:
 // the kernel may offer a closed port again at once, and two servers of one
 // test must not both be told to take it.
@@ -226,8 +195,11 @@ func (d *Dstd) Stop() {
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-d.exited:
-		if !d.cmd.ProcessState.Success() {
-			d.t.Errorf("dstd %s exited with %v after SIGTERM", d.Site, d.cmd.ProcessState)
+		switch st := d.cmd.ProcessState; {
+		case raceEnabled && st.ExitCode() == raceExitCode:
+			d.t.Errorf("dstd %s has a data race: the race detector's report is in its log", d.Site)
+		case !st.Success():
+			d.t.Errorf("dstd %s exited with %v after SIGTERM", d.Site, st)
 		}
 	case <-time.After(20 * time.Second):
 		d.cmd.Process.Kill()

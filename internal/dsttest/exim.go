@@ -32,9 +32,8 @@ func EximBin(t testing.TB) string {
 	t.Helper()
 	p := os.Getenv("DST_EXIM")
 	if p == "" {
-		return Require(t, "exim4", "exim4-daemon-light, or set DST_EXIM to an exim4 unpacked as test.sh does")
-	}
-	if _, err := os.Stat(p); err != nil {
+		p = Require(t, "exim4", "exim4-daemon-light, or set DST_EXIM to an exim4 unpacked as test.sh does")
+	} else if _, err := os.Stat(p); err != nil {
 		t.Fatalf("DST_EXIM: %v", err)
 	}
 	RequireRoot(t, "Exim")

@@ -23,45 +23,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Require returns the path of the program prog of Debian package pkg. When
-// it is missing or the test does not run as root, the test is skipped,
-// except with CI=true, where it fails: CI installs the package (test.sh)
-// and runs as root, so a skip there would hide a broken setup.
-func Require(t testing.TB, prog, pkg string) string {
-	t.Helper()
-	ci := os.Getenv("CI") == "true"
-	bin, err := exec.LookPath(prog)
-	if err != nil {
-		for _, dir := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-			if st, err2 := os.Stat(filepath.Join(dir, prog)); err2 == nil && !st.IsDir() {
-				bin, err = filepath.Join(dir, prog), nil
-				break
-			}
-		}
-	}
-	if err != nil {
-		if ci {
-			t.Fatalf("CI=true but %s is not installed (apt-get install %s; test.sh does it)", prog, pkg)
-		}
-		t.Skipf("%s is not installed (Debian: apt-get install %s); skipping", prog, pkg)
-	}
-	RequireRoot(t, prog)
-	return bin
-}
-
-// RequireRoot skips the test unless it runs as root, or fails it with
-// CI=true; what names what needs root.
-func RequireRoot(t testing.TB, what string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true but this test must run as root (it starts %s)", what)
-	}
-	t.Skipf("this test needs root (it starts %s); skipping", what)
-}
-
 // Netns is a network namespace of a test.
 type Netns struct {
 	t    testing.TB
@@ -75,6 +36,7 @@ type Netns struct {
 func NewNetns(t testing.TB, prefix string) *Netns {
 	t.Helper()
 	Require(t, "ip", "iproute2")
+	RequireRoot(t, "network namespaces")
 	n := &Netns{t: t, Name: fmt.Sprintf("%s-%d", prefix, os.Getpid())}
 	if out, err := exec.Command("ip", "netns", "add", n.Name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add %s: %v\n%s", n.Name, err, out)

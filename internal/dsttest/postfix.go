@@ -83,10 +83,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 `
 
 // StartPostfix writes the instance, starts it and waits until it accepts
-// connections on Listen. Needs root and postfix installed (see Require).
+// connections on Listen. Needs root and postfix installed (see Require
+// and RequireRoot).
 func StartPostfix(t testing.TB, o PostfixOptions) *Postfix {
 	t.Helper()
 	bin := Require(t, "postfix", "postfix")
+	RequireRoot(t, "Postfix")
 	dir := t.TempDir()
 	// Alias pipes run as default_privs: they must be able to reach what
 	// the test puts in its temporary directories.

@@ -257,15 +257,11 @@ func run(t *testing.T, f *feed.Feeder) (stop func()) {
 	return dsttest.Go(t, f.Run)
 }
 
+// waitFor waits for what the feeder does in its own goroutines, on real
+// connections (which a synctest bubble cannot hold).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	dsttest.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func depth(t *testing.T, db *store.DB) int {
@@ -392,15 +388,38 @@ func TestTLSAndSourceAddress(t *testing.T) {
 	}
 }
 
+// emptySeen is the store as a feed.Source that closes empty when a
+// QueueNext has found nothing to send.
+type emptySeen struct {
+	*store.DB
+	once  sync.Once
+	empty chan struct{}
+}
+
+func (s *emptySeen) QueueNext(queue string, now time.Time, n int, skip func(uint64) bool) ([]store.QueueItem, error) {
+	items, err := s.DB.QueueNext(queue, now, n, skip)
+	if err == nil && len(items) == 0 {
+		s.once.Do(func() { close(s.empty) })
+	}
+	return items, err
+}
+
 func TestKickAfterIdle(t *testing.T) {
 	db := openStore(t)
+	src := &emptySeen{DB: db, empty: make(chan struct{})}
 	p := &peer{}
 	kick := make(chan struct{}, 1)
 	o := options(t, kick)
 	o.Poll = time.Hour // only the kick can wake it
-	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, o)
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, src, o)
 	run(t, f)
-	time.Sleep(50 * time.Millisecond) // Run is asleep on an empty queue
+	// Once Run has found the queue empty, it sleeps until kicked: the
+	// reports queued now reach the peer only through the kick.
+	select {
+	case <-src.empty:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the feeder did not look at its queue within 20s")
+	}
 	ids, arts := queue(t, db, 0, 5, "site-a.test!not-for-mail")
 	kick <- struct{}{}
 	checkDelivered(t, p, db, ids, arts)
@@ -584,13 +603,8 @@ func TestCancelPromptly(t *testing.T) {
 // ihavePeer is a peer that does not stream, like an INN without
 // streaming: 500 to MODE STREAM, IHAVE only.
 type ihavePeer struct {
-	mu    sync.Mutex
-	order []string // IDs in the order Receive stored them
-	// offered are IDs in the order of their first CHECK: the server runs
-	// pipelined TAKETHIS concurrently, so order is not the feed's order,
-	// but CHECKs are handled one at a time as they arrive.
-	offered  []string
-	seen     map[string]bool
+	mu       sync.Mutex
+	order    []string // IDs in the order they were stored
 	received map[string][]byte
 	later    map[string]int // answer 436 to the offer this many times
 }

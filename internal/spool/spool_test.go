@@ -10,80 +10,86 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
+// TestPutList runs in a synctest bubble, whose clock moves only when told:
+// the reports get known, distinct times without waiting.
 func TestPutList(t *testing.T) {
-	dir := t.TempDir()
-	es, err := List(dir)
-	if err != nil || len(es) != 0 {
-		t.Fatalf("List of an unused spool = %v, %v; want empty", es, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		start := time.Now()
+		es, err := List(dir)
+		if err != nil || len(es) != 0 {
+			t.Fatalf("List of an unused spool = %v, %v; want empty", es, err)
+		}
 
-	articles := [][]byte{
-		[]byte("Subject: one\r\n\r\nbody\r\n"),
-		[]byte("Subject: two\r\n\r\n.dot\r\n\x00binary\xff\r\n"),
-		{},
-	}
-	var paths []string
-	for _, a := range articles {
-		p, err := Put(dir, a)
+		articles := [][]byte{
+			[]byte("Subject: one\r\n\r\nbody\r\n"),
+			[]byte("Subject: two\r\n\r\n.dot\r\n\x00binary\xff\r\n"),
+			{},
+		}
+		var paths []string
+		for _, a := range articles {
+			p, err := Put(dir, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			paths = append(paths, p)
+			time.Sleep(time.Millisecond) // the bubble's clock: distinct, ordered times
+		}
+		for _, d := range []string{"tmp", "new"} {
+			fi, err := os.Stat(filepath.Join(dir, d))
+			if err != nil || !fi.IsDir() {
+				t.Fatalf("%s/ not created: %v", d, err)
+			}
+		}
+		// Junk that List must skip.
+		for _, junk := range []string{".hidden.art", "notes.txt", "1.2.art", "x.1.aa.art", "-5.1.aa.art"} {
+			os.WriteFile(filepath.Join(dir, "new", junk), []byte("junk"), 0o600)
+		}
+		os.Mkdir(filepath.Join(dir, "new", "1.1.00.art"), 0o700)
+
+		es, err = List(dir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		paths = append(paths, p)
-		time.Sleep(time.Millisecond) // distinct, ordered times
-	}
-	for _, d := range []string{"tmp", "new"} {
-		fi, err := os.Stat(filepath.Join(dir, d))
-		if err != nil || !fi.IsDir() {
-			t.Fatalf("%s/ not created: %v", d, err)
+		if len(es) != len(articles) {
+			t.Fatalf("List returned %d entries, want %d: %v", len(es), len(articles), es)
 		}
-	}
-	// Junk that List must skip.
-	for _, junk := range []string{".hidden.art", "notes.txt", "1.2.art", "x.1.aa.art", "-5.1.aa.art"} {
-		os.WriteFile(filepath.Join(dir, "new", junk), []byte("junk"), 0o600)
-	}
-	os.Mkdir(filepath.Join(dir, "new", "1.1.00.art"), 0o700)
+		for i, e := range es {
+			if e.Path != paths[i] {
+				t.Errorf("entry %d is %s, want %s (oldest first)", i, e.Path, paths[i])
+			}
+			if filepath.Base(e.Path) != e.Name || filepath.Dir(e.Path) != filepath.Join(dir, "new") {
+				t.Errorf("entry %d: Name %q and Path %q disagree", i, e.Name, e.Path)
+			}
+			if want := start.Add(time.Duration(i) * time.Millisecond); !e.Time.Equal(want) {
+				t.Errorf("entry %d: Time %v, want %v (when it was put)", i, e.Time, want)
+			}
+			got, err := os.ReadFile(e.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, articles[i]) {
+				t.Errorf("entry %d holds %q, want %q", i, got, articles[i])
+			}
+		}
+		if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
+			t.Errorf("tmp/ not empty after Put: %v", tmp)
+		}
 
-	es, err = List(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(es) != len(articles) {
-		t.Fatalf("List returned %d entries, want %d: %v", len(es), len(articles), es)
-	}
-	for i, e := range es {
-		if e.Path != paths[i] {
-			t.Errorf("entry %d is %s, want %s (oldest first)", i, e.Path, paths[i])
-		}
-		if filepath.Base(e.Path) != e.Name || filepath.Dir(e.Path) != filepath.Join(dir, "new") {
-			t.Errorf("entry %d: Name %q and Path %q disagree", i, e.Name, e.Path)
-		}
-		if d := time.Since(e.Time); d < 0 || d > time.Minute {
-			t.Errorf("entry %d: Time %v is not about now", i, e.Time)
-		}
-		got, err := os.ReadFile(e.Path)
-		if err != nil {
+		if err := Remove(es[0]); err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(got, articles[i]) {
-			t.Errorf("entry %d holds %q, want %q", i, got, articles[i])
+		if err := Remove(es[0]); err != nil {
+			t.Errorf("removing a removed entry: %v", err)
 		}
-	}
-	if tmp, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(tmp) != 0 {
-		t.Errorf("tmp/ not empty after Put: %v", tmp)
-	}
-
-	if err := Remove(es[0]); err != nil {
-		t.Fatal(err)
-	}
-	if err := Remove(es[0]); err != nil {
-		t.Errorf("removing a removed entry: %v", err)
-	}
-	if es2, _ := List(dir); len(es2) != len(articles)-1 || es2[0] != es[1] {
-		t.Errorf("after Remove, List = %v", es2)
-	}
+		if es2, _ := List(dir); len(es2) != len(articles)-1 || es2[0] != es[1] {
+			t.Errorf("after Remove, List = %v", es2)
+		}
+	})
 }
 
 func TestNameFormat(t *testing.T) {

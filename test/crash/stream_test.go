@@ -150,8 +150,10 @@ func TestKillDuringStream(t *testing.T) {
 			s, k := streamUntilError(t, d.NNTP, signer, &ips, &ack, isKilling)
 			done <- [2]int{s, k}
 		}()
+		before := ack.len()
 		wait := killAfter()
-		time.Sleep(wait)
+		time.Sleep(wait) // the crash comes at a random moment
+		dsttest.WaitFor(t, 30*time.Second, "dstd to take an article", func() bool { return ack.len() > before })
 		killing.Lock()
 		killed = true
 		killing.Unlock()

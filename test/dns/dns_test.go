@@ -48,14 +48,7 @@ func post(t *testing.T, d *dsttest.Dstd, ip string) {
 
 func digBin(t *testing.T) string {
 	t.Helper()
-	p, err := exec.LookPath("dig")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but dig is not installed (bind9-dnsutils)")
-		}
-		t.Skip("dig is not installed")
-	}
-	return p
+	return dsttest.Require(t, "dig", "bind9-dnsutils")
 }
 
 // dig runs the real dig and returns its short answer and status line.
@@ -296,13 +289,7 @@ func TestBINDUpdate(t *testing.T) {
 
 // TestRbldnsdExport: rbldnsd serving dstd's export answers as dstd does.
 func TestRbldnsdExport(t *testing.T) {
-	rbl, err := exec.LookPath("rbldnsd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but rbldnsd is not installed")
-		}
-		t.Skip("rbldnsd is not installed")
-	}
+	rbl := dsttest.Require(t, "rbldnsd", "rbldnsd")
 	dir, err := os.MkdirTemp("", "dst-rbl-")
 	if err != nil {
 		t.Fatal(err)

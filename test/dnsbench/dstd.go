@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dst-traps/dst/internal/dnsbl"
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dnsbl"
 )
 
 // startDstd builds a dnsbl index of listed and serves it in this process on

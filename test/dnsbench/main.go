@@ -31,8 +31,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dst-traps/dst/internal/rbldnsd"
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/rbldnsd"
 )
 
 type options struct {

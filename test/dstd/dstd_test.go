@@ -299,9 +299,7 @@ func TestDelistAndAllow(t *testing.T) {
 // creates its directory, key and database, listens on the default port,
 // judges a report, and stops cleanly on SIGTERM.
 func TestNoConfigFile(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to run dstd as nobody")
-	}
+	dsttest.RequireRoot(t, "dstd as user nobody")
 	state := t.TempDir()
 	os.Chmod(state, 0o777)
 	os.Chmod(filepath.Dir(state), 0o755)

@@ -5,13 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dst-traps/dst/internal/retry"
 	"log/slog"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/dst-traps/dst/internal/metrics"
+	"github.com/dst-traps/dst/internal/retry"
 	"github.com/dst-traps/dst/internal/store"
 )
 

@@ -1,7 +1,6 @@
 package dnsupdate
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -127,7 +126,7 @@ func (u *Updater) matches(ip netip.Addr, ev store.Event, h have) bool {
 	ha, ok1 := h.a[0].(*dns.A)
 	ht, ok2 := h.txt[0].(*dns.TXT)
 	return ok1 && ok2 && ha.Hdr.Ttl == a.Hdr.Ttl && ht.Hdr.Ttl == t.Hdr.Ttl &&
-		bytes.Equal(ha.A.To4(), a.A.To4()) &&
+		ha.A.Equal(a.A) &&
 		// The text, not its spelling: a record split into other
 		// character-strings, or escaped otherwise by hand, reads the same.
 		dnsutil.TXTText(ht.Txt) == dnsutil.TXTText(t.Txt)

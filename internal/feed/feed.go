@@ -18,7 +18,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/dst-traps/dst/internal/retry"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,6 +25,7 @@ import (
 	"github.com/dst-traps/dst/internal/article"
 	"github.com/dst-traps/dst/internal/metrics"
 	"github.com/dst-traps/dst/internal/nntp"
+	"github.com/dst-traps/dst/internal/retry"
 	"github.com/dst-traps/dst/internal/store"
 )
 

@@ -79,14 +79,6 @@ func encodeHistory(seen time.Time, status byte) []byte {
 	return v
 }
 
-// decodeHistory is the inverse of encodeHistory.
-func decodeHistory(v []byte) (time.Time, byte, error) {
-	if len(v) != historyValueLen {
-		return time.Time{}, 0, fmt.Errorf("history record is %d bytes, want %d", len(v), historyValueLen)
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC(), v[8], nil
-}
-
 // encoder appends the primitive fields of a value.
 type encoder struct{ b []byte }
 

@@ -129,6 +129,14 @@ func start(t *testing.T, cfg *config.Config) *running {
 // the commit).
 func post(t *testing.T, s *Site, ip string) {
 	t.Helper()
+	if err := tryPost(t, s, ip); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryPost is post, returning the server's refusal.
+func tryPost(t *testing.T, s *Site, ip string) error {
+	t.Helper()
 	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test",
 		UserAgent: "site_test", Message: []byte("From: spammer@example.com\r\nSubject: offer\r\n\r\nbuy\r\n")})
 	if err != nil {
@@ -142,8 +150,9 @@ func post(t *testing.T, s *Site, ip string) {
 	}
 	defer c.Close()
 	if err := c.Post(ctx, a.Bytes()); err != nil {
-		t.Fatalf("POST of a report of %s: %v", ip, err)
+		return fmt.Errorf("POST of a report of %s: %w", ip, err)
 	}
+	return nil
 }
 
 func listed(t *testing.T, s *Site, ip string) bool {

@@ -132,7 +132,7 @@ func (s *Site) listenNNTP() error {
 	for _, a := range s.cfg.NNTP.Listen {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			return fmt.Errorf("NNTP listener (nntp.listen): %w; stop what uses the port, or pick another", err)
+			return fmt.Errorf("NNTP listener: %w (nntp.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.nntpLs = append(s.nntpLs, l)
 		s.nntpTCP = append(s.nntpTCP, l.Addr())
@@ -141,7 +141,7 @@ func (s *Site) listenNNTP() error {
 	for _, a := range s.cfg.TLS.Listen {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
-			return fmt.Errorf("NNTPS listener (tls.listen): %w; stop what uses the port, or pick another", err)
+			return fmt.Errorf("NNTPS listener: %w (tls.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.nntpLs = append(s.nntpLs, tls.NewListener(l, s.srv.TLSConfig))
 		s.nntpTLS = append(s.nntpTLS, l.Addr())
@@ -193,7 +193,7 @@ func (s *Site) listenAdmin() error {
 		}
 		l, err := net.Listen("tcp", s.cfg.Admin.Listen)
 		if err != nil {
-			return fmt.Errorf("admin listener (admin.listen): %w; stop what uses the port, or pick another", err)
+			return fmt.Errorf("admin listener: %w (admin.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.adminLs = append(s.adminLs, l)
 	}
@@ -209,13 +209,13 @@ func (s *Site) listenDNS() error {
 	for _, a := range s.cfg.DNS.Listen {
 		pc, err := net.ListenPacket("udp", a)
 		if err != nil {
-			return fmt.Errorf("DNS listener (dns.listen) udp: %w; stop what uses the port, or pick another", err)
+			return fmt.Errorf("DNS listener: %w (dns.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.dnsPCs = append(s.dnsPCs, pc)
 		// TCP on the port UDP got, so that ":0" yields one port for both.
 		l, err := net.Listen("tcp", pc.LocalAddr().String())
 		if err != nil {
-			return fmt.Errorf("DNS listener (dns.listen) tcp: %w; stop what uses the port, or pick another", err)
+			return fmt.Errorf("DNS listener: %w (dns.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.dnsLs = append(s.dnsLs, l)
 	}

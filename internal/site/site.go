@@ -297,8 +297,20 @@ func (s *Site) Run(ctx context.Context) error {
 	// A listener that fails ends gctx, and with it the others: the site
 	// stops rather than go on half deaf, and Run returns why.
 	g, gctx := errgroup.WithContext(ctx)
-	for _, l := range s.nntpLs {
+	serve := func(f func() error) {
 		g.Go(func() error {
+			err := f()
+			if err != nil && gctx.Err() != nil {
+				// Stopping already: the news is why it stops, not
+				// how each listener took it.
+				s.log.Warn("listener stopped with an error at shutdown", "err", err)
+				return nil
+			}
+			return err
+		})
+	}
+	for _, l := range s.nntpLs {
+		serve(func() error {
 			if err := s.srv.Serve(gctx, l); err != nil {
 				return fmt.Errorf("NNTP listener %s: %w", l.Addr(), err)
 			}
@@ -306,10 +318,10 @@ func (s *Site) Run(ctx context.Context) error {
 		})
 	}
 	for _, l := range s.adminLs {
-		g.Go(func() error { return admin.Serve(gctx, l, s.adminHandler(l)) })
+		serve(func() error { return admin.Serve(gctx, l, s.adminHandler(l)) })
 	}
 	if s.dns.server != nil {
-		g.Go(func() error {
+		serve(func() error {
 			if err := s.dns.server.Serve(gctx, s.dnsPCs, s.dnsLs); err != nil {
 				return fmt.Errorf("DNS listener: %w", err)
 			}

@@ -340,7 +340,15 @@ func (s *Site) Run(ctx context.Context) error {
 		s.log.Error("a listener failed; dstd stops", "err", err)
 	}
 	stopLoops()
-	loops.Wait()
+	stopped := make(chan struct{})
+	go func() { loops.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(shutdownGrace):
+		// Say what holds the exit up; the store closes once they end.
+		s.log.Error("actions, feeds or DNS exports still running 10 s after the stop; waiting for them (a stuck actions.program? see actions.program.timeout)")
+		<-stopped
+	}
 	s.log.Info("dstd stopped")
 	return err
 }

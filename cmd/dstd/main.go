@@ -5,7 +5,9 @@
 //	dstd keygen [-c FILE]      create the site's DKIM key, print its public record
 //	dstd version
 //
-// See README.md ("dstd") and examples/dstd.toml.
+// SIGHUP reloads the configuration file, SIGUSR1 resynchronises the DNS
+// UPDATE server's zone, SIGTERM and SIGINT stop dstd. The daemon itself is
+// package internal/site. See README.md ("dstd") and examples/dstd.toml.
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 	"syscall"
 
 	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/site"
 )
 
 const version = "0.1.0"
@@ -70,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if cmd == "keygen" {
-		if err := keygen(cfg, stdout); err != nil {
+		if err := site.Keygen(cfg, stdout); err != nil {
 			fmt.Fprintln(stderr, "dstd keygen:", err)
 			return 1
 		}
@@ -81,4 +84,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// serve runs the site until ctx ends, turning SIGHUP and SIGUSR1 into
+// Reload and RequestResync.
+func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.Writer) error {
+	log, closeLog := site.NewLogger(cfg.Log, stderr)
+	defer closeLog()
+	// Subscribe before the site exists, so that a signal sent as soon as
+	// the start is logged is not lost to the default action.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
+	defer signal.Stop(sigs)
+	s, err := site.New(cfg, site.WithLogger(log), site.WithVersion(version), site.WithConfigPath(confPath))
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGUSR1 {
+				s.RequestResync()
+				continue
+			}
+			if c, err := config.Load(confPath); err != nil {
+				log.Error("reload failed, keeping the running configuration", "err", err)
+			} else {
+				s.Reload(c) // logs what it did, or why not
+			}
+		}
+	}
 }

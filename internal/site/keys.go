@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"crypto/ed25519"
@@ -15,9 +15,9 @@ import (
 	"github.com/dst-traps/dst/internal/dkim"
 )
 
-// keygen creates the site's key if it has none and prints what peers need.
+// Keygen creates the site's key if it has none and prints what peers need.
 // Running it again only prints: a site must not change keys by accident.
-func keygen(cfg *config.Config, out io.Writer) error {
+func Keygen(cfg *config.Config, out io.Writer) error {
 	key, created, err := loadOrCreateKey(cfg.DKIM.PrivateKey)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -15,32 +15,24 @@ import (
 )
 
 // buildFeeds makes one feeder per peer that has an outgoing feed.
-func (d *daemon) buildFeeds() error {
-	var cert *tls.Certificate
-	if d.cfg.TLS.Cert != "" {
-		c, err := tls.LoadX509KeyPair(d.cfg.TLS.Cert, d.cfg.TLS.Key)
-		if err != nil {
-			return fmt.Errorf("tls.cert/tls.key: %w", err)
-		}
-		cert = &c
-	}
-	for _, p := range d.cfg.Peers {
+func (s *Site) buildFeeds() error {
+	for _, p := range s.cfg.Peers {
 		if p.Feed == "" {
 			continue
 		}
-		tc, err := clientTLS(p, cert)
+		tc, err := clientTLS(p, s.cert)
 		if err != nil {
 			return err
 		}
 		kick := make(chan struct{}, 1)
-		d.feedKicks = append(d.feedKicks, kick)
-		d.feeders = append(d.feeders, feed.New(feed.Peer{
+		s.feedKicks = append(s.feedKicks, kick)
+		s.feeders = append(s.feeders, feed.New(feed.Peer{
 			Name: p.Name, Addr: p.Feed, TLS: p.TLS, TLSConfig: tc,
 			Username: p.Username, Password: p.Password, LocalAddr: p.Source,
-		}, d.db, feed.Options{
-			Site: d.cfg.Site, Log: d.log, Metrics: d.met, Kick: kick,
+		}, s.db, feed.Options{
+			Site: s.cfg.Site, Log: s.log, Metrics: s.met, Kick: kick,
 		}))
-		d.feedPeers = append(d.feedPeers, p.Name)
+		s.feedPeers = append(s.feedPeers, p.Name)
 	}
 	return nil
 }
@@ -48,7 +40,7 @@ func (d *daemon) buildFeeds() error {
 // clientTLS is the TLS configuration of an outgoing feed: the peer's server
 // certificate verified against its configured CA (or the system roots),
 // and this site's certificate as client certificate.
-func clientTLS(p config.Peer, cert *tls.Certificate) (*tls.Config, error) {
+func clientTLS(p config.Peer, cert *certificate) (*tls.Config, error) {
 	if p.TLS == "" {
 		return nil, nil
 	}
@@ -68,15 +60,15 @@ func clientTLS(p config.Peer, cert *tls.Certificate) (*tls.Config, error) {
 		}
 	}
 	if cert != nil {
-		tc.Certificates = []tls.Certificate{*cert}
+		tc.GetClientCertificate = cert.getClient
 	}
 	return tc, nil
 }
 
 // feedQueues is ingest's FeedQueues: every outgoing peer not named in Path.
-func (d *daemon) feedQueues(path string) []string {
+func (s *Site) feedQueues(path string) []string {
 	var qs []string
-	for _, p := range d.feedPeers {
+	for _, p := range s.feedPeers {
 		if !article.PathContains(path, p) {
 			qs = append(qs, feed.QueueName(p))
 		}
@@ -84,13 +76,13 @@ func (d *daemon) feedQueues(path string) []string {
 	return qs
 }
 
-func (d *daemon) Peers(_ context.Context) ([]admin.PeerStatus, error) {
+func (s *Site) Peers(_ context.Context) ([]admin.PeerStatus, error) {
 	var out []admin.PeerStatus
-	for _, f := range d.feeders {
-		s := f.Status()
-		out = append(out, admin.PeerStatus{Name: s.Name, Addr: s.Addr, Connected: s.Connected, Streaming: s.Streaming,
-			Depth: s.Depth, Sent: s.Sent, Refused: s.Refused, Deferred: s.Deferred,
-			LastSuccess: s.LastSuccess, LastError: s.LastError, LastErrorTime: s.LastErrorTime})
+	for _, f := range s.feeders {
+		st := f.Status()
+		out = append(out, admin.PeerStatus{Name: st.Name, Addr: st.Addr, Connected: st.Connected, Streaming: st.Streaming,
+			Depth: st.Depth, Sent: st.Sent, Refused: st.Refused, Deferred: st.Deferred,
+			LastSuccess: st.LastSuccess, LastError: st.LastError, LastErrorTime: st.LastErrorTime})
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package main
+package site
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dnsbl"
@@ -35,10 +37,10 @@ func txtFor(tmpl dnsbl.TXTTemplate, ip netip.Addr, origins []string, hits int, e
 
 // buildDNS loads every listing into the index and sets up the server,
 // the updater and the exporter the configuration asks for.
-func (d *daemon) buildDNS() error {
-	c := d.cfg.DNS
+func (s *Site) buildDNS() error {
+	c := s.cfg.DNS
 	p := &dnsParts{index: dnsbl.NewIndex(), changed: make(chan struct{}, 1)}
-	if err := d.db.ForEachListing(func(l store.Listing) error {
+	if err := s.db.ForEachListing(func(l store.Listing) error {
 		p.index.Set(l.IP, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
 		return nil
 	}); err != nil {
@@ -51,13 +53,13 @@ func (d *daemon) buildDNS() error {
 		// Secondaries and delegations need NS names with addresses; the
 		// default ns.<zone> has none (the embedded server answers only
 		// the blocklist).
-		d.log.Warn("dns.ns is not set: the zone's NS record is ns."+c.Zone+", which has no address; set dns.ns to the names of the servers that carry the zone",
+		s.log.Warn("dns.ns is not set: the zone's NS record is ns."+c.Zone+", which has no address; set dns.ns to the names of the servers that carry the zone",
 			"zone", c.Zone)
 	}
 	if len(c.Listen) > 0 {
 		srv, err := dnsbl.New(dnsbl.Config{
 			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
-			NS: c.NS, Mbox: c.Mbox, AllowTransfer: allow, Notify: c.Notify, Log: d.log.With("component", "dns"),
+			NS: c.NS, Mbox: c.Mbox, AllowTransfer: allow, Notify: c.Notify, Log: s.log.With("component", "dns"),
 			TransferKey: transferKey(c),
 		}, p.index)
 		if err != nil {
@@ -72,9 +74,9 @@ func (d *daemon) buildDNS() error {
 		}
 		u, err := dnsupdate.New(dnsupdate.Config{
 			Server: c.Update.Server, Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
-			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: d.log.With("component", "dnsupdate"), Metrics: d.met,
+			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: s.log.With("component", "dnsupdate"), Metrics: s.met,
 			TXT: func(ip netip.Addr, ev store.Event) string {
-				l, ok, _ := d.db.Lookup(ip)
+				l, ok, _ := s.db.Lookup(ip)
 				if !ok {
 					return txtFor(txt, ip, []string{ev.Origin}, 1, ev.Expires, ev.Time)
 				}
@@ -86,14 +88,14 @@ func (d *daemon) buildDNS() error {
 		}
 		p.updater = u
 		p.updKick = make(chan struct{}, 1)
-		d.feedKicks = append(d.feedKicks, p.updKick)
+		s.feedKicks = append(s.feedKicks, p.updKick)
 	}
 	if c.RbldnsdIP4 != "" || c.RbldnsdIP6 != "" {
 		p.exporter = rbldnsd.New(c.RbldnsdIP4, c.RbldnsdIP6, a, func(l rbldnsd.Listing) string {
 			return txtFor(txt, l.IP, l.Origins, l.Hits, l.Expires, l.FirstSeen)
 		})
 	}
-	d.dns = p
+	s.dns = p
 	return nil
 }
 
@@ -106,16 +108,16 @@ func transferKey(c config.DNS) *dnsbl.TSIGKey {
 }
 
 // dnsQueues are the durable queues of the DNS side (UPDATE pusher).
-func (d *daemon) dnsQueues() []string {
-	if d.dns != nil && d.dns.updater != nil {
+func (s *Site) dnsQueues() []string {
+	if s.dns != nil && s.dns.updater != nil {
 		return []string{dnsupdate.QueueName}
 	}
 	return nil
 }
 
-func (d *daemon) dnsListed(l store.Listing) { d.dnsRefresh(l.IP, &l) }
+func (s *Site) dnsListed(l store.Listing) { s.dnsRefresh(l.IP, &l) }
 
-func (d *daemon) dnsRemoved(ip netip.Addr) { d.dnsRefresh(ip, nil) }
+func (s *Site) dnsRemoved(ip netip.Addr) { s.dnsRefresh(ip, nil) }
 
 // dnsRefresh brings ip's entry in the index to what the store holds now.
 // The callbacks that call it run after their commits but in no set order:
@@ -125,73 +127,86 @@ func (d *daemon) dnsRemoved(ip netip.Addr) { d.dnsRefresh(ip, nil) }
 // itself could leave an older state in the index; reading the store under
 // refreshMu means the last refresh applies the latest commit. seen is the
 // event's listing, used only if the store cannot be read.
-func (d *daemon) dnsRefresh(ip netip.Addr, seen *store.Listing) {
-	d.dns.refreshMu.Lock()
-	defer d.dns.refreshMu.Unlock()
-	l, listed, err := d.db.Lookup(ip)
+func (s *Site) dnsRefresh(ip netip.Addr, seen *store.Listing) {
+	s.dns.refreshMu.Lock()
+	defer s.dns.refreshMu.Unlock()
+	l, listed, err := s.db.Lookup(ip)
 	if err != nil {
-		d.log.Warn("dns: cannot read the listing, using the event", "ip", ip, "err", err)
+		s.log.Warn("dns: cannot read the listing, using the event", "ip", ip, "err", err)
 		l, listed = store.Listing{}, seen != nil
 		if seen != nil {
 			l = *seen
 		}
 	}
 	if listed {
-		d.dns.index.Set(ip, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+		s.dns.index.Set(ip, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
 	} else {
-		d.dns.index.Remove(ip)
+		s.dns.index.Remove(ip)
 	}
-	d.dnsChanged()
+	s.dnsChanged()
 }
 
-func (d *daemon) dnsChanged() {
+func (s *Site) dnsChanged() {
 	select {
-	case d.dns.changed <- struct{}{}:
+	case s.dns.changed <- struct{}{}:
 	default:
 	}
 }
 
 // eachListing walks the store for the exporter and the resync.
-func (d *daemon) eachExport(fn func(rbldnsd.Listing) error) error {
-	return d.db.ForEachListing(func(l store.Listing) error {
+func (s *Site) eachExport(fn func(rbldnsd.Listing) error) error {
+	return s.db.ForEachListing(func(l store.Listing) error {
 		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
 	})
 }
 
-// runDNS starts the DNS goroutines; listen errors are returned at once.
-func (d *daemon) runDNS(ctx context.Context, goRun func(func())) error {
-	p := d.dns
+// runDNS starts the DNS loops: NOTIFY, the UPDATE pusher and the rbldnsd
+// export. The embedded server's sockets are Run's, with the listeners.
+func (s *Site) runDNS(ctx context.Context, g *errgroup.Group) {
+	p := s.dns
 	if p.server != nil {
-		errc := make(chan error, 1)
-		goRun(func() { errc <- p.server.ListenAndServe(ctx, d.cfg.DNS.Listen) })
-		select {
-		case err := <-errc:
-			if err != nil {
-				return fmt.Errorf("DNS listener: %w", err)
-			}
-		case <-time.After(200 * time.Millisecond):
-		}
-		goRun(func() { p.server.RunNotify(ctx) })
+		g.Go(func() error { p.server.RunNotify(ctx); return nil })
 	}
 	if p.updater != nil {
-		goRun(func() {
-			if err := p.updater.Resync(ctx, d.resyncSource); err != nil {
-				d.log.Error("DNS UPDATE resynchronisation failed; the queue goes on", "err", err)
+		g.Go(func() error {
+			if err := p.updater.Resync(ctx, s.resyncSource); err != nil {
+				s.log.Error("DNS UPDATE resynchronisation failed; the queue goes on", "err", err)
 			}
-			if err := p.updater.Run(ctx, d.db, p.updKick); err != nil {
-				d.log.Error("DNS UPDATE stopped", "err", err)
+			if err := p.updater.Run(ctx, s.db, p.updKick); err != nil {
+				s.log.Error("DNS UPDATE stopped", "err", err)
+			}
+			return nil
+		})
+		// SIGUSR1's resynchronisations, one at a time.
+		g.Go(func() error {
+			for {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-s.resync:
+					s.resyncDNS(ctx)
+				}
 			}
 		})
 	}
 	if p.exporter != nil {
-		goRun(func() { p.exporter.Run(ctx, p.changed, d.eachExport) })
-		d.dnsChanged()
+		// Run retries a failed rewrite by itself; each failure is
+		// logged, for the administrator to fix the directory.
+		p.exporter.ErrorLog = func(err error) {
+			s.log.Error("rbldnsd export failed; rbldnsd serves the old files until it succeeds (check dns.rbldnsd_ip4/ip6: the directory must exist and be writable by dstd's user)", "err", err)
+		}
+		g.Go(func() error {
+			if err := p.exporter.Run(ctx, p.changed, s.eachExport); err != nil && ctx.Err() == nil {
+				s.log.Error("rbldnsd export stopped; the files are no longer updated", "err", err)
+			}
+			return nil
+		})
+		s.dnsChanged()
 	}
-	return nil
 }
 
-func (d *daemon) resyncSource(fn func(ip netip.Addr, ev store.Event) error) error {
-	return d.db.ForEachListing(func(l store.Listing) error {
+func (s *Site) resyncSource(fn func(ip netip.Addr, ev store.Event) error) error {
+	return s.db.ForEachListing(func(l store.Listing) error {
 		var origin string
 		if len(l.Origins) > 0 {
 			origin = l.Origins[len(l.Origins)-1]
@@ -200,20 +215,25 @@ func (d *daemon) resyncSource(fn func(ip netip.Addr, ev store.Event) error) erro
 	})
 }
 
-// resyncDNS compares the zone of the DNS UPDATE server with the listings
-// and repairs it (SIGUSR1), in the background.
-func (d *daemon) resyncDNS(ctx context.Context, goRun func(func())) {
-	if d.dns == nil || d.dns.updater == nil {
-		d.log.Warn("SIGUSR1: no dns.update server configured, nothing to resynchronise")
+// RequestResync asks for the zone of the DNS UPDATE server to be compared
+// with the listings and repaired (SIGUSR1), in the background.
+func (s *Site) RequestResync() {
+	if s.dns == nil || s.dns.updater == nil {
+		s.log.Warn("SIGUSR1: no dns.update server configured, nothing to resynchronise")
 		return
 	}
-	goRun(func() {
-		d.log.Info("DNS UPDATE resynchronisation requested")
-		if err := d.dns.updater.Resync(ctx, d.resyncSource); err != nil {
-			d.log.Error("DNS UPDATE resynchronisation failed", "err", err)
-			return
-		}
-		r := d.dns.updater.LastResync()
-		d.log.Info("DNS UPDATE resynchronised", "wanted", r.Wanted, "present", r.Present, "added", r.Added, "fixed", r.Fixed, "removed", r.Removed)
-	})
+	select {
+	case s.resync <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+func (s *Site) resyncDNS(ctx context.Context) {
+	s.log.Info("DNS UPDATE resynchronisation requested")
+	if err := s.dns.updater.Resync(ctx, s.resyncSource); err != nil {
+		s.log.Error("DNS UPDATE resynchronisation failed", "err", err)
+		return
+	}
+	r := s.dns.updater.LastResync()
+	s.log.Info("DNS UPDATE resynchronised", "wanted", r.Wanted, "present", r.Present, "added", r.Added, "fixed", r.Fixed, "removed", r.Removed)
 }

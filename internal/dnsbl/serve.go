@@ -1,0 +1,51 @@
+package dnsbl
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Serve answers on sockets the caller has bound: UDP on pcs, TCP on ls.
+// Binding them first lets a daemon fail its start on a port in use before it
+// serves anything, and learn the ports of ":0". Serve returns nil when ctx
+// ends, or the error of the first socket that fails; either way it stops
+// the others and closes every socket.
+func (s *Server) Serve(ctx context.Context, pcs []net.PacketConn, ls []net.Listener) error {
+	var servers []*dns.Server
+	for _, pc := range pcs {
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsigSecret()})
+	}
+	for _, l := range ls {
+		servers = append(servers, &dns.Server{Listener: l, Handler: s, TsigSecret: s.tsigSecret()})
+	}
+	if len(servers) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	errc := make(chan error, len(servers))
+	for _, sv := range servers {
+		go func() { errc <- sv.ActivateAndServe() }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	for _, sv := range servers {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if sv.ShutdownContext(sctx) != nil {
+			// Not started, or already failed: close the socket here.
+			if sv.PacketConn != nil {
+				sv.PacketConn.Close()
+			}
+			if sv.Listener != nil {
+				sv.Listener.Close()
+			}
+		}
+		cancel()
+	}
+	return err
+}

@@ -1,0 +1,192 @@
+package site
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"reflect"
+	"strings"
+	"sync/atomic"
+
+	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/policy"
+)
+
+// reloadable are the keys Reload applies; a change to any other key is
+// logged as needing a restart. tls.cert and tls.key are reloaded only
+// when the site started with a certificate (STARTTLS and tls.listen are
+// set up at start).
+var reloadable = map[string]bool{
+	"dkim.keyring": true, "dkim.dns_key_domains": true, "dkim.dns_key_server": true,
+	"policy.own_networks": true, "policy.allow": true, "policy.allow_file": true, "policy.allow_documentation": true,
+	"tls.cert": true, "tls.key": true,
+}
+
+// load reads what a snapshot holds: the keyring and the policy of cfg.
+func (s *Site) load(cfg *config.Config) (*snapshot, error) {
+	kr, err := loadKeyring(cfg, s.own, s.log)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := buildPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &snapshot{cfg: cfg, pol: pol, kr: kr}, nil
+}
+
+// Reload applies what SIGHUP may change: the keyring, the policy and the
+// allow file, and the TLS certificate; and it reopens the report log
+// (logrotate). The other keys need a restart: those that changed since the
+// start are logged. On an error nothing changes.
+func (s *Site) Reload(cfg *config.Config) error {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	snap, err := s.load(cfg)
+	if err != nil {
+		s.log.Error("reload failed, keeping the running configuration", "err", err)
+		return err
+	}
+	if s.cert != nil && cfg.TLS.Cert != "" {
+		if err := s.cert.reload(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			s.log.Error("reload failed, keeping the running configuration and certificate", "err", err)
+			return err
+		}
+	}
+	s.snap.Store(snap)
+	s.in.SetKeyring(snap.kr)
+	s.in.SetPolicy(snap.pol)
+	if s.reportLog != nil {
+		if err := s.reportLog.Reopen(); err != nil {
+			s.log.Error("cannot reopen the report log", "err", err)
+		}
+	}
+	for _, k := range changedKeys(s.cfg, cfg) {
+		if reloadable[k] && (!strings.HasPrefix(k, "tls.") || (s.cert != nil && cfg.TLS.Cert != "")) {
+			continue
+		}
+		s.log.Warn("configuration key changed; it takes effect only when dstd is restarted", "key", k)
+	}
+	s.log.Info("configuration reloaded", "keys", snap.kr.Len())
+	return nil
+}
+
+// changedKeys names the keys (as the file spells them, "nntp.listen") whose
+// values differ between a and b. A list of tables ([[peer]]) counts as one
+// key.
+func changedKeys(a, b *config.Config) []string {
+	var out []string
+	var walk func(prefix string, va, vb reflect.Value)
+	walk = func(prefix string, va, vb reflect.Value) {
+		t := va.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			fa, fb := va.Field(i), vb.Field(i)
+			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[config.Duration]() {
+				walk(prefix+name+".", fa, fb)
+				continue
+			}
+			if !reflect.DeepEqual(fa.Interface(), fb.Interface()) {
+				out = append(out, prefix+name)
+			}
+		}
+	}
+	walk("", reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem())
+	return out
+}
+
+// buildPolicy reads the policy settings and the allow file.
+func buildPolicy(cfg *config.Config) (*policy.Policy, error) {
+	own, _ := config.ParsePrefixes(cfg.Policy.OwnNetworks)
+	allow, _ := config.ParsePrefixes(cfg.Policy.Allow)
+	more, err := readAllowFile(cfg.Policy.AllowFile)
+	if err != nil {
+		return nil, err
+	}
+	return policy.New(policy.Config{OwnNetworks: own, Allow: append(allow, more...), AllowDocumentation: cfg.Policy.AllowDocumentation}), nil
+}
+
+// readAllowFile reads one address or CIDR per line ('#' comments); a
+// missing file is an empty list.
+func readAllowFile(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("allow file: %w", err)
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		if _, err := config.ParsePrefixes([]string{line}); err != nil {
+			return nil, fmt.Errorf("allow file %s line %d: %w", path, n, err)
+		}
+		lines = append(lines, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("allow file %s: %w", path, err)
+	}
+	return config.ParsePrefixes(lines)
+}
+
+// certificate is the site's TLS key pair, read once and handed out to each
+// handshake (server and feed client alike), so that Reload can replace it
+// for the connections that follow.
+type certificate struct {
+	p atomic.Pointer[tls.Certificate]
+}
+
+func loadCertificate(certFile, keyFile string) (*certificate, error) {
+	c := new(certificate)
+	if err := c.reload(certFile, keyFile); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *certificate) reload(certFile, keyFile string) error {
+	kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return fmt.Errorf("tls.cert/tls.key: %w (check that both files are PEM, that the key matches the certificate, and that dstd's user can read them)", err)
+	}
+	c.p.Store(&kp)
+	return nil
+}
+
+// get is tls.Config.GetCertificate.
+func (c *certificate) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.p.Load(), nil }
+
+// getClient is tls.Config.GetClientCertificate: the certificate goes to
+// every server that asks for one.
+func (c *certificate) getClient(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.p.Load(), nil
+}
+
+// serverTLS is the configuration of STARTTLS and the implicit-TLS
+// listeners, nil without a certificate. Client certificates are
+// requested, not required: peers pinned with client_cert are matched in
+// authorize, others may use AUTHINFO.
+func (s *Site) serverTLS() *tls.Config {
+	if s.cert == nil {
+		return nil
+	}
+	return &tls.Config{
+		GetCertificate: s.cert.get,
+		ClientAuth:     tls.RequestClientCert,
+		MinVersion:     tls.VersionTLS12,
+	}
+}

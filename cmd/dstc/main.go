@@ -109,7 +109,7 @@ type options struct {
 	verbose      bool
 	server       string
 	spoolDir     string
-	logMode      string
+	logMode      logging.Mode
 	maxMessage   int
 	maxArticle   int
 	timeout      time.Duration
@@ -131,7 +131,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.BoolVar(&o.verbose, "v", false, "log each Received field as it is walked")
 	fs.StringVar(&o.server, "s", "", "dstd's NNTP address: the path of its Unix socket, or host:port (then dstd's nntp.post_allow must list this host) (default: nntp.sock in the -spool directory)")
 	fs.StringVar(&o.spoolDir, "spool", defaultSpool(), "spool directory: dstd's submission socket is there, and reports are written there when dstd cannot be reached")
-	fs.StringVar(&o.logMode, "log", "auto", "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
+	fs.TextVar(&o.logMode, "log", logging.Auto, "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
 	fs.IntVar(&o.maxArticle, "max-article", config.DefaultMaxArticleBytes, "largest report dstd takes (its nntp.max_article_bytes); a report that would be larger carries the message's header only")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
@@ -151,9 +151,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	}
 	if len(o.mx) == 0 {
 		return nil, nil, errors.New("at least one -m MX-GLOB is needed: dstc only trusts Received fields written by the site's MX")
-	}
-	if _, err := logging.ParseMode(o.logMode); err != nil {
-		return nil, nil, err
 	}
 	if o.timeout <= 0 {
 		return nil, nil, errors.New("-timeout must be positive, e.g. 30s")
@@ -211,12 +208,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "dstc", version)
 		return exitOK
 	}
-	mode, _ := logging.ParseMode(o.logMode)
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	log, closeLog := logging.New("dstc", mode, level, stderr)
+	log, closeLog := logging.New("dstc", o.logMode, level, stderr)
 	defer closeLog()
 	defer func() {
 		// A panic would exit 2 and make the MTA bounce the trapped

@@ -6,42 +6,17 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/dst-traps/dst/internal/logging"
 )
-
-// Duration is a time.Duration written as in Go ("90s", "36h") or in days
-// ("30d"), which is how retention is usually thought of.
-type Duration struct{ time.Duration }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (d *Duration) UnmarshalText(b []byte) error {
-	s := strings.TrimSpace(string(b))
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.ParseFloat(n, 64)
-		if err != nil {
-			return fmt.Errorf("duration %q: %w", s, err)
-		}
-		d.Duration = time.Duration(days * float64(24*time.Hour))
-		return nil
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("duration %q: want e.g. 90s, 36h or 30d", s)
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Config is dstd's whole configuration.
 type Config struct {
@@ -64,21 +39,21 @@ type Config struct {
 // DNS is the blocklist: the embedded server, DNS UPDATE into another
 // server, and the rbldnsd export.
 type DNS struct {
-	Zone          string   `toml:"zone"`           // e.g. "bl.example.net"
-	Listen        []string `toml:"listen"`         // UDP and TCP; empty: no embedded server
-	A             string   `toml:"a"`              // answer for listed addresses
-	TXT           string   `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
-	TTL           Duration `toml:"ttl"`            // of answers
-	NegativeTTL   Duration `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
-	NS            []string `toml:"ns"`             // NS names at the apex; default ns.<zone>
-	Mbox          string   `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
-	AllowTransfer []string `toml:"allow_transfer"` // addresses that may AXFR/IXFR
+	Zone          string    `toml:"zone"`           // e.g. "bl.example.net"
+	Listen        HostPorts `toml:"listen"`         // UDP and TCP; empty: no embedded server
+	A             Addr      `toml:"a"`              // answer for listed addresses
+	TXT           string    `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
+	TTL           Duration  `toml:"ttl"`            // of answers
+	NegativeTTL   Duration  `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
+	NS            []string  `toml:"ns"`             // NS names at the apex; default ns.<zone>
+	Mbox          string    `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
+	AllowTransfer Prefixes  `toml:"allow_transfer"` // addresses that may AXFR/IXFR
 	// The TSIG key transfers must be signed with (then allow_transfer
 	// may be empty); NOTIFY is signed with it too.
-	TransferKeyName      string   `toml:"transfer_key_name"`
-	TransferKeySecret    string   `toml:"transfer_key_secret"`    // base64
-	TransferKeyAlgorithm string   `toml:"transfer_key_algorithm"` // default hmac-sha256
-	Notify               []string `toml:"notify"`                 // secondaries (host:port) told of changes
+	TransferKeyName      string    `toml:"transfer_key_name"`
+	TransferKeySecret    string    `toml:"transfer_key_secret"`    // base64
+	TransferKeyAlgorithm string    `toml:"transfer_key_algorithm"` // default hmac-sha256
+	Notify               HostPorts `toml:"notify"`                 // secondaries told of changes
 
 	Update DNSUpdate `toml:"update"`
 	// RbldnsdIP4 and RbldnsdIP6 are the export files for rbldnsd
@@ -90,36 +65,36 @@ type DNS struct {
 // DNSUpdate pushes listings into an existing primary server (RFC 2136)
 // signed with TSIG (RFC 8945).
 type DNSUpdate struct {
-	Server    string `toml:"server"`    // host:port; empty: disabled
-	Zone      string `toml:"zone"`      // default: dns.zone
-	KeyName   string `toml:"key_name"`  // TSIG key name
-	Secret    string `toml:"secret"`    // base64, as in BIND's key statement
-	Algorithm string `toml:"algorithm"` // default hmac-sha256
+	Server    HostPort `toml:"server"`    // empty: disabled
+	Zone      string   `toml:"zone"`      // default: dns.zone
+	KeyName   string   `toml:"key_name"`  // TSIG key name
+	Secret    string   `toml:"secret"`    // base64, as in BIND's key statement
+	Algorithm string   `toml:"algorithm"` // default hmac-sha256
 }
 
 // TLS is the site's certificate, used as the server's and as the client
 // certificate of its outgoing feeds, and the implicit-TLS listeners.
 type TLS struct {
-	Cert   string   `toml:"cert"`   // PEM certificate chain
-	Key    string   `toml:"key"`    // PEM private key
-	Listen []string `toml:"listen"` // implicit TLS (NNTPS) addresses
+	Cert   string    `toml:"cert"`   // PEM certificate chain
+	Key    string    `toml:"key"`    // PEM private key
+	Listen HostPorts `toml:"listen"` // implicit TLS (NNTPS) addresses
 }
 
 // Log is where dstd's own log goes.
 type Log struct {
-	Level       string `toml:"level"`       // debug, info, warn, error
-	Destination string `toml:"destination"` // auto, stderr, syslog
+	Level       LogLevel     `toml:"level"`
+	Destination logging.Mode `toml:"destination"` // auto, stderr, syslog
 }
 
 // NNTP is the server dstc and peers talk to.
 type NNTP struct {
-	Listen []string `toml:"listen"`
-	Socket string   `toml:"socket"`
+	Listen HostPorts `toml:"listen"`
+	Socket string    `toml:"socket"`
 	// SubmitGroup is the group whose members may submit reports: it gets
 	// the submission socket (0660) and the spool directories dstd creates
 	// (3770). Empty: only dstd's own user (and root) may submit.
 	SubmitGroup     string   `toml:"submit_group"`
-	PostAllow       []string `toml:"post_allow"`
+	PostAllow       Prefixes `toml:"post_allow"`
 	MaxArticleBytes int64    `toml:"max_article_bytes"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
 
@@ -142,9 +117,9 @@ type DKIM struct {
 	// DNSKeyDomains are the sites whose keys may also come from DNS
 	// (selector._domainkey.domain), for selectors the keyring lacks.
 	DNSKeyDomains []string `toml:"dns_key_domains"`
-	// DNSKeyServer is the DNS server asked (host:port); empty: the first
-	// nameserver of /etc/resolv.conf.
-	DNSKeyServer string `toml:"dns_key_server"`
+	// DNSKeyServer is the DNS server asked; empty: the first nameserver
+	// of /etc/resolv.conf.
+	DNSKeyServer HostPort `toml:"dns_key_server"`
 }
 
 // History is how long Message-IDs are remembered.
@@ -162,8 +137,8 @@ type Listing struct {
 
 // Policy decides which reported addresses may be listed.
 type Policy struct {
-	OwnNetworks        []string `toml:"own_networks"`
-	Allow              []string `toml:"allow"`
+	OwnNetworks        Prefixes `toml:"own_networks"`
+	Allow              Prefixes `toml:"allow"`
 	AllowFile          string   `toml:"allow_file"`
 	AllowDocumentation bool     `toml:"allow_documentation"`
 	Threshold          int      `toml:"threshold"`
@@ -175,9 +150,9 @@ type Admin struct {
 	Socket string `toml:"socket"`
 	// Group is the group whose members may use dstctl without being root
 	// or dstd's user: it gets admin.sock (0660). Empty: socket mode 0600.
-	Group     string `toml:"group"`
-	Listen    string `toml:"listen"`
-	TokenFile string `toml:"token_file"` // bearer token for admin.listen; needed off loopback
+	Group     string   `toml:"group"`
+	Listen    HostPort `toml:"listen"`
+	TokenFile string   `toml:"token_file"` // bearer token for admin.listen; needed off loopback
 }
 
 // Actions are what dstd does with each accepted report.
@@ -206,19 +181,19 @@ type Peer struct {
 	Name string `toml:"name"`
 
 	// Incoming: the addresses it may feed from, and what it must present.
-	Addresses    []string `toml:"addresses"`
+	Addresses    Prefixes `toml:"addresses"`
 	ClientCert   string   `toml:"client_cert"`   // PEM certificate it must present (TLS)
 	AuthUser     string   `toml:"auth_user"`     // AUTHINFO USER it must give (over TLS)
 	AuthPassword string   `toml:"auth_password"` // and its AUTHINFO PASS
 
 	// Outgoing: where and how this site sends it reports.
-	Feed       string `toml:"feed"`        // host:port; empty: no outgoing feed
-	TLS        string `toml:"tls"`         // "", "starttls" or "implicit"
-	CA         string `toml:"ca"`          // PEM CA or certificate its server certificate must chain to; empty: system roots
-	ServerName string `toml:"server_name"` // name to verify in its certificate; default: the host of feed
-	Username   string `toml:"username"`    // AUTHINFO USER to give it
-	Password   string `toml:"password"`    // AUTHINFO PASS to give it
-	Source     string `toml:"source"`      // local address to connect from
+	Feed       HostPort `toml:"feed"`        // empty: no outgoing feed
+	TLS        PeerTLS  `toml:"tls"`         // "", "starttls" or "implicit"
+	CA         string   `toml:"ca"`          // PEM CA or certificate its server certificate must chain to; empty: system roots
+	ServerName string   `toml:"server_name"` // name to verify in its certificate; default: the host of feed
+	Username   string   `toml:"username"`    // AUTHINFO USER to give it
+	Password   string   `toml:"password"`    // AUTHINFO PASS to give it
+	Source     string   `toml:"source"`      // local address to connect from
 }
 
 // DefaultMaxArticleBytes is nntp.max_article_bytes's default, and dstc's
@@ -231,9 +206,9 @@ func Default() *Config {
 	c := &Config{
 		Site:    defaultSite(),
 		DataDir: DefaultDataDir(),
-		Log:     Log{Level: "info", Destination: "auto"},
+		Log:     Log{Level: LogLevel{slog.LevelInfo}, Destination: logging.Auto},
 		NNTP: NNTP{
-			Listen: []string{"127.0.0.1:1119"},
+			Listen: HostPorts{{Host: "127.0.0.1", Port: "1119"}},
 			// Nobody may POST over TCP unless listed: whoever can POST
 			// injects reports signed with the site's key, and local
 			// submission goes through the socket, which file
@@ -255,8 +230,8 @@ func Default() *Config {
 		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
 		DNS: DNS{
 			Zone:                 "dnsbl.invalid",
-			Listen:               []string{"127.0.0.1:5353"},
-			A:                    "127.0.0.2",
+			Listen:               HostPorts{{Host: "127.0.0.1", Port: "5353"}},
+			A:                    Addr{netip.AddrFrom4([4]byte{127, 0, 0, 2})},
 			TXT:                  "Listed by DST: {ip} hit spam traps ({hits} reports from {origins}), until {expires}",
 			TTL:                  Duration{5 * time.Minute},
 			NegativeTTL:          Duration{time.Minute},
@@ -282,6 +257,13 @@ func Load(path string) (*Config, error) {
 	c := Default()
 	if path != "" {
 		md, err := toml.DecodeFile(path, c)
+		var perr toml.ParseError
+		if errors.As(err, &perr) && perr.LastKey != "" {
+			// "config /etc/dst/dstd.toml line 12: nntp.listen: "1119" is
+			// not host:port: want e.g. ...": the line, the key, what is
+			// wrong and what is wanted.
+			return nil, fmt.Errorf("config %s line %d: %s: %s", path, perr.Position.Line, perr.LastKey, perr.Message)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
@@ -340,8 +322,11 @@ func loopbackHost(host string) bool {
 // DBPath is the bbolt database file.
 func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "dst.db") }
 
-// Validate checks values that would otherwise fail later, far from the
-// line of the file that caused them.
+// Validate checks what decoding each value alone cannot: the rules that
+// span keys (listing.max_expire and listing.expire, tls.cert and tls.key,
+// ...), the ranges of numbers and durations, and what exists on this host
+// (groups). The values themselves were parsed when the file was read. It
+// runs again on a Config built or changed in code.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
@@ -351,38 +336,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir is empty")
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
-	}
-	switch c.Log.Destination {
-	case "auto", "stderr", "syslog":
-	default:
-		bad("log.destination %q: want auto, stderr or syslog", c.Log.Destination)
-	}
-	for _, a := range c.NNTP.Listen {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad("nntp.listen %q: want host:port", a)
-		}
-	}
-	if c.Admin.Listen != "" {
-		if host, _, err := net.SplitHostPort(c.Admin.Listen); err != nil {
-			bad("admin.listen %q: want host:port", c.Admin.Listen)
-		} else if !loopbackHost(host) && c.Admin.TokenFile == "" {
+	if !c.Admin.Listen.IsZero() {
+		if !loopbackHost(c.Admin.Listen.Host) && c.Admin.TokenFile == "" {
 			// It serves delist and cancel: beyond this host, only with a token.
 			bad("admin.listen %s is not loopback: set admin.token_file, or listen on 127.0.0.1", c.Admin.Listen)
 		}
 	} else if c.Admin.TokenFile != "" {
 		bad("admin.token_file is set but admin.listen is not: the token guards the TCP listener only (the socket's file mode guards the socket); set admin.listen or remove admin.token_file")
-	}
-	for _, list := range []struct {
-		key string
-		v   []string
-	}{{"nntp.post_allow", c.NNTP.PostAllow}, {"policy.own_networks", c.Policy.OwnNetworks}, {"policy.allow", c.Policy.Allow}} {
-		if _, err := ParsePrefixes(list.v); err != nil {
-			bad("%s: %w", list.key, err)
-		}
 	}
 	for _, g := range []struct{ key, name string }{{"nntp.submit_group", c.NNTP.SubmitGroup}, {"admin.group", c.Admin.Group}} {
 		if g.name == "" {
@@ -434,42 +394,16 @@ func (c *Config) Validate() error {
 	if len(c.TLS.Listen) > 0 && c.TLS.Cert == "" {
 		bad("tls.listen needs tls.cert and tls.key")
 	}
-	for _, a := range c.TLS.Listen {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad("tls.listen %q: want host:port", a)
-		}
-	}
 	if !validSite(strings.TrimSuffix(c.DNS.Zone, ".")) {
 		bad("dns.zone %q is not a domain name", c.DNS.Zone)
 	}
-	for _, a := range c.DNS.Listen {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad("dns.listen %q: want host:port", a)
-		}
-	}
-	if a, err := netip.ParseAddr(c.DNS.A); err != nil || !a.Is4() || !a.IsLoopback() {
+	if a := c.DNS.A.Addr; !a.Is4() || !a.IsLoopback() {
 		bad("dns.a %q: want an address in 127.0.0.0/8 (RFC 5782 §2.1)", c.DNS.A)
-	}
-	if _, err := ParsePrefixes(c.DNS.AllowTransfer); err != nil {
-		bad("dns.allow_transfer: %w", err)
-	}
-	for _, a := range append(append([]string{}, c.DNS.Notify...), c.DNS.Update.Server) {
-		if a == "" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad("dns: %q: want host:port", a)
-		}
-	}
-	if c.DKIM.DNSKeyServer != "" {
-		if _, _, err := net.SplitHostPort(c.DKIM.DNSKeyServer); err != nil {
-			bad("dkim.dns_key_server %q: want host:port", c.DKIM.DNSKeyServer)
-		}
 	}
 	if (c.DNS.TransferKeyName == "") != (c.DNS.TransferKeySecret == "") {
 		bad("dns.transfer_key_name and transfer_key_secret go together")
 	}
-	if c.DNS.Update.Server != "" && (c.DNS.Update.KeyName == "" || c.DNS.Update.Secret == "") {
+	if !c.DNS.Update.Server.IsZero() && (c.DNS.Update.KeyName == "" || c.DNS.Update.Secret == "") {
 		bad("dns.update needs key_name and secret: updates are always signed (TSIG)")
 	}
 	if c.Actions.Program.Concurrency < 1 || c.Actions.Program.MaxAttempts < 1 {
@@ -484,23 +418,10 @@ func (c *Config) Validate() error {
 			bad("peer %q is configured twice", p.Name)
 		}
 		names[p.Name] = true
-		if _, err := ParsePrefixes(p.Addresses); err != nil {
-			bad("peer %q addresses: %w", p.Name, err)
-		}
 		if p.Name == c.Site {
 			bad("peer %q has this site's own name", p.Name)
 		}
-		if p.Feed != "" {
-			if _, _, err := net.SplitHostPort(p.Feed); err != nil {
-				bad("peer %q feed %q: want host:port", p.Name, p.Feed)
-			}
-		}
-		switch p.TLS {
-		case "", "starttls", "implicit":
-		default:
-			bad("peer %q tls %q: want \"\", \"starttls\" or \"implicit\"", p.Name, p.TLS)
-		}
-		if (p.Username != "" || p.Password != "") && p.TLS == "" {
+		if (p.Username != "" || p.Password != "") && p.TLS == PeerTLSNone {
 			bad("peer %q: username/password are only sent over TLS: set tls", p.Name)
 		}
 		if (p.AuthUser == "") != (p.AuthPassword == "") {
@@ -511,25 +432,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// ParsePrefixes parses CIDRs; a bare address means just that address.
-func ParsePrefixes(list []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range list {
-		s = strings.TrimSpace(s)
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-			continue
-		}
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither an address nor a CIDR", s)
-		}
-		a = a.Unmap()
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
 }
 
 func validSite(s string) bool {

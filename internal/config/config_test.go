@@ -24,7 +24,7 @@ func TestNoFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.NNTP.Listen[0] != "127.0.0.1:1119" || c.DKIM.PrivateKey != filepath.Join(c.DataDir, "dkim.key") || c.Listing.Expire.Duration != 24*time.Hour {
+	if c.NNTP.Listen[0].String() != "127.0.0.1:1119" || c.DKIM.PrivateKey != filepath.Join(c.DataDir, "dkim.key") || c.Listing.Expire.Duration != 24*time.Hour {
 		t.Errorf("defaults: %+v", c)
 	}
 }

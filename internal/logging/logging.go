@@ -33,6 +33,20 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown log destination %q (want auto, stderr or syslog)", s)
 }
 
+// UnmarshalText implements encoding.TextUnmarshaler (ParseMode), for
+// configuration files and flag.TextVar.
+func (m *Mode) UnmarshalText(b []byte) error {
+	v, err := ParseMode(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (m Mode) MarshalText() ([]byte, error) { return []byte(m), nil }
+
 // New returns a logger for the program tag. When syslog is wanted but cannot
 // be reached (no /dev/log in a container), it falls back to stderr and says
 // so once. The returned function closes the syslog connection.

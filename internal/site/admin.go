@@ -43,8 +43,8 @@ func (s *Site) Status(ctx context.Context) (admin.Status, error) {
 		return admin.Status{}, err
 	}
 	adm := []string{s.cfg.Admin.Socket}
-	if s.cfg.Admin.Listen != "" {
-		adm = append(adm, s.cfg.Admin.Listen)
+	if !s.cfg.Admin.Listen.IsZero() {
+		adm = append(adm, s.cfg.Admin.Listen.String())
 	}
 	return admin.Status{
 		Version: s.version, Site: s.cfg.Site, DataDir: s.cfg.DataDir, Listen: s.listenAddrs, Admin: adm,

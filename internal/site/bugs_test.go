@@ -75,7 +75,7 @@ func TestReloadNamesRestartKeys(t *testing.T) {
 	cfg := testConfig(t, "a.test", nil)
 	r := start(t, cfg)
 	next := *cfg
-	next.NNTP.Listen = []string{"127.0.0.1:1"}
+	next.NNTP.Listen = config.HostPorts{config.MustParseHostPort("127.0.0.1:1")}
 	next.Listing.Expire = config.Duration{Duration: time.Hour}
 	next.Policy.AllowDocumentation = true
 	if err := r.Reload(&next); err != nil {

@@ -46,9 +46,8 @@ func (s *Site) buildDNS() error {
 	}); err != nil {
 		return fmt.Errorf("loading the listings into the DNS index: %w", err)
 	}
-	a, _ := netip.ParseAddr(c.A)
+	a := c.A.Addr
 	txt := dnsbl.ParseTXTTemplate(c.TXT)
-	allow, _ := config.ParsePrefixes(c.AllowTransfer)
 	if len(c.Listen) > 0 && len(c.NS) == 0 && (len(c.AllowTransfer) > 0 || len(c.Notify) > 0 || c.TransferKeyName != "") {
 		// Secondaries and delegations need NS names with addresses; the
 		// default ns.<zone> has none (the embedded server answers only
@@ -59,7 +58,7 @@ func (s *Site) buildDNS() error {
 	if len(c.Listen) > 0 {
 		srv, err := dnsbl.New(dnsbl.Config{
 			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
-			NS: c.NS, Mbox: c.Mbox, AllowTransfer: allow, Notify: c.Notify, Log: s.log.With("component", "dns"),
+			NS: c.NS, Mbox: c.Mbox, AllowTransfer: c.AllowTransfer.Netip(), Notify: c.Notify.Strings(), Log: s.log.With("component", "dns"),
 			TransferKey: transferKey(c),
 		}, p.index)
 		if err != nil {
@@ -67,13 +66,13 @@ func (s *Site) buildDNS() error {
 		}
 		p.server = srv
 	}
-	if c.Update.Server != "" {
+	if !c.Update.Server.IsZero() {
 		zone := c.Update.Zone
 		if zone == "" {
 			zone = c.Zone
 		}
 		u, err := dnsupdate.New(dnsupdate.Config{
-			Server: c.Update.Server, Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
+			Server: c.Update.Server.String(), Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
 			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: s.log.With("component", "dnsupdate"), Metrics: s.met,
 			TXT: func(ip netip.Addr, ev store.Event) string {
 				l, ok, _ := s.db.Lookup(ip)

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 
 	"github.com/dst-traps/dst/internal/admin"
@@ -17,7 +16,7 @@ import (
 // buildFeeds makes one feeder per peer that has an outgoing feed.
 func (s *Site) buildFeeds() error {
 	for _, p := range s.cfg.Peers {
-		if p.Feed == "" {
+		if p.Feed.IsZero() {
 			continue
 		}
 		tc, err := clientTLS(p, s.cert)
@@ -27,7 +26,7 @@ func (s *Site) buildFeeds() error {
 		kick := make(chan struct{}, 1)
 		s.feedKicks = append(s.feedKicks, kick)
 		s.feeders = append(s.feeders, feed.New(feed.Peer{
-			Name: p.Name, Addr: p.Feed, TLS: p.TLS, TLSConfig: tc,
+			Name: p.Name, Addr: p.Feed.String(), TLS: string(p.TLS), TLSConfig: tc,
 			Username: p.Username, Password: p.Password, LocalAddr: p.Source,
 		}, s.db, feed.Options{
 			Site: s.cfg.Site, Log: s.log, Metrics: s.met, Kick: kick,
@@ -41,11 +40,10 @@ func (s *Site) buildFeeds() error {
 // certificate verified against its configured CA (or the system roots),
 // and this site's certificate as client certificate.
 func clientTLS(p config.Peer, cert *certificate) (*tls.Config, error) {
-	if p.TLS == "" {
+	if p.TLS == config.PeerTLSNone {
 		return nil, nil
 	}
-	host, _, _ := net.SplitHostPort(p.Feed)
-	tc := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	tc := &tls.Config{ServerName: p.Feed.Host, MinVersion: tls.VersionTLS12}
 	if p.ServerName != "" {
 		tc.ServerName = p.ServerName
 	}

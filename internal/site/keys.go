@@ -66,6 +66,6 @@ func loadKeyring(cfg *config.Config, own ed25519.PublicKey, log *slog.Logger) (*
 		return nil, err
 	}
 	kr.Add(cfg.Site, cfg.DKIM.Selector, own)
-	kr.SetDNSKeys(dkim.DNSKeys{Domains: cfg.DKIM.DNSKeyDomains, Server: cfg.DKIM.DNSKeyServer})
+	kr.SetDNSKeys(dkim.DNSKeys{Domains: cfg.DKIM.DNSKeyDomains, Server: cfg.DKIM.DNSKeyServer.String()})
 	return kr, nil
 }

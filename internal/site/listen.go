@@ -130,7 +130,7 @@ func warnUnreachable(log *slog.Logger, path, group string, gid int, key string) 
 // before an error, Close closes.
 func (s *Site) listenNNTP() error {
 	for _, a := range s.cfg.NNTP.Listen {
-		l, err := net.Listen("tcp", a)
+		l, err := net.Listen("tcp", a.String())
 		if err != nil {
 			return fmt.Errorf("NNTP listener: %w (nntp.listen: stop what holds the port, or pick another port)", err)
 		}
@@ -139,7 +139,7 @@ func (s *Site) listenNNTP() error {
 		s.listenAddrs = append(s.listenAddrs, l.Addr().String())
 	}
 	for _, a := range s.cfg.TLS.Listen {
-		l, err := net.Listen("tcp", a)
+		l, err := net.Listen("tcp", a.String())
 		if err != nil {
 			return fmt.Errorf("NNTPS listener: %w (tls.listen: stop what holds the port, or pick another port)", err)
 		}
@@ -183,7 +183,7 @@ func (s *Site) listenAdmin() error {
 	if s.adminGID >= 0 {
 		warnUnreachable(s.log, s.cfg.Admin.Socket, s.cfg.Admin.Group, s.adminGID, "admin.group")
 	}
-	if s.cfg.Admin.Listen != "" {
+	if !s.cfg.Admin.Listen.IsZero() {
 		if s.cfg.Admin.TokenFile != "" {
 			tok, err := admin.ReadTokenFile(s.cfg.Admin.TokenFile)
 			if err != nil {
@@ -191,7 +191,7 @@ func (s *Site) listenAdmin() error {
 			}
 			s.adminToken = tok
 		}
-		l, err := net.Listen("tcp", s.cfg.Admin.Listen)
+		l, err := net.Listen("tcp", s.cfg.Admin.Listen.String())
 		if err != nil {
 			return fmt.Errorf("admin listener: %w (admin.listen: stop what holds the port, or pick another port)", err)
 		}
@@ -207,7 +207,7 @@ func (s *Site) listenDNS() error {
 		return nil
 	}
 	for _, a := range s.cfg.DNS.Listen {
-		pc, err := net.ListenPacket("udp", a)
+		pc, err := net.ListenPacket("udp", a.String())
 		if err != nil {
 			return fmt.Errorf("DNS listener: %w (dns.listen: stop what holds the port, or pick another port)", err)
 		}

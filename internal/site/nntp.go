@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 
-	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/nntp"
 )
@@ -87,8 +86,7 @@ func authorize(peers []peerAuth, postAllow []netip.Prefix, s nntp.Session) (nntp
 func (s *Site) incomingPeers() []peerAuth {
 	var peers []peerAuth
 	for _, p := range s.cfg.Peers {
-		a, _ := config.ParsePrefixes(p.Addresses)
-		pe := peerAuth{name: p.Name, addrs: a, needCert: p.ClientCert != "", user: p.AuthUser}
+		pe := peerAuth{name: p.Name, addrs: p.Addresses.Netip(), needCert: p.ClientCert != "", user: p.AuthUser}
 		if pe.needCert {
 			b, err := os.ReadFile(p.ClientCert)
 			if blk, _ := pem.Decode(b); err == nil && blk != nil && blk.Type == "CERTIFICATE" {
@@ -104,7 +102,7 @@ func (s *Site) incomingPeers() []peerAuth {
 }
 
 func (s *Site) nntpServer() *nntp.Server {
-	postAllow, _ := config.ParsePrefixes(s.cfg.NNTP.PostAllow)
+	postAllow := s.cfg.NNTP.PostAllow.Netip()
 	peers := s.incomingPeers()
 	srv := &nntp.Server{
 		Handler:  ingest.NNTPHandler(s.in),

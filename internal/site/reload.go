@@ -3,6 +3,7 @@ package site
 import (
 	"bufio"
 	"crypto/tls"
+	"encoding"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -90,7 +91,9 @@ func changedKeys(a, b *config.Config) []string {
 				continue
 			}
 			fa, fb := va.Field(i), vb.Field(i)
-			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeFor[config.Duration]() {
+			// A table is walked; a value that parses itself (a duration,
+			// an address) is one key, however it is stored.
+			if f.Type.Kind() == reflect.Struct && !reflect.PointerTo(f.Type).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
 				walk(prefix+name+".", fa, fb)
 				continue
 			}
@@ -105,13 +108,12 @@ func changedKeys(a, b *config.Config) []string {
 
 // buildPolicy reads the policy settings and the allow file.
 func buildPolicy(cfg *config.Config) (*policy.Policy, error) {
-	own, _ := config.ParsePrefixes(cfg.Policy.OwnNetworks)
-	allow, _ := config.ParsePrefixes(cfg.Policy.Allow)
 	more, err := readAllowFile(cfg.Policy.AllowFile)
 	if err != nil {
 		return nil, err
 	}
-	return policy.New(policy.Config{OwnNetworks: own, Allow: append(allow, more...), AllowDocumentation: cfg.Policy.AllowDocumentation}), nil
+	allow := append(cfg.Policy.Allow.Netip(), more...)
+	return policy.New(policy.Config{OwnNetworks: cfg.Policy.OwnNetworks.Netip(), Allow: allow, AllowDocumentation: cfg.Policy.AllowDocumentation}), nil
 }
 
 // readAllowFile reads one address or CIDR per line ('#' comments); a
@@ -125,22 +127,24 @@ func readAllowFile(path string) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("allow file: %w", err)
 	}
 	defer f.Close()
-	var lines []string
+	var out []netip.Prefix
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		if line = strings.TrimSpace(line); line == "" {
 			continue
 		}
-		if _, err := config.ParsePrefixes([]string{line}); err != nil {
+		// The rule of policy.allow: a CIDR, or a bare address.
+		p, err := config.ParsePrefix(line)
+		if err != nil {
 			return nil, fmt.Errorf("allow file %s line %d: %w", path, n, err)
 		}
-		lines = append(lines, line)
+		out = append(out, p)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("allow file %s: %w", path, err)
 	}
-	return config.ParsePrefixes(lines)
+	return out, nil
 }
 
 // certificate is the site's TLS key pair, read once and handed out to each

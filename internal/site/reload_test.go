@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -68,9 +70,9 @@ func TestReloadCertificate(t *testing.T) {
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeCert(t, certFile, keyFile)
 	cfg := testConfig(t, "a.test", func(c *config.Config) {
-		c.TLS = config.TLS{Cert: certFile, Key: keyFile, Listen: []string{"127.0.0.1:0"}}
+		c.TLS = config.TLS{Cert: certFile, Key: keyFile, Listen: config.HostPorts{config.MustParseHostPort("127.0.0.1:0")}}
 		// Only peers are let in on the implicit-TLS listener.
-		c.Peers = []config.Peer{{Name: "b.test", Addresses: []string{"127.0.0.1/32"}}}
+		c.Peers = []config.Peer{{Name: "b.test", Addresses: config.Prefixes{{Prefix: netip.MustParsePrefix("127.0.0.1/32")}}}}
 	})
 	r := start(t, cfg)
 	if got := served(t, r); !bytes.Equal(got, first) {
@@ -97,11 +99,16 @@ func TestReloadCertificate(t *testing.T) {
 func TestChangedKeys(t *testing.T) {
 	a := config.Default()
 	b := *a
-	b.NNTP.Listen = []string{"127.0.0.1:119"}
-	b.DNS.Update.Server = "127.0.0.1:53"
+	b.NNTP.Listen = config.HostPorts{config.MustParseHostPort("127.0.0.1:119")}
+	b.DNS.Update.Server = config.MustParseHostPort("127.0.0.1:53")
 	b.History.Keep = config.Duration{Duration: time.Hour}
 	b.Peers = []config.Peer{{Name: "b.test"}}
-	want := []string{"nntp.listen", "history.keep", "dns.update.server", "peer"}
+	// Values that are structs underneath are keys, not tables.
+	b.Admin.Listen = config.MustParseHostPort("127.0.0.1:9100")
+	b.DNS.A = config.Addr{Addr: netip.MustParseAddr("127.0.0.3")}
+	b.Log.Level = config.LogLevel{Level: slog.LevelDebug}
+	b.Policy.Allow = config.Prefixes{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}
+	want := []string{"nntp.listen", "history.keep", "dns.update.server", "peer", "admin.listen", "dns.a", "log.level", "policy.allow"}
 	got := changedKeys(a, &b)
 	slices.Sort(got)
 	slices.Sort(want)

@@ -115,10 +115,7 @@ func WithConfigPath(p string) Option { return func(s *Site) { s.confPath = p } }
 // NewLogger is dstd's logger as log.level and log.destination ask; call
 // the function it returns at exit.
 func NewLogger(c config.Log, stderr io.Writer) (*slog.Logger, func()) {
-	var level slog.Level
-	level.UnmarshalText([]byte(c.Level)) // validated by config
-	mode, _ := logging.ParseMode(c.Destination)
-	return logging.New("dstd", mode, level, stderr)
+	return logging.New("dstd", c.Destination, c.Level.Level, stderr)
 }
 
 // New builds the site cfg describes and binds all its listeners, so that a
@@ -283,7 +280,7 @@ func (s *Site) Run(ctx context.Context) error {
 	cfg := s.cfg
 	s.log.Info("dstd started", "version", s.version, "site", cfg.Site, "config", orNone(s.confPath),
 		"data_dir", cfg.DataDir, "db", cfg.DBPath(), "nntp", strings.Join(s.listenAddrs, ","),
-		"admin", cfg.Admin.Socket+orEmpty(","+cfg.Admin.Listen, cfg.Admin.Listen != ""),
+		"admin", cfg.Admin.Socket+orEmpty(","+cfg.Admin.Listen.String(), !cfg.Admin.Listen.IsZero()),
 		"spool", cfg.SpoolDir, "report_log", orNone(cfg.Actions.Log.File), "keyring", cfg.DKIM.Keyring,
 		"keys", s.snap.Load().kr.Len(), "dns", strings.Join(addrStrings(s.Addrs().DNS), ","), "zone", cfg.DNS.Zone)
 

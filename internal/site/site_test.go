@@ -198,7 +198,7 @@ func TestFeed(t *testing.T) {
 	}
 	cfgB := testConfig(t, "b.test", func(c *config.Config) {
 		documentation(c)
-		c.Peers = []config.Peer{{Name: "a.test", Addresses: []string{"127.0.0.1/32"}}}
+		c.Peers = []config.Peer{{Name: "a.test", Addresses: config.Prefixes{{Prefix: netip.MustParsePrefix("127.0.0.1/32")}}}}
 	})
 	line := dkim.KeyringLine("a.test", cfgA.DKIM.Selector, key.Public().(ed25519.PublicKey))
 	if err := os.MkdirAll(filepath.Dir(cfgB.DKIM.Keyring), 0o750); err != nil {
@@ -208,7 +208,7 @@ func TestFeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := start(t, cfgB)
-	cfgA.Peers = []config.Peer{{Name: "b.test", Feed: b.Addrs().NNTP[0].String()}}
+	cfgA.Peers = []config.Peer{{Name: "b.test", Feed: config.MustParseHostPort(b.Addrs().NNTP[0].String())}}
 	a := start(t, cfgA)
 
 	post(t, a.Site, "192.0.2.7")
@@ -292,11 +292,15 @@ func TestPortInUse(t *testing.T) {
 		name, want string
 		edit       func(*config.Config)
 	}{
-		{"nntp", "nntp.listen", func(c *config.Config) { c.NNTP.Listen = []string{tcp.Addr().String()} }},
-		{"admin", "admin.listen", func(c *config.Config) { c.Admin.Listen = tcp.Addr().String() }},
+		{"nntp", "nntp.listen", func(c *config.Config) {
+			c.NNTP.Listen = config.HostPorts{config.MustParseHostPort(tcp.Addr().String())}
+		}},
+		{"admin", "admin.listen", func(c *config.Config) { c.Admin.Listen = config.MustParseHostPort(tcp.Addr().String()) }},
 		// The DNS sockets are bound last: the NNTP and admin listeners
 		// bound before must be given back.
-		{"dns", "dns.listen", func(c *config.Config) { c.DNS.Listen = []string{udp.LocalAddr().String()} }},
+		{"dns", "dns.listen", func(c *config.Config) {
+			c.DNS.Listen = config.HostPorts{config.MustParseHostPort(udp.LocalAddr().String())}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, "a.test", tc.edit)

@@ -29,24 +29,6 @@ func TestNoFile(t *testing.T) {
 	}
 }
 
-// TestExample checks that the commented example file loads and that its
-// uncommented values are the defaults, so the documentation cannot drift.
-func TestExample(t *testing.T) {
-	c, err := Load("../../examples/dstd.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, _ := Load("")
-	if c.NNTP.MaxArticleBytes != d.NNTP.MaxArticleBytes || c.History.Keep != d.History.Keep || c.Listing.MaxExpire != d.Listing.MaxExpire ||
-		c.Policy.Threshold != d.Policy.Threshold || c.Actions.Program.MaxAttempts != d.Actions.Program.MaxAttempts || c.Log != d.Log ||
-		c.NNTP.MaxConnections != d.NNTP.MaxConnections || c.NNTP.MaxConnectionsPerIP != d.NNTP.MaxConnectionsPerIP ||
-		c.NNTP.MaxLocalConnections != d.NNTP.MaxLocalConnections || c.NNTP.MaxLocalConnectionsPerUser != d.NNTP.MaxLocalConnectionsPerUser ||
-		c.NNTP.MaxPeerConnections != d.NNTP.MaxPeerConnections || c.NNTP.TLSHandshakeTimeout != d.NNTP.TLSHandshakeTimeout ||
-		len(c.NNTP.PostAllow) != len(d.NNTP.PostAllow) || c.NNTP.SubmitGroup != d.NNTP.SubmitGroup || c.Admin.Group != d.Admin.Group {
-		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
-	}
-}
-
 func TestLoad(t *testing.T) {
 	c, err := Load(write(t, `site = "site-a.example"
 data_dir = "/tmp/x"

@@ -1,6 +1,10 @@
 // Package config reads dstd's configuration: a TOML file whose every key is
 // optional. Defaults are applied once, in Default, so dstd runs with no file
-// at all; examples/dstd.toml documents every key.
+// at all; examples/dstd.toml documents every key. Each value is parsed
+// once, as the file is read, into the type the daemon uses (HostPort,
+// Prefixes, Addr, LogLevel, ...): a bad value is reported with its line and
+// key, and nothing downstream parses a string of the file again. Validate
+// then checks what no single value can: the rules that span keys.
 package config
 
 import (

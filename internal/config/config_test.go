@@ -67,6 +67,13 @@ name = "a"
 name = "a"`, `peer "a" is configured twice`},
 		{`[log]
 level = "loud"`, "log.level"},
+		// The rules that span keys, and the ranges, are Validate's.
+		{"[dns]\na = \"192.0.2.1\"", `dns.a "192.0.2.1": want an address in 127.0.0.0/8`},
+		{"[tls]\ncert = \"/c.pem\"", "tls.cert and tls.key go together"},
+		{"[tls]\nlisten = [\"127.0.0.1:563\"]", "tls.listen needs tls.cert and tls.key"},
+		{"[dns.update]\nserver = \"127.0.0.1:53\"", "dns.update needs key_name and secret"},
+		{"[[peer]]\nname = \"b.example\"\nfeed = \"192.0.2.1:1119\"\nusername = \"u\"", `peer "b.example": username/password are only sent over TLS`},
+		{"[[peer]]\nname = \"b.example\"\nauth_user = \"u\"\nauth_password = \"p\"", `peer "b.example" must authenticate over TLS, but [tls] has no cert`},
 	} {
 		_, err := Load(write(t, tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

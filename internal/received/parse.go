@@ -24,6 +24,20 @@ const (
 	OpenSMTPD MTA = "opensmtpd"
 	Qmail     MTA = "qmail"
 	Microsoft MTA = "microsoft"
+	// The MTAs below record no reverse name, or one they did not confirm:
+	// their names are never trusted (see verifies).
+	CommuniGate MTA = "communigate"
+	Kerio       MTA = "kerio"
+	MDaemon     MTA = "mdaemon"
+	MailEnable  MTA = "mailenable"
+	Momentum    MTA = "momentum" // Message Systems Momentum, formerly ecelerity
+	XMail       MTA = "xmail"
+	MXLogic     MTA = "mxlogic"     // McAfee SaaS Email Protection (MX Logic)
+	WebShield   MTA = "webshield"   // McAfee WebShield SMTP
+	NAVGW       MTA = "navgw"       // Symantec (Norton) AntiVirus Gateway
+	MessageLabs MTA = "messagelabs" // Symantec.cloud / Broadcom Email Security.cloud
+	InterScan   MTA = "interscan"   // Trend Micro InterScan VirusWall
+	Iomart      MTA = "iomart"      // iomart hosting (iomartmail.com)
 )
 
 // Hop is what one Received field says about one transfer of the message.
@@ -76,11 +90,16 @@ func Parse(value string) (Hop, error) {
 	// contains a ";" that matters to us, except inside comments (TLS
 	// cipher lists), so cut at the last one outside comments.
 	v = stripDate(v)
-	toks := tokenize(v)
+	toks := tokenize(v, false)
 
 	var h Hop
 	clauses := splitClauses(toks)
 	h.MTA = detectMTA(clauses)
+	if len(toks) > 0 && toks[0].kind == comment && hasPrefixFold(toks[0].text, "from ") {
+		// "(from HELO [ip]) by host (NAVGW ...)": the whole from part is
+		// one comment.
+		return parenFrom(h, toks[0].text, clauses)
+	}
 	if w := clauses["with"]; len(w) > 0 {
 		h.With = w[0].text
 	}
@@ -93,12 +112,30 @@ func Parse(value string) (Hop, error) {
 		// Gmail's "by 2002:a05:...": no network client.
 		return h, nil
 	}
+	if repeatedBy(toks) {
+		// Only a client's text (a HELO with spaces) can put a second "by"
+		// in a field; it could also bring its own "by host (mark)".
+		return h, fmt.Errorf("%w: the word \"by\" appears twice outside comments", ErrUnparsable)
+	}
+	if len(from) > 0 && from[0].kind == word && strings.HasPrefix(from[0].text, "(") && writesNoHelo(h.MTA) {
+		// "from ([ip]) by host with MailEnable ESMTP": this MTA writes no
+		// HELO word when the client gave none, so the parenthesis opens
+		// the MTA's own comment. Only MTAs identified by a mark that the
+		// client cannot write get this reading.
+		from = splitClauses(tokenize(v, true))["from"]
+		h.Helo = ""
+		return finishComments(h, "", from)
+	}
 	if len(from) == 0 || from[0].kind != word {
 		return h, fmt.Errorf("%w: nothing after \"from\"", ErrUnparsable)
 	}
 	h.Helo = from[0].text
-	comments := from[1:]
+	return finishComments(h, from[0].text, from[1:])
+}
 
+// finishComments reads the client from the comments (and, for a few MTAs,
+// the words) that follow the first word of the from clause.
+func finishComments(h Hop, first string, comments []token) (Hop, error) {
 	ip, name, ok, err := clientFromComments(comments)
 	if err != nil {
 		return h, err
@@ -109,27 +146,132 @@ func Parse(value string) (Hop, error) {
 		if h.MTA == Exim {
 			// Exim writes "from NAME ([ip] helo=HELO)": the first word is
 			// the verified host name, the HELO is inside the comment.
-			h.ReverseName, h.Helo = eximNames(from[0].text, comments)
+			h.ReverseName, h.Helo = eximNames(first, comments)
 		}
 		if h.MTA == Qmail {
-			h.ReverseName, h.Helo = qmailNames(from[0].text, comments)
+			h.ReverseName, h.Helo = qmailNames(first, comments)
 		}
-	} else if lit, isLit := addrLiteral(from[0].text); isLit && (h.MTA == Exim || namesHelo(comments)) {
+		if h.MTA == Momentum || h.MTA == CommuniGate || h.MTA == MXLogic {
+			// "from [ip] ([ip:port] helo=HELO)", "from NAME ([ip]
+			// verified)": the first word is not a confirmed name.
+			h.ReverseName = ""
+			if helo, named := heloFrom(comments); named {
+				h.Helo = helo
+			}
+		}
+	} else if lit, isLit := addrLiteral(first); isLit && (h.MTA == Exim || namesHelo(comments) || firstIsClient(h.MTA)) {
 		// Exim writes "from [ip] (helo=HELO)" when it has no verified name,
 		// CommuniGate Pro "from [ip] (account x HELO y)": when a comment
 		// names the HELO, the first word is not the HELO but the address.
+		// MessageLabs and iomart write "from [ip] by host" and nothing
+		// else.
 		h.IP = lit
 		h.Helo, _ = heloFrom(comments)
+	} else if ip, isIP := bareIP(first); isIP && h.MTA == InterScan {
+		// "from 157.54.8.23 by host (InterScan E-Mail VirusWall NT)".
+		h.IP = ip
+		h.Helo = ""
+	} else if lit, found := lastWordLiteral(comments); found && (h.MTA == MDaemon || h.MTA == MXLogic) {
+		// MDaemon 5: "from HELO [ip] by host [ip] with SMTP (MDaemon...)";
+		// MX Logic: "from RDNS [ip] (EHLO helo) by host (mxl_mta-...)".
+		// The MTA's literal comes after anything the client chose.
+		h.IP = lit
+		if h.MTA == MXLogic {
+			h.Helo, _ = heloFrom(comments)
+		}
 	} else if isLocalProtocol(h.With) || localSocket(comments) {
 		// "from root by host with local (Exim 4.96)": a local program.
 		return h, nil
 	} else {
-		return h, fmt.Errorf("%w: no client address after \"from %s\"", ErrUnparsable, from[0].text)
+		return h, fmt.Errorf("%w: no client address after \"from %s\"", ErrUnparsable, first)
 	}
 	if h.ReverseName != "" {
 		h.NameVerified = verifies(h.MTA, comments)
 	}
 	return h, nil
+}
+
+// parenFrom reads a field whose from part is one comment: Symantec's
+// NAVGW writes "(from HELO [ip]) by host (NAVGW 2.5.2.12) with SMTP".
+// Sendmail's local "(from user@localhost) by host" has no client. Any
+// other such comment that holds an address is a network client in a form
+// this package does not know: refused.
+func parenFrom(h Hop, text string, cl map[string][]token) (Hop, error) {
+	if b := cl["by"]; len(b) > 0 && b[0].kind == word {
+		h.By = normName(b[0].text)
+	}
+	if w := cl["with"]; len(w) > 0 {
+		h.With = w[0].text
+	}
+	words := strings.Fields(dropNested(text))
+	lit, isLit := addrLiteral(words[len(words)-1])
+	if h.MTA == NAVGW && isLit && len(words) <= 3 {
+		h.IP = lit
+		if len(words) == 3 {
+			h.Helo = words[1]
+		}
+		return h, nil
+	}
+	for _, w := range words {
+		if at := strings.LastIndexByte(w, '@'); at >= 0 {
+			w = w[at+1:] // "(from user@[ip])"
+		}
+		if _, ok := addrLiteral(w); ok {
+			return h, fmt.Errorf("%w: a client address in \"(%s)\", a form this MTA is not known to write", ErrUnparsable, text)
+		}
+		if _, ok := bareIP(w); ok {
+			return h, fmt.Errorf("%w: a client address in \"(%s)\", a form this MTA is not known to write", ErrUnparsable, text)
+		}
+	}
+	return h, nil
+}
+
+// repeatedBy reports a second "by" word outside comments. The word right
+// after "from" is the HELO and may be "by".
+func repeatedBy(toks []token) bool {
+	n := 0
+	for i, t := range toks {
+		if t.kind == word && strings.EqualFold(t.text, "by") && !(i == 1 && strings.EqualFold(toks[0].text, "from")) {
+			n++
+		}
+	}
+	return n > 1
+}
+
+// writesNoHelo lists the MTAs whose "from (" opens their own comment: they
+// write no HELO word when the client sent an empty one, or never write one.
+func writesNoHelo(m MTA) bool {
+	switch m {
+	case MailEnable, Microsoft, Momentum, WebShield:
+		return true
+	}
+	return false
+}
+
+// firstIsClient lists the MTAs that write the client's address literal as
+// the first word after "from", where others write the HELO.
+func firstIsClient(m MTA) bool {
+	return m == MessageLabs || m == Iomart
+}
+
+// lastWordLiteral returns the last address literal written as a word (not
+// in a comment) among toks.
+func lastWordLiteral(toks []token) (netip.Addr, bool) {
+	var ip netip.Addr
+	found := false
+	for _, t := range toks {
+		if t.kind != word {
+			continue
+		}
+		if lit, ok := addrLiteral(t.text); ok {
+			ip, found = lit, true
+		}
+	}
+	return ip, found
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // verifies reports whether the MTA that wrote the field confirmed the
@@ -212,8 +354,9 @@ func stripDate(s string) string {
 }
 
 // tokenize splits a field into words and (possibly nested) comments. The
-// first word after the keyword "from" is special: see splitClauses.
-func tokenize(s string) []token {
+// first word after the keyword "from" is special: see splitClauses. With
+// noHelo, that word gets no special treatment: for MTAs that write no HELO.
+func tokenize(s string, noHelo bool) []token {
 	var toks []token
 	afterFrom := false
 	for i := 0; i < len(s); {
@@ -245,7 +388,7 @@ func tokenize(s string) []token {
 			}
 			w := s[i:j]
 			toks = append(toks, token{word, w})
-			afterFrom = !afterFrom && strings.EqualFold(w, "from") && len(toks) == 1
+			afterFrom = !noHelo && !afterFrom && strings.EqualFold(w, "from") && len(toks) == 1
 			i = j
 		}
 	}
@@ -281,11 +424,13 @@ func splitClauses(toks []token) map[string][]token {
 }
 
 // clientFromComments finds the client address in the comments of the from
-// clause: "(name [ip])", "(user@name [ip] (may be forged))", "([ip]:port
-// helo=x)", "(1.2.3.4)", "(HELO x) (user@1.2.3.4)". HELO values ("helo=x",
-// "HELO x") are skipped. When several different addresses remain, the last
-// wins: every format puts the client-controlled parts (HELO, ident) before
-// the address of the connection.
+// clause: "(name [ip])", "(user@name [ip] (may be forged))", "(user@[ip])",
+// "([ip]:port helo=x)", "(1.2.3.4)", "(ip:port)", "(HELO x) (user@1.2.3.4)".
+// HELO values ("helo=x", "HELO x") are skipped, and so are the comments in
+// which MTAs copy what the client sent after its address (envelope sender,
+// authenticated user, TLS details). When several different addresses
+// remain, the last wins: every format puts the client-controlled parts
+// (HELO, ident) before the address of the connection.
 func clientFromComments(comments []token) (netip.Addr, string, bool, error) {
 	var (
 		ip    netip.Addr
@@ -293,7 +438,7 @@ func clientFromComments(comments []token) (netip.Addr, string, bool, error) {
 		found bool
 	)
 	for _, c := range comments {
-		if c.kind != comment {
+		if c.kind != comment || clientText(c.text) {
 			continue
 		}
 		for _, cand := range commentAddrs(c.text) {
@@ -303,16 +448,32 @@ func clientFromComments(comments []token) (netip.Addr, string, bool, error) {
 	return ip, name, found, nil
 }
 
+// clientText recognises the comments that MTAs write after the address and
+// that hold what the client sent: qmail-ldap's "(envelope-sender <x>)",
+// Kerio's "(authenticated user x)", Qsmtpd's "(auth=x)", Courier's "(AUTH:
+// LOGIN x)", MessageLabs' and Mimecast's "(using TLS...)".
+func clientText(text string) bool {
+	for _, p := range []string{"envelope-", "authenticated", "auth=", "auth:", "using ", "return-path"} {
+		if hasPrefixFold(strings.TrimSpace(text), p) {
+			return true
+		}
+	}
+	return false
+}
+
 type addrCandidate struct {
 	ip   netip.Addr
 	name string // the word before the address in the same comment
 }
 
-var bareAddr = regexp.MustCompile(`^(?:[^@\s]+@)?([0-9A-Fa-f:.]+)$`)
+// bareAddr matches qmail's "(1.2.3.4)", "(user@1.2.3.4)" (tcpserver's
+// ident), "(user@domain@1.2.3.4)" (qmail-smtpd with AUTH), Microsoft's
+// "(10.0.0.1)", XMail's "(1.2.3.4:23198)".
+var bareAddr = regexp.MustCompile(`^(?:\S*@)?([0-9A-Fa-f:.]+)$`)
 
 func commentAddrs(text string) []addrCandidate {
 	inner := text
-	if strings.HasPrefix(strings.ToUpper(inner), "HELO ") || strings.HasPrefix(strings.ToUpper(inner), "EHLO ") {
+	if hasPrefixFold(inner, "HELO ") || hasPrefixFold(inner, "EHLO ") || strings.EqualFold(inner, "HELO") || strings.EqualFold(inner, "EHLO") {
 		return nil // qmail and CommuniGate: "(HELO name)"
 	}
 	// Nested comments ("(may be forged)") carry no address.
@@ -327,6 +488,15 @@ func commentAddrs(text string) []addrCandidate {
 		if i > 0 && (strings.EqualFold(words[i-1], "HELO") || strings.EqualFold(words[i-1], "EHLO")) {
 			continue // CommuniGate Pro: "(account x HELO [1.2.3.4])"
 		}
+		if at := strings.LastIndexByte(w, '@'); at >= 0 {
+			// Sendmail with an RFC 1413 ident and no reverse name:
+			// "(user@[ip])". The user part is the client's; there is no
+			// name.
+			if ip, ok := addrLiteral(w[at+1:]); ok {
+				out = append(out, addrCandidate{ip: ip})
+			}
+			continue
+		}
 		if ip, ok := addrLiteral(w); ok {
 			name := ""
 			if i > 0 {
@@ -339,14 +509,27 @@ func commentAddrs(text string) []addrCandidate {
 		}
 	}
 	if len(out) == 0 && len(words) == 1 {
-		// qmail "(1.2.3.4)", "(user@1.2.3.4)"; Microsoft "(10.0.0.1)".
 		if m := bareAddr.FindStringSubmatch(words[0]); m != nil {
-			if ip, err := netip.ParseAddr(m[1]); err == nil {
-				out = append(out, addrCandidate{ip: ip.Unmap()})
+			if ip, ok := bareIP(m[1]); ok {
+				out = append(out, addrCandidate{ip: ip})
 			}
 		}
 	}
 	return out
+}
+
+// bareIP parses an address written without brackets, "1.2.3.4",
+// "2001:db8::1", or an IPv4 address with a port, "1.2.3.4:25".
+func bareIP(s string) (netip.Addr, bool) {
+	if ip, err := netip.ParseAddr(s); err == nil && ip.Zone() == "" {
+		return ip.Unmap(), true
+	}
+	if i := strings.LastIndexByte(s, ':'); i > 0 && isPort(s[i:]) {
+		if ip, err := netip.ParseAddr(s[:i]); err == nil && ip.Is4() {
+			return ip, true
+		}
+	}
+	return netip.Addr{}, false
 }
 
 func dropNested(s string) string {
@@ -389,11 +572,23 @@ func addrLiteral(w string) (netip.Addr, bool) {
 		s = s[5:]
 	}
 	ip, err := netip.ParseAddr(s)
-	if err != nil || ip.Zone() != "" {
+	if err != nil {
+		// Momentum and MessageLabs: "[1.2.3.4:25]"; Exim 3:
+		// "[1.2.3.4.25]". IPv4 only: in IPv6 the port would be ambiguous.
+		if m := v4Port.FindStringSubmatch(s); m != nil {
+			if ip4, err4 := netip.ParseAddr(m[1]); err4 == nil {
+				return ip4, true
+			}
+		}
+		return netip.Addr{}, false
+	}
+	if ip.Zone() != "" {
 		return netip.Addr{}, false
 	}
 	return ip.Unmap(), true
 }
+
+var v4Port = regexp.MustCompile(`^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})[:.]\d{1,5}$`)
 
 func isPort(s string) bool {
 	if len(s) < 2 || s[0] != ':' {
@@ -419,6 +614,9 @@ func normRevName(s string) string {
 	}
 	if _, isLit := addrLiteral(s); isLit {
 		return ""
+	}
+	if _, isIP := bareIP(s); isIP {
+		return "" // "(64.52.135.194 [64.52.135.194])": no name
 	}
 	return n
 }
@@ -474,14 +672,17 @@ func qmailNames(first string, comments []token) (rev, helo string) {
 }
 
 var (
-	sendmailVersion = regexp.MustCompile(`^\d+\.\d+\.\d+(\.\d+)?(/\S*)*$`)
+	// Sendmail writes "by host ($v/$Z)", "(8.17.1.9/8.17.1.9/Debian-2)":
+	// the slash is required, so that an address in the by comment
+	// (MDaemon's "by host (192.0.2.1)") is not read as a version.
+	sendmailVersion = regexp.MustCompile(`^\d+\.\d+\.\d+[0-9A-Za-z.]*/\S*$`)
 	eximVersion     = regexp.MustCompile(`\(Exim \d`)
 )
 
 // detectMTA recognises the writer from the marks each MTA leaves right
 // after its own name ("by mx (Postfix)") or protocol ("with esmtp (Exim
-// 4.96)"). Later comments are not looked at: they can carry client-chosen
-// text such as Exim's "(envelope-from <...>)".
+// 4.96)"). Comments that carry client-chosen text, such as Exim's
+// "(envelope-from <...>)", are not looked at.
 func detectMTA(cl map[string][]token) MTA {
 	byMark := firstComment(cl["by"])
 	// Exim: "with esmtps (TLS1.3) tls CIPHER (Exim 4.96) (envelope-from
@@ -499,6 +700,10 @@ func detectMTA(cl map[string][]token) MTA {
 		with.WriteString(" " + t.text)
 	}
 	withMark := with.String()
+	by := ""
+	if b := cl["by"]; len(b) > 0 && b[0].kind == word {
+		by = normName(b[0].text)
+	}
 	switch {
 	case strings.HasPrefix(byMark, "Postfix"):
 		return Postfix
@@ -506,14 +711,77 @@ func detectMTA(cl map[string][]token) MTA {
 		return Exim
 	case byMark == "OpenSMTPD":
 		return OpenSMTPD
-	case strings.Contains(withMark, "Microsoft SMTP Server"):
+	case strings.Contains(withMark, "Microsoft SMTP Server") || strings.HasPrefix(withMark, " Microsoft SMTPSVC"):
 		return Microsoft
 	case sendmailVersion.MatchString(byMark) || strings.HasPrefix(byMark, "Sendmail"):
 		return Sendmail
 	case qmailMark(cl):
 		return Qmail
 	}
+	// The marks below are the MTA's own comments in its by clause (after
+	// its name, and after its address for MDaemon), or its with clause.
+	for _, m := range mtaComments(cl) {
+		switch {
+		case strings.HasPrefix(m, "CommuniGate Pro "):
+			return CommuniGate
+		case strings.HasPrefix(m, "Kerio Connect "):
+			return Kerio
+		case strings.HasPrefix(m, "MDaemon"):
+			return MDaemon
+		case strings.HasPrefix(m, "ecelerity "):
+			return Momentum
+		case strings.HasPrefix(m, "mxl_mta-"):
+			return MXLogic
+		case strings.HasPrefix(m, "NAVGW "):
+			return NAVGW
+		case strings.HasPrefix(m, "InterScan "):
+			return InterScan
+		}
+	}
+	switch {
+	case strings.HasPrefix(withMark, " [XMail "):
+		return XMail
+	case strings.HasPrefix(withMark, " MailEnable "):
+		return MailEnable
+	case strings.HasSuffix(by, ".messagelabs.com") && len(cl["with"]) == 0:
+		// "from [ip] by server-3.bemta-4.messagelabs.com id ...".
+		return MessageLabs
+	case strings.HasSuffix(by, ".iomartmail.com") && len(cl["with"]) == 0 && len(cl["by"]) == 1:
+		// "from [ip] by mta2.iomartmail.com; date".
+		return Iomart
+	case webShieldMark(cl):
+		return WebShield
+	}
 	return Unknown
+}
+
+// mtaComments returns the comments of the by and with clauses, up to the
+// first one that holds client-chosen text: "by host (envelope-from <x>)
+// (ecelerity 3.6)" puts the sender before the mark, so that comment is
+// skipped rather than ending the search.
+func mtaComments(cl map[string][]token) []string {
+	var out []string
+	for _, k := range []string{"by", "with"} {
+		for _, t := range cl[k] {
+			if t.kind != comment {
+				continue
+			}
+			if clientText(t.text) || strings.ContainsAny(t.text, "<@") {
+				continue
+			}
+			out = append(out, strings.TrimSpace(t.text))
+		}
+	}
+	return out
+}
+
+// webShieldIDs matches the queue ids of McAfee WebShield SMTP:
+// "via smtp id 021b_7e19a55a_ea7e_11da_83a9_00304811e63a".
+var webShieldIDs = regexp.MustCompile(`^[0-9a-f]{4}_[0-9a-f]{8}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{12}$`)
+
+func webShieldMark(cl map[string][]token) bool {
+	via, id := cl["via"], cl["id"]
+	return len(via) == 1 && strings.EqualFold(via[0].text, "smtp") && len(id) == 1 && webShieldIDs.MatchString(id[0].text)
 }
 
 func firstComment(toks []token) string {

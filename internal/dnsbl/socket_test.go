@@ -4,14 +4,17 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
+	"slices"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dsttest"
 )
 
 // startServer runs ListenAndServe on 127.0.0.1:0 and returns the address.
@@ -90,61 +93,77 @@ func TestListenError(t *testing.T) {
 	}
 }
 
+// TestNotify: a burst of changes between two ticks is announced by one
+// NOTIFY with the last serial, a NOTIFY the secondary refuses is retried,
+// no tick without a change sends one, and a later change is announced.
+//
+// RunNotify runs in a synctest bubble, so its ticker and retry timer run on
+// the bubble's clock, which moves only when every goroutine in the bubble
+// is durably blocked. A worker waiting for the secondary's answer over UDP
+// is not, so after a time.Sleep in the bubble every tick of that time has
+// been handled and every NOTIFY it caused has reached the secondary: "no
+// second NOTIFY" is then a fact, not a guess that a wrong one would have
+// come within some wait. The secondary runs outside the bubble: its
+// goroutines block in socket reads for good.
 func TestNotify(t *testing.T) {
-	got := make(chan uint32, 10)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fails atomic.Int32
-	fails.Store(1) // drop the first NOTIFY to exercise the retry
+	var mu sync.Mutex
+	var serials []uint32 // of every NOTIFY the secondary got, in order
+	refuse := 1          // answer the first NOTIFY SERVFAIL, to exercise the retry
 	sec := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		if fails.Add(-1) >= 0 {
-			return
-		}
-		got <- r.Answer[0].(*dns.SOA).Serial
 		m := new(dns.Msg)
 		m.SetReply(r)
+		mu.Lock()
+		serials = append(serials, r.Answer[0].(*dns.SOA).Serial)
+		if refuse > 0 {
+			refuse--
+			m.Rcode = dns.RcodeServerFailure
+		}
+		mu.Unlock()
 		w.WriteMsg(m)
 	})}
 	go sec.ActivateAndServe()
 	defer sec.Shutdown()
+	got := func() []uint32 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(serials)
+	}
 
-	x := NewIndex()
-	s, err := New(Config{Zone: zone, Notify: []string{pc.LocalAddr().String()}}, x)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.RunNotify(ctx)
-	for i := range 20 { // a burst is debounced into one NOTIFY
-		x.Set(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), entry)
-	}
-	select {
-	case serial := <-got:
-		if serial != x.Serial() {
-			t.Errorf("NOTIFY serial %d, want %d", serial, x.Serial())
+	synctest.Test(t, func(t *testing.T) {
+		x := NewIndex()
+		s, err := New(Config{Zone: zone, Notify: []string{pc.LocalAddr().String()}}, x)
+		if err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no NOTIFY")
-	}
-	select {
-	case <-got:
-		t.Error("burst produced a second NOTIFY")
-	case <-time.After(1500 * time.Millisecond):
-	}
+		go s.RunNotify(t.Context())
+		// The bubble's clock stands still while this goroutine runs: the
+		// whole burst comes before the first tick.
+		for i := range 20 {
+			x.Set(netip.AddrFrom4([4]byte{10, 0, 0, byte(i)}), entry)
+		}
+		first := x.Serial()
+		time.Sleep(10 * notifyEvery)
+		// The refused NOTIFY and its retry, and nothing from the nine
+		// ticks without a change.
+		if want := []uint32{first, first}; !slices.Equal(got(), want) {
+			t.Fatalf("NOTIFY serials %v after a burst, want %v (one NOTIFY, refused, then retried)", got(), want)
+		}
+		x.Set(netip.MustParseAddr("10.0.1.1"), entry)
+		second := x.Serial()
+		time.Sleep(10 * notifyEvery)
+		if want := []uint32{first, first, second}; !slices.Equal(got(), want) {
+			t.Errorf("NOTIFY serials %v after a later change, want %v", got(), want)
+		}
+	})
 }
 
 // TestDig checks interop with a real client, BIND's dig.
 func TestDig(t *testing.T) {
-	dig, err := exec.LookPath("dig")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("dig missing")
-		}
-		t.Skip("dig not installed")
-	}
+	dig := dsttest.Require(t, "dig", "bind9-dnsutils")
 	s, _ := newTestServer(t)
 	addr := startServer(t, s)
 	ap := netip.MustParseAddrPort(addr)

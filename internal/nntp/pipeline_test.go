@@ -1,6 +1,7 @@
 package nntp
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -102,6 +104,20 @@ func (h *pipeHandler) waitFor(what string, cond func(events []string, inFlight i
 	}
 }
 
+// settled checks cond in a synctest bubble once every goroutine of the
+// bubble but the test's is durably blocked: what a server would do next
+// without more input has been done, so cond failing is not a matter of
+// timing.
+func (h *pipeHandler) settled(what string, cond func(events []string, inFlight int) bool) {
+	h.t.Helper()
+	synctest.Wait()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !cond(h.events, h.inFlight) {
+		h.t.Fatalf("once the server had done what it could: not %s; %d Receive calls running, handler calls: %q", what, h.inFlight, h.events)
+	}
+}
+
 func (h *pipeHandler) snapshot() (events []string, inFlight, peak int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -117,6 +133,52 @@ func countPrefix(events []string, prefix string) int {
 		}
 	}
 	return n
+}
+
+// servePipe serves one connection with ServeConn under ctx over net.Pipe
+// and returns the client's side and a channel closed when ServeConn has
+// returned. It is for tests run in a synctest bubble: there, a goroutine
+// blocked on the pipe, on a channel or on a sync.Cond is durably blocked,
+// so after synctest.Wait the server has done everything it would do
+// without more input, and a negative assertion ("IHAVE was not run yet")
+// cannot pass just because a wrong server was slow. Over TCP, a goroutine
+// blocked in a read is not durably blocked, so synctest.Wait would never
+// return. A net.Pipe write waits for the reader: a test that sends more
+// than the server reads before it answers writes from a goroutine.
+func servePipe(t *testing.T, srv *Server, ctx context.Context) (*client, <-chan struct{}) {
+	t.Helper()
+	if srv.Log == nil {
+		srv.Log = testLogger(t)
+	}
+	cc, sc := net.Pipe()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.ServeConn(ctx, sc)
+	}()
+	c := &client{t: t, c: cc, br: bufio.NewReader(cc)}
+	cc.SetDeadline(time.Now().Add(20 * time.Second)) // the bubble's clock
+	t.Cleanup(func() {
+		cc.Close()
+		<-served
+	})
+	return c, served
+}
+
+// expectSilence checks, in a synctest bubble, that the server has nothing
+// to say once every goroutine has done what it can: a response would be
+// a pipe write waiting for this read.
+func (c *client) expectSilence(why string) {
+	c.t.Helper()
+	synctest.Wait()
+	// The bubble's clock moves only once every goroutine in it is
+	// durably blocked, so this deadline passes only if no response is
+	// on its way.
+	c.c.SetReadDeadline(time.Now().Add(time.Nanosecond))
+	if l, err := c.br.ReadString('\n'); err == nil || l != "" {
+		c.t.Fatalf("answered %q %s", l, why)
+	}
+	c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
 }
 
 // reverseHandler's Receive waits until all n calls are in flight, then
@@ -217,66 +279,65 @@ func TestPipelinedTakeThisConcurrent(t *testing.T) {
 // TestPipelinedCheck: CHECK is decided at once while earlier TAKETHIS
 // articles are being received, and answered in its turn.
 func TestPipelinedCheck(t *testing.T) {
-	h := newPipeHandler(t)
-	addr := startServer(t, newServer(h, false, true))
-	c := connect(t, "tcp", addr)
-	c.expect("201 ")
-	c.send("MODE STREAM\r\n")
-	c.expect("203 ")
-	c.send(takeThis("<t1@x>") + "CHECK <c1@x>\r\n" + takeThis("<refuse-t2@x>") +
-		"CHECK <refuse-c2@x>\r\nCHECK <bad>\r\n" + takeThis("<t3@x>") + "CHECK <c3@x>\r\n")
-	h.waitFor("every CHECK while every Receive is held", func(ev []string, inFlight int) bool {
-		return countPrefix(ev, "check ") == 3 && inFlight == 3
+	synctest.Test(t, func(t *testing.T) {
+		h := newPipeHandler(t)
+		c, _ := servePipe(t, newServer(h, false, true), t.Context())
+		c.expect("201 ")
+		c.send("MODE STREAM\r\n")
+		c.expect("203 ")
+		c.send(takeThis("<t1@x>") + "CHECK <c1@x>\r\n" + takeThis("<refuse-t2@x>") +
+			"CHECK <refuse-c2@x>\r\nCHECK <bad>\r\n" + takeThis("<t3@x>") + "CHECK <c3@x>\r\n")
+		h.settled("every CHECK decided while every Receive is held", func(ev []string, inFlight int) bool {
+			return countPrefix(ev, "check ") == 3 && inFlight == 3
+		})
+		// Nothing may be answered yet: the first response is a TAKETHIS's.
+		c.expectSilence("before the first Receive returned")
+		close(h.release)
+		for _, want := range []string{
+			"239 <t1@x>", "238 <c1@x>", "439 <refuse-t2@x>", "438 <refuse-c2@x>",
+			"438 <bad> syntax error", "239 <t3@x>", "238 <c3@x>",
+		} {
+			c.expect(want)
+		}
 	})
-	// Nothing may be answered yet: the first response is a TAKETHIS's.
-	c.c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-	if l, err := c.br.ReadString('\n'); err == nil || l != "" {
-		t.Fatalf("answered %q before the first Receive returned", l)
-	}
-	c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	close(h.release)
-	for _, want := range []string{
-		"239 <t1@x>", "238 <c1@x>", "439 <refuse-t2@x>", "438 <refuse-c2@x>",
-		"438 <bad> syntax error", "239 <t3@x>", "238 <c3@x>",
-	} {
-		c.expect(want)
-	}
 }
 
 // TestBarrierAfterPipeline: a command other than CHECK and TAKETHIS (here
 // IHAVE, DATE and QUIT) runs only once every earlier TAKETHIS has been
 // received and answered.
 func TestBarrierAfterPipeline(t *testing.T) {
-	h := newPipeHandler(t)
-	addr := startServer(t, newServer(h, false, true))
-	c := connect(t, "tcp", addr)
-	c.expect("201 ")
-	c.send("MODE STREAM\r\n")
-	c.expect("203 ")
-	c.send(takeThis("<t1@x>") + takeThis("<t2@x>") + "IHAVE <i1@x>\r\n")
-	h.waitFor("both Receive calls", func(_ []string, inFlight int) bool { return inFlight == 2 })
-	time.Sleep(50 * time.Millisecond) // time for a wrong server to run IHAVE
-	if ev, _, _ := h.snapshot(); countPrefix(ev, "check ") != 0 {
-		t.Fatalf("IHAVE offered to the handler while TAKETHIS articles were still being received: %q", ev)
-	}
-	close(h.release)
-	c.expect("239 <t1@x>")
-	c.expect("239 <t2@x>")
-	c.expect("335 ")
-	ev, _, _ := h.snapshot()
-	if i := slices.Index(ev, "check <i1@x>"); i < 0 || countPrefix(ev[:i], "received ") != 2 {
-		t.Errorf("handler calls %q: IHAVE's offer must come after both Receive calls returned", ev)
-	}
-	c.send(strings.Replace(testArticle, "<a@b.example>", "<i1@x>", 1) + ".\r\n")
-	c.expect("235 ")
+	synctest.Test(t, func(t *testing.T) {
+		h := newPipeHandler(t)
+		c, served := servePipe(t, newServer(h, false, true), t.Context())
+		c.expect("201 ")
+		c.send("MODE STREAM\r\n")
+		c.expect("203 ")
+		c.send(takeThis("<t1@x>") + takeThis("<t2@x>") + "IHAVE <i1@x>\r\n")
+		// The server has read all three commands (they fit its buffer):
+		// a wrong one would have offered IHAVE to the handler by now.
+		h.settled("both Receive calls held and IHAVE not offered", func(ev []string, inFlight int) bool {
+			return inFlight == 2 && countPrefix(ev, "check ") == 0
+		})
+		close(h.release)
+		c.expect("239 <t1@x>")
+		c.expect("239 <t2@x>")
+		c.expect("335 ")
+		ev, _, _ := h.snapshot()
+		if i := slices.Index(ev, "check <i1@x>"); i < 0 || countPrefix(ev[:i], "received ") != 2 {
+			t.Errorf("handler calls %q: IHAVE's offer must come after both Receive calls returned", ev)
+		}
+		c.send(strings.Replace(testArticle, "<a@b.example>", "<i1@x>", 1) + ".\r\n")
+		c.expect("235 ")
 
-	// The same with DATE and QUIT, sent in one write behind a TAKETHIS.
-	c.send(takeThis("<t3@x>") + "DATE\r\n" + takeThis("<t4@x>") + "QUIT\r\n")
-	c.expect("239 <t3@x>")
-	c.expect("111 ")
-	c.expect("239 <t4@x>")
-	c.expect("205 ")
-	c.expectClosed()
+		// The same with DATE and QUIT, sent in one write behind a TAKETHIS.
+		c.send(takeThis("<t3@x>") + "DATE\r\n" + takeThis("<t4@x>") + "QUIT\r\n")
+		c.expect("239 <t3@x>")
+		c.expect("111 ")
+		c.expect("239 <t4@x>")
+		c.expect("205 ")
+		c.expectClosed()
+		<-served
+	})
 }
 
 // serveOne serves one connection with ServeConn under ctx and returns the
@@ -355,41 +416,40 @@ func TestPipelineDeferStopsReceiving(t *testing.T) {
 // TestPipelineShutdown: Shutdown while Receive calls are in flight waits
 // for them and for their responses, then says goodbye.
 func TestPipelineShutdown(t *testing.T) {
-	h := newPipeHandler(t)
-	srv := newServer(h, false, true)
-	srv.Log = testLogger(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(context.Background(), ln)
-	c := connect(t, "tcp", ln.Addr().String())
-	c.expect("201 ")
-	c.send(takeThis("<t1@x>") + takeThis("<t2@x>") + takeThis("<t3@x>"))
-	h.waitFor("three Receive calls", func(_ []string, inFlight int) bool { return inFlight == 3 })
+	synctest.Test(t, func(t *testing.T) {
+		h := newPipeHandler(t)
+		srv := newServer(h, false, true)
+		c, _ := servePipe(t, srv, t.Context())
+		c.expect("201 ")
+		c.send(takeThis("<t1@x>") + takeThis("<t2@x>") + takeThis("<t3@x>"))
+		h.settled("three Receive calls", func(_ []string, inFlight int) bool { return inFlight == 3 })
 
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		done <- srv.Shutdown(ctx)
-	}()
-	select {
-	case err := <-done:
-		t.Fatalf("Shutdown returned %v while articles were being received", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	close(h.release)
-	c.expect("239 <t1@x>")
-	c.expect("239 <t2@x>")
-	c.expect("239 <t3@x>")
-	c.expectClosed("400 server shutting down")
-	if err := <-done; err != nil {
-		t.Errorf("Shutdown: %v", err)
-	}
-	if _, inFlight, _ := h.snapshot(); inFlight != 0 {
-		t.Errorf("Shutdown returned with %d Receive calls running", inFlight)
-	}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- srv.Shutdown(ctx)
+		}()
+		// Once everything is blocked, a Shutdown that does not wait for
+		// the articles has returned.
+		synctest.Wait()
+		select {
+		case err := <-done:
+			t.Fatalf("Shutdown returned %v while articles were being received", err)
+		default:
+		}
+		close(h.release)
+		c.expect("239 <t1@x>")
+		c.expect("239 <t2@x>")
+		c.expect("239 <t3@x>")
+		c.expectClosed("400 server shutting down")
+		if err := <-done; err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if _, inFlight, _ := h.snapshot(); inFlight != 0 {
+			t.Errorf("Shutdown returned with %d Receive calls running", inFlight)
+		}
+	})
 }
 
 // TestPipelineCancel: when the connection is torn down (ServeConn's ctx)
@@ -415,57 +475,53 @@ func TestPipelineCancel(t *testing.T) {
 // TestPipelineBound: at most maxInFlight articles of one connection are
 // being received at once; the next TAKETHIS waits for the oldest.
 func TestPipelineBound(t *testing.T) {
-	h := newPipeHandler(t)
-	addr := startServer(t, newServer(h, false, true))
-	c := connect(t, "tcp", addr)
-	c.expect("201 ")
-	const n = maxInFlight + 10
-	var batch strings.Builder
-	for i := range n {
-		batch.WriteString(takeThis(fmt.Sprintf("<t%d@x>", i)))
-	}
-	go c.c.Write([]byte(batch.String())) // may block until the server reads on
-	h.waitFor("maxInFlight Receive calls", func(_ []string, inFlight int) bool { return inFlight == maxInFlight })
-	time.Sleep(50 * time.Millisecond) // time for a wrong server to start more
-	if _, inFlight, _ := h.snapshot(); inFlight != maxInFlight {
-		t.Errorf("%d Receive calls at once, want at most %d", inFlight, maxInFlight)
-	}
-	close(h.release)
-	for i := range n {
-		c.expect(fmt.Sprintf("239 <t%d@x>", i))
-	}
-	if _, _, peak := h.snapshot(); peak != maxInFlight {
-		t.Errorf("at most %d Receive calls at once, want %d", peak, maxInFlight)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newPipeHandler(t)
+		c, _ := servePipe(t, newServer(h, false, true), t.Context())
+		c.expect("201 ")
+		const n = maxInFlight + 10
+		var batch strings.Builder
+		for i := range n {
+			batch.WriteString(takeThis(fmt.Sprintf("<t%d@x>", i)))
+		}
+		go c.c.Write([]byte(batch.String())) // may block until the server reads on
+		// A wrong server would have started every article by now.
+		h.settled("maxInFlight Receive calls", func(_ []string, inFlight int) bool { return inFlight == maxInFlight })
+		close(h.release)
+		for i := range n {
+			c.expect(fmt.Sprintf("239 <t%d@x>", i))
+		}
+		if _, _, peak := h.snapshot(); peak != maxInFlight {
+			t.Errorf("at most %d Receive calls at once, want %d", peak, maxInFlight)
+		}
+	})
 }
 
 // TestPipelineByteBound: the articles being received at once stay within
 // Limits.MaxPipelinedBytes, so a peer sending big articles cannot make the
 // server hold maxInFlight of them.
 func TestPipelineByteBound(t *testing.T) {
-	h := newPipeHandler(t)
-	srv := newServer(h, false, true)
-	size := int64(len(strings.Replace(testArticle, "<a@b.example>", "<t0@x>", 1)))
-	srv.Limits.MaxPipelinedBytes = 3*size + size/2 // room for 3 articles, not 4
-	addr := startServer(t, srv)
-	c := connect(t, "tcp", addr)
-	c.expect("201 ")
-	const n = 10
-	var batch strings.Builder
-	for i := range n {
-		batch.WriteString(takeThis(fmt.Sprintf("<t%d@x>", i)))
-	}
-	go c.c.Write([]byte(batch.String()))
-	h.waitFor("3 Receive calls", func(_ []string, inFlight int) bool { return inFlight == 3 })
-	time.Sleep(50 * time.Millisecond) // time for a wrong server to start more
-	if _, inFlight, _ := h.snapshot(); inFlight != 3 {
-		t.Errorf("%d Receive calls at once, want 3 (the byte bound)", inFlight)
-	}
-	close(h.release)
-	for i := range n {
-		c.expect(fmt.Sprintf("239 <t%d@x>", i))
-	}
-	if _, _, peak := h.snapshot(); peak != 3 {
-		t.Errorf("at most %d Receive calls at once, want 3", peak)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		h := newPipeHandler(t)
+		srv := newServer(h, false, true)
+		size := int64(len(strings.Replace(testArticle, "<a@b.example>", "<t0@x>", 1)))
+		srv.Limits.MaxPipelinedBytes = 3*size + size/2 // room for 3 articles, not 4
+		c, _ := servePipe(t, srv, t.Context())
+		c.expect("201 ")
+		const n = 10
+		var batch strings.Builder
+		for i := range n {
+			batch.WriteString(takeThis(fmt.Sprintf("<t%d@x>", i)))
+		}
+		go c.c.Write([]byte(batch.String()))
+		// A wrong server would have started a fourth article by now.
+		h.settled("3 Receive calls (the byte bound)", func(_ []string, inFlight int) bool { return inFlight == 3 })
+		close(h.release)
+		for i := range n {
+			c.expect(fmt.Sprintf("239 <t%d@x>", i))
+		}
+		if _, _, peak := h.snapshot(); peak != 3 {
+			t.Errorf("at most %d Receive calls at once, want 3", peak)
+		}
+	})
 }

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dst-traps/dst/internal/dsttest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -271,13 +273,7 @@ func TestRunRetriesFailedWrite(t *testing.T) {
 // TestRbldnsd serves the exported files with the real rbldnsd and checks
 // the answers resolvers get.
 func TestRbldnsd(t *testing.T) {
-	bin, err := exec.LookPath("rbldnsd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("rbldnsd not installed (CI=true)")
-		}
-		t.Skip("rbldnsd not installed")
-	}
+	bin := dsttest.Require(t, "rbldnsd", "rbldnsd")
 	dir := t.TempDir()
 	// rbldnsd reads its data as its own user (rbldns) after dropping root.
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -378,17 +374,14 @@ func Start(t testing.TB, bin, dir, zone, ip4, ip6 string) string {
 	c := &dns.Client{Timeout: 200 * time.Millisecond}
 	m := new(dns.Msg)
 	m.SetQuestion("2.0.0.127."+zone+".", dns.TypeA)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+	dsttest.WaitFor(t, 10*time.Second, "rbldnsd to answer on "+addr, func() bool {
 		select {
 		case <-exited:
 			t.Fatalf("rbldnsd exited: %s", out.String())
 		default:
 		}
-		if r, _, err := c.Exchange(m, addr); err == nil && r.Rcode == dns.RcodeSuccess {
-			return addr
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("rbldnsd did not answer on %s", addr)
-	return ""
+		r, _, err := c.Exchange(m, addr)
+		return err == nil && r.Rcode == dns.RcodeSuccess
+	})
+	return addr
 }

@@ -13,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/dsttest"
 	"github.com/dst-traps/dst/internal/nntp"
@@ -161,8 +163,9 @@ func (nw *network) flood(at []int, base int) {
 	for _, ip := range ips {
 		nw.waitEverywhere(ip)
 	}
-	// Let late duplicates arrive: they must be refused, not listed again.
-	time.Sleep(500 * time.Millisecond)
+	// Late duplicates must be refused, not listed again: wait until none
+	// can still be on its way, then count.
+	nw.waitQuiet()
 	for _, s := range nw.sites {
 		if got := accepted(nw.t, s); got != len(at) {
 			nw.t.Errorf("%s accepted %d reports, want %d (each exactly once)", s.Site, got, len(at))
@@ -172,6 +175,70 @@ func (nw *network) flood(at []int, base int) {
 			nw.t.Errorf("%s: %s listed with more than one hit:\n%s", s.Site, ips[0], out)
 		}
 	}
+}
+
+// peers is what "dstctl peers" shows of s: its outgoing feeds.
+func peers(t *testing.T, s *dsttest.Dstd) []admin.PeerStatus {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := admin.NewClient(s.Admin).Peers(ctx)
+	if err != nil {
+		t.Fatalf("peers of %s: %v", s.Site, err)
+	}
+	return ps
+}
+
+// waitQuiet waits until no report is on its way between the sites, so
+// that a count taken then is final: a duplicate that would be accepted
+// wrongly has been offered by then.
+//
+// A report on its way is always in some site's feed queue: a site
+// queues what it accepts for its peers in the commit that stores it,
+// before it answers, and the sender removes the item only after the
+// answer and after counting it (sent, refused or deferred). So if, over
+// three reads of every site's feeds, the queues were empty in the first
+// two and no counter moved, nothing was queued between the first and the
+// second: an item queued at a site after that site's first read either
+// is still there at its second read, or left it, counted before its
+// second read of the counters or, at the latest, before its third.
+// Nothing can be queued later either, since only a report on its way
+// queues more.
+func (nw *network) waitQuiet() {
+	nw.t.Helper()
+	type feed struct {
+		site, peer              string
+		depth                   int
+		sent, refused, deferred int64
+	}
+	read := func() []feed {
+		var fs []feed
+		for _, s := range nw.sites {
+			for _, p := range peers(nw.t, s) {
+				fs = append(fs, feed{s.Site, p.Name, p.Depth, p.Sent, p.Refused, p.Deferred})
+			}
+		}
+		return fs
+	}
+	counters := func(fs []feed) []feed {
+		out := slices.Clone(fs)
+		for i := range out {
+			out[i].depth = 0
+		}
+		return out
+	}
+	empty := func(fs []feed) bool {
+		return !slices.ContainsFunc(fs, func(f feed) bool { return f.depth != 0 })
+	}
+	var last [][]feed
+	dsttest.WaitFor(nw.t, 60*time.Second, "every feed queue to stay empty", func() bool {
+		last = append(last, read())
+		if len(last) > 3 {
+			last = last[1:]
+		}
+		return len(last) == 3 && empty(last[0]) && empty(last[1]) &&
+			slices.Equal(counters(last[0]), counters(last[1])) && slices.Equal(counters(last[1]), counters(last[2]))
+	})
 }
 
 func TestChain5(t *testing.T) {
@@ -198,9 +265,22 @@ func TestBacklog(t *testing.T) {
 	nw := newNetwork(t, 3, chain(3), "")
 	nw.start()
 	nw.sites[1].Stop()
+	var injected [3]time.Time
+	injected[0] = time.Now()
 	nw.inject(0, "203.0.113.40")
+	injected[2] = time.Now()
 	nw.inject(2, "203.0.113.41")
-	time.Sleep(time.Second)
+	// Rather than wait a while for a report to cross wrongly: wait until
+	// each end has tried to pass its report to site 1 and failed (an
+	// error since it was injected), and
+	// still holds it for site 1 alone. A report that went round site 1
+	// would have been offered by then.
+	for _, i := range []int{0, 2} {
+		dsttest.WaitFor(t, 30*time.Second, nw.sites[i].Site+" to fail to reach the stopped site 1", func() bool {
+			ps := peers(t, nw.sites[i])
+			return len(ps) == 1 && ps[0].Name == "site-1.test" && ps[0].Depth == 1 && ps[0].LastErrorTime.After(injected[i])
+		})
+	}
 	if listed(nw.sites[2], "203.0.113.40") || listed(nw.sites[0], "203.0.113.41") {
 		t.Fatal("a report crossed a stopped site")
 	}

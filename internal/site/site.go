@@ -77,7 +77,7 @@ type Site struct {
 	kickOf map[string]chan struct{}
 	dns    *dnsParts
 	resync chan struct{}
-	srv       *nntp.Server
+	srv    *nntp.Server
 
 	// The listeners New binds and Run serves.
 	nntpLs      []net.Listener

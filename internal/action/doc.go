@@ -2,7 +2,21 @@
 // the report log, run an external program, and whatever else implements
 // Action. Each action has its own durable queue in the store and its own
 // Run loop, so a slow or failing action delays only itself, and an event
-// leaves a queue only when its action acknowledges it.
+// leaves a queue only when its action acknowledges it. An action's Wants
+// is its subscription in the store (store.DB.Subscribe): the store
+// enqueues the events it wants in the transaction that makes them. Adding
+// an action is a package that implements Action and one line in
+// internal/site that appends it to the site's actions.
+//
+// # Batches
+//
+// An action that implements BatchAction (DNS UPDATE) gets its events in
+// batches of up to BatchSize, in queue order, one batch at a time. A
+// failed batch is retried whole, with the same backoff, and nothing queued
+// after it is handed over until it is done, so a later event never
+// overtakes an earlier one. An error wrapping ErrNeedsAdmin (a refused
+// key) is logged as an error with its text as the message; the events are
+// kept.
 //
 // # Delivery
 //

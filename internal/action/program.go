@@ -81,8 +81,10 @@ func NewProgram(c ProgramConfig) *Program {
 // Name returns "program".
 func (p *Program) Name() string { return ProgramName }
 
-// Wants returns true for reports only.
-func (p *Program) Wants(ev store.Event) bool { return ev.Kind == store.EventReport }
+// Wants takes the reports counted for this site's list.
+func (p *Program) Wants(ev store.Event) bool {
+	return ev.Kind == store.EventReport && ev.Cause == store.CauseListing
+}
 
 // ProgramError is a failed run of the program.
 type ProgramError struct {

@@ -50,8 +50,10 @@ func openLog(path string) (*os.File, error) {
 // Name returns "log".
 func (l *ReportLog) Name() string { return ReportLogName }
 
-// Wants returns true: every event gets a line.
-func (l *ReportLog) Wants(store.Event) bool { return true }
+// Wants takes every event about this site's list: each gets a line. A
+// report stored only to relay it, a cancel article and a cancel's update
+// of a listing do not (the cancel's delisting does).
+func (l *ReportLog) Wants(ev store.Event) bool { return ev.Cause == store.CauseListing }
 
 // Do appends the event's line. The line is synced to disk before Do
 // returns, because the runner then removes the event from its queue and

@@ -128,7 +128,8 @@ func (s *Stats) failure(now time.Time, err error) {
 // Run consumes the queue of action a until ctx is done. It takes up to
 // opt.Concurrency due events that are not already being handled, calls
 // a.Do on each in its own goroutine, and acknowledges each success or
-// schedules a retry. It returns nil once ctx is done and every Do it
+// schedules a retry. A BatchAction gets its events in batches instead
+// (see BatchAction; Concurrency does not apply). It returns nil once ctx is done and every Do it
 // started has returned (Do gets ctx, so it should return promptly).
 //
 // Store errors do not stop Run: they are logged, and it tries again a
@@ -142,6 +143,10 @@ func Run(ctx context.Context, q Queue, a Action, opt RunnerOptions) error {
 	}
 	opt = opt.withDefaults()
 	r := &runner{q: q, a: a, name: a.Name(), opt: opt, log: opt.Log}
+	if b, ok := a.(BatchAction); ok {
+		r.batchLoop(ctx, b)
+		return nil
+	}
 	r.loop(ctx)
 	return nil
 }
@@ -319,7 +324,7 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 			res.storeFailed = true
 			return res
 		}
-		log.Warn("action failed; will retry", "err", err, "attempts", attempts, "next_attempt", next)
+		logRetry(log, "action failed; will retry", err, 1, attempts, next)
 		res.retryAt = next
 	}
 	return res

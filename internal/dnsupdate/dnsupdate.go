@@ -5,11 +5,11 @@
 //
 // Each listed address gets the RFC 5782 records: an A record (127.0.0.2 by
 // default) and a TXT record saying why, at the reversed-address name in
-// the zone. Updater.Run consumes the durable action queue QueueName and
-// sends the changes in batches, one UPDATE message for up to BatchSize
-// events; an UPDATE is atomic (RFC 2136 §3.7), so a batch is applied
-// whole or not at all, and the queue items are acknowledged only after the
-// server said NOERROR. Updater.Resync repairs drift (changes made by hand,
+// the zone. An Updater is a batched action (action.BatchAction): the
+// action runner hands it the durable queue QueueName in batches, and it
+// sends one UPDATE message for up to BatchSize events; an UPDATE is atomic
+// (RFC 2136 §3.7), so a batch is applied whole or not at all, and the
+// runner acknowledges the queue items only after the server said NOERROR. Updater.Resync repairs drift (changes made by hand,
 // updates lost while the queue was cleared, a server restored from an old
 // backup) by transferring the zone (AXFR, RFC 5936) and sending only the
 // differences.
@@ -30,26 +30,22 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/dnsutil"
-	"github.com/dst-traps/dst/internal/metrics"
-	"github.com/dst-traps/dst/internal/retry"
 	"github.com/dst-traps/dst/internal/store"
 )
 
-// QueueName is the action queue the updater consumes; dstd enqueues the
-// report, expiry and delisting events for it. It must not change between
+// QueueName is the action queue the updater consumes (its subscription
+// is Wants). It must not change between
 // versions, or events left in the old queue are stranded.
 const QueueName = "dnsupdate"
 
 // Defaults for the zero values of Config.
 const (
-	DefaultBatchSize  = 100
-	DefaultTTL        = 5 * time.Minute
-	DefaultTimeout    = 30 * time.Second
-	DefaultMinBackoff = time.Second
-	DefaultMaxBackoff = 10 * time.Minute
-	DefaultPoll       = time.Minute
-	DefaultAlgorithm  = dnsutil.DefaultTSIGAlgorithm
+	DefaultBatchSize = 100
+	DefaultTTL       = 5 * time.Minute
+	DefaultTimeout   = 30 * time.Second
+	DefaultAlgorithm = dnsutil.DefaultTSIGAlgorithm
 )
 
 // maxMsgBytes bounds the size of one UPDATE. A DNS message over TCP may
@@ -78,15 +74,13 @@ type Config struct {
 	// TTL of the A and TXT records; default 5 minutes.
 	TTL time.Duration
 
-	Log     *slog.Logger     // nil: discard
-	Metrics *metrics.Metrics // nil: none; else QueueDepth, ActionDone, ActionFailures with queue=QueueName
+	Log *slog.Logger // nil: discard
 
-	// Tuning; zero values take the defaults above.
-	BatchSize              int           // events per UPDATE
-	Timeout                time.Duration // one exchange or one zone transfer
-	MinBackoff, MaxBackoff time.Duration // retry delays, doubling per failed attempt
-	Poll                   time.Duration // longest sleep without looking at the queue
-	Now                    func() time.Time
+	// Tuning; zero values take the defaults above. Retries and their
+	// backoff are the action runner's (action.RunnerOptions).
+	BatchSize int           // events per UPDATE
+	Timeout   time.Duration // one exchange or one zone transfer
+	Now       func() time.Time
 }
 
 // Stats counts what an Updater did, for tests and status displays.
@@ -100,8 +94,8 @@ type Stats struct {
 }
 
 // Updater sends UPDATEs for one zone to one server. It is safe for
-// concurrent use: Run and Resync may run at the same time, their UPDATEs
-// are sent one at a time.
+// concurrent use: DoBatch and Resync may run at the same time, their
+// UPDATEs are sent one at a time.
 type Updater struct {
 	c       Config
 	zone    string // canonical: lower case, fully qualified
@@ -109,10 +103,10 @@ type Updater struct {
 	alg     string // canonical, fully qualified
 	log     *slog.Logger
 
-	// mu is held while a batch of Run or a whole Resync (transfer,
+	// mu is held while a batch of DoBatch or a whole Resync (transfer,
 	// comparison, updates) is in progress, so that their UPDATEs never
 	// interleave: a Resync works from one snapshot of the listings, and a
-	// batch of events that Run sends after it is newer or describes the
+	// batch of events that DoBatch sends after it is newer or describes the
 	// same state.
 	mu sync.Mutex
 
@@ -178,16 +172,6 @@ func New(c Config) (*Updater, error) {
 	}
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
-	}
-	if c.MinBackoff <= 0 {
-		c.MinBackoff = DefaultMinBackoff
-	}
-	if c.MaxBackoff <= 0 {
-		c.MaxBackoff = DefaultMaxBackoff
-	}
-	c.MaxBackoff = max(c.MaxBackoff, c.MinBackoff)
-	if c.Poll <= 0 {
-		c.Poll = DefaultPoll
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -354,6 +338,15 @@ func (e *UpdateError) Auth() bool {
 	return e.TSIGError != 0 || e.Rcode == dns.RcodeRefused || e.Rcode == dns.RcodeNotAuth
 }
 
+// Unwrap makes a configuration matter action.ErrNeedsAdmin: the runner
+// keeps the events, and logs each refusal as an error with this text.
+func (e *UpdateError) Unwrap() error {
+	if e.Auth() {
+		return action.ErrNeedsAdmin
+	}
+	return nil
+}
+
 func (u *Updater) client() *dns.Client {
 	return &dns.Client{Net: "tcp", Timeout: u.c.Timeout,
 		TsigSecret: map[string]string{u.keyName: u.c.Secret}}
@@ -393,166 +386,44 @@ func (u *Updater) send(ctx context.Context, m *dns.Msg) error {
 	return nil
 }
 
-// Run consumes the queue until ctx is done, then returns nil; it returns
-// an error only when called without a queue. Each round takes up to
-// BatchSize due events, sends one UPDATE for them and acknowledges them
-// all once the server accepted it. When the UPDATE fails, every event of
-// the batch is rescheduled for the same time and Run sends nothing until
-// then: later events may concern the same addresses, and sending them
-// first would let the retried older events undo them. kick (may be nil)
-// wakes Run at once; dstd sends on it after enqueueing.
-func (u *Updater) Run(ctx context.Context, q store.Queue, kick <-chan struct{}) error {
-	if q == nil {
-		return errors.New("DNS UPDATE: no queue to consume")
-	}
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	var pauseUntil time.Time
-	for ctx.Err() == nil {
-		now := u.c.Now()
-		wait := u.c.Poll
-		if now.Before(pauseUntil) {
-			wait = pauseUntil.Sub(now)
-		} else {
-			more, next, err := u.round(ctx, q, now)
-			switch {
-			case err != nil:
-				pauseUntil = next
-				wait = pauseUntil.Sub(now)
-			case more:
-				continue // a full batch: there may be more due at once
-			default:
-				if at, ok := u.headRetry(q, now); ok {
-					wait = min(wait, at.Sub(now))
-				}
-			}
-		}
-		u.updateDepth(q)
-		timer.Reset(max(wait, 0))
-		select {
-		case <-ctx.Done():
-		case <-kick:
-		case <-timer.C:
-		}
-	}
-	u.updateDepth(q)
-	return nil
+// Name is the queue of DNS UPDATE events (action.Action).
+func (u *Updater) Name() string { return QueueName }
+
+// Wants takes the events that change what is published: a listing (a
+// report that leaves the address listed, or a cancel's update of it), an
+// expiry, a delisting. A report below the threshold does not.
+func (u *Updater) Wants(ev store.Event) bool { return wants(ev) }
+
+// BatchSize is how many events one UPDATE carries (action.BatchAction).
+func (u *Updater) BatchSize() int { return u.c.BatchSize }
+
+// Do applies one event; the runner calls DoBatch instead.
+func (u *Updater) Do(ctx context.Context, ev store.Event) error {
+	return u.DoBatch(ctx, []store.Event{ev})
 }
 
-// headRetry returns when the oldest item of the queue is due, if it is
-// waiting for a retry. Run schedules its own retries, but those of an
-// earlier run (dstd restarted, or another Updater after a key change)
-// it learns only from the store; waking at the head's time keeps the
-// queue moving without polling often. Items behind the head are due no
-// earlier, since a failed batch is rescheduled whole.
-func (u *Updater) headRetry(q store.Queue, now time.Time) (time.Time, bool) {
-	items, err := q.QueueNext(QueueName, now.Add(100*365*24*time.Hour), 1, nil)
-	if err != nil || len(items) == 0 || !items[0].NextAttempt.After(now) {
-		return time.Time{}, false
-	}
-	return items[0].NextAttempt, true
-}
-
-// round handles one batch. It reports whether the batch was full (more
-// may be due), and on failure when to try again.
-func (u *Updater) round(ctx context.Context, q store.Queue, now time.Time) (more bool, next time.Time, err error) {
-	// No skip function: Run handles one batch at a time and acks or
-	// reschedules all of it before reading again, so nothing it reads is
-	// in flight.
-	items, err := q.QueueNext(QueueName, now, u.c.BatchSize, nil)
-	if err != nil {
-		u.log.Error("cannot read the DNS UPDATE queue from the store; will try again", "err", err)
-		return false, now.Add(u.c.MinBackoff), err
-	}
-	if len(items) == 0 {
-		return false, time.Time{}, nil
-	}
+// DoBatch sends one UPDATE for evs (more if their TXT texts are very
+// long) and returns nil once the server accepted it: the action runner
+// then acknowledges them all. When it fails, the runner reschedules the
+// whole batch and hands over nothing newer until it is done: later events
+// may concern the same addresses, and sending them first would let the
+// retried older events undo them.
+func (u *Updater) DoBatch(ctx context.Context, evs []store.Event) error {
 	var chs []change
-	attempts := 0
-	for _, it := range items {
-		attempts = max(attempts, it.Attempts+1)
-		if !wants(it.Event) {
-			continue
+	for _, ev := range evs {
+		if wants(ev) {
+			chs = append(chs, change{ip: ev.IP, del: ev.Kind != store.EventReport, ev: ev})
 		}
-		ev := it.Event
-		chs = append(chs, change{ip: ev.IP, del: ev.Kind != store.EventReport, ev: ev})
 	}
 	if len(chs) > 0 {
-		// One message: BatchSize changes stay under maxMsgBytes unless
-		// the TXT texts are very long, and then buildBatches splits.
 		u.mu.Lock()
 		err := u.sendAll(ctx, u.buildBatches(chs))
 		u.mu.Unlock()
 		if err != nil {
-			if ctx.Err() != nil {
-				// dstd is stopping: leave the items queued without
-				// counting an attempt; they are sent at the next start.
-				return false, time.Time{}, ctx.Err()
-			}
-			return false, u.retry(q, items, attempts, err), err
+			return err
 		}
 	}
-	u.ack(q, items)
-	n := int64(len(items))
-	u.events.Add(n)
-	if m := u.c.Metrics; m != nil {
-		m.ActionDone.WithLabelValues(QueueName).Add(float64(n))
-	}
-	u.log.Debug("DNS UPDATE applied", "events", len(items), "changes", len(chs))
-	return len(items) == u.c.BatchSize, time.Time{}, nil
-}
-
-// retry reschedules the whole batch and logs the failure once for it.
-func (u *Updater) retry(q store.Queue, items []store.QueueItem, attempts int, cause error) time.Time {
-	next := u.c.Now().Add(retry.Backoff(attempts, u.c.MinBackoff, u.c.MaxBackoff))
-	if m := u.c.Metrics; m != nil {
-		m.ActionFailures.WithLabelValues(QueueName).Add(float64(len(items)))
-	}
-	for _, it := range items {
-		if err := q.QueueRetry(QueueName, it.Seq, next); err != nil {
-			// The item stays due; it comes back when the pause ends.
-			u.log.Error("cannot reschedule a DNS UPDATE event in the store", "seq", it.Seq, "err", err)
-		}
-	}
-	var ue *UpdateError
-	if errors.As(cause, &ue) && ue.Auth() {
-		// A configuration problem: retrying will not help until someone
-		// fixes the key or the server's policy, but the events are kept
-		// so that nothing is lost meanwhile.
-		u.log.Error(cause.Error(), "events_kept", len(items), "attempts", attempts, "next_attempt", next)
-	} else {
-		u.log.Warn("DNS UPDATE failed; the events stay queued and will be sent again", "err", cause,
-			"events", len(items), "attempts", attempts, "next_attempt", next)
-	}
-	return next
-}
-
-// ack acknowledges the items concurrently: the store merges concurrent
-// acknowledgements into one commit, while sequential ones would each wait
-// for their own.
-func (u *Updater) ack(q store.Queue, items []store.QueueItem) {
-	var wg sync.WaitGroup
-	for _, it := range items {
-		wg.Go(func() {
-			if err := q.QueueAck(QueueName, it.Seq); err != nil {
-				// Applied but still queued: it is sent again, which is
-				// harmless since each change replaces the whole RRsets.
-				u.log.Error("cannot acknowledge an applied DNS UPDATE event; it will be sent again", "seq", it.Seq, "err", err)
-			}
-		})
-	}
-	wg.Wait()
-}
-
-func (u *Updater) updateDepth(q store.Queue) {
-	m := u.c.Metrics
-	if m == nil {
-		return
-	}
-	n, err := q.QueueDepth(QueueName)
-	if err != nil {
-		u.log.Warn("cannot read the depth of the DNS UPDATE queue", "err", err)
-		return
-	}
-	m.QueueDepth.WithLabelValues(QueueName).Set(float64(n))
+	u.events.Add(int64(len(evs)))
+	u.log.Debug("DNS UPDATE applied", "events", len(evs), "changes", len(chs))
+	return nil
 }

@@ -13,9 +13,9 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/dst-traps/dst/internal/store"
-
+	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/dsttest"
+	"github.com/dst-traps/dst/internal/store"
 )
 
 func newTestUpdater(t *testing.T) *Updater {
@@ -150,14 +150,16 @@ func TestRunServerDown(t *testing.T) {
 		}
 		var logBuf dsttest.SyncBuffer
 		const minB, maxB = time.Second, 4 * time.Second
-		u, err := New(Config{Server: addr, Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0", Timeout: time.Second,
-			MinBackoff: minB, MaxBackoff: maxB, Log: slog.New(slog.NewTextHandler(&logBuf, nil))})
+		log := slog.New(slog.NewTextHandler(&logBuf, nil))
+		u, err := New(Config{Server: addr, Zone: "bl.test", KeyName: "k", Secret: "c2VjcmV0", Timeout: time.Second, Log: log})
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
-		go func() { done <- u.Run(ctx, db, nil) }()
+		go func() {
+			done <- action.Run(ctx, db, u, action.RunnerOptions{MinBackoff: minB, MaxBackoff: maxB, Log: log})
+		}()
 		synctest.Wait()
 		if n := u.Stats().UpdateFailures; n != 1 {
 			t.Fatalf("%d failures at start, want 1: %s", n, logBuf.String())

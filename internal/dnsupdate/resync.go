@@ -39,7 +39,7 @@ type have struct {
 //
 // want calls fn for each listing; ev gives the TXT its details (Kind
 // EventReport, Expires, ...). dstd calls Resync at start and on demand.
-// Run sends no UPDATE while a Resync is in progress; events queued
+// DoBatch sends no UPDATE while a Resync is in progress; events queued
 // meanwhile are newer than want's snapshot and are applied after it.
 // A failed Resync changes nothing it did not already send and may simply
 // be called again.

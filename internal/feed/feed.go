@@ -81,8 +81,18 @@ type Source interface {
 }
 
 // QueueName is the name of the store queue that holds the reports for peer.
-// Ingest appends to it; the peer's Feeder consumes it.
+// The store appends to it what Wants takes; the peer's Feeder consumes it.
 func QueueName(peer string) string { return "feed/" + peer }
+
+// Wants is the subscription of peer's queue (store.DB.Subscribe): every
+// article an event names (a report, listed here or only relayed, and a
+// cancel control article), unless its Path names the peer already, who
+// then has it. A cancel's update of a listing names no new article.
+func Wants(peer string) func(store.Event) bool {
+	return func(ev store.Event) bool {
+		return ev.Kind == store.EventReport && ev.Cause != store.CauseUpdate && !article.PathContains(ev.Path, peer)
+	}
+}
 
 // Options tune a Feeder. The zero value works, except that Site is
 // required.

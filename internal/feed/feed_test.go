@@ -191,7 +191,38 @@ func openStore(t *testing.T) *store.DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	// Every event, whatever its Path (not feed.Wants): the Feeder's own
+	// check of Path is under test too, for queues filled under an older
+	// configuration.
+	if err := db.Subscribe(feed.QueueName(peerName), nil); err != nil {
+		t.Fatal(err)
+	}
 	return db
+}
+
+// TestWants: a feed takes every article an event names unless the peer
+// is in its Path already, and no update of a listing.
+func TestWants(t *testing.T) {
+	wants := feed.Wants("peer.test")
+	for _, tc := range []struct {
+		name string
+		ev   store.Event
+		want bool
+	}{
+		{"report", store.Event{Kind: store.EventReport, Path: "site-a.test!not-for-mail"}, true},
+		{"report pending", store.Event{Kind: store.EventReport, Path: "site-a.test!not-for-mail", Listed: false}, true},
+		{"relayed only", store.Event{Kind: store.EventReport, Cause: store.CauseRelay, Path: "site-b.test!not-for-mail"}, true},
+		{"cancel", store.Event{Kind: store.EventReport, Cause: store.CauseCancel, Path: "site-a.test!not-for-mail"}, true},
+		{"peer in Path", store.Event{Kind: store.EventReport, Path: "x.test!PEER.test!site-a.test!not-for-mail"}, false},
+		{"cancel with peer in Path", store.Event{Kind: store.EventReport, Cause: store.CauseCancel, Path: "peer.test!not-for-mail"}, false},
+		{"update of a listing", store.Event{Kind: store.EventReport, Cause: store.CauseUpdate, Listed: true}, false},
+		{"expired", store.Event{Kind: store.EventExpired}, false},
+		{"delisted", store.Event{Kind: store.EventDelisted}, false},
+	} {
+		if got := wants(tc.ev); got != tc.want {
+			t.Errorf("%s: Wants = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
 
 // report is an article as the store keeps it. Its body starts with a dot
@@ -220,8 +251,7 @@ func queue(t *testing.T, db *store.DB, from, n int, path string) (ids []string, 
 			Origin:    "site-a.test",
 			Date:      time.Now(),
 			Article:   art,
-		}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour,
-			Queues: []string{feed.QueueName(peerName)}})
+		}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,8 +462,7 @@ func TestPeerInPathNotSent(t *testing.T) {
 	// Our own name first: sent as it is, not named twice.
 	own, ownArt := report(9, site+"!site-a.test!not-for-mail")
 	_, _, err := db.AddReport(store.Report{MessageID: own, IP: netip.MustParseAddr("198.51.100.9"), Origin: "site-a.test",
-		Date: time.Now(), Article: ownArt}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour,
-		Queues: []string{feed.QueueName(peerName)}})
+		Date: time.Now(), Article: ownArt}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,8 @@ func (in *Ingester) acceptCancel(a *article.Article, msgID string, raw []byte, s
 	if err != nil {
 		return in.refuse(msgID, from, refused("malformed", "%v", err)), store.CancelResult{}
 	}
-	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold, RemovalQueues: in.o.RemovalQueues, UpdateQueues: in.o.UpdateQueues}
-	if in.o.FeedQueues != nil {
-		p.FeedQueues = in.o.FeedQueues(a.Get("Path"))
-	}
-	res, err := in.o.Store.Cancel(store.Cancel{MessageID: msgID, Target: target, Signer: signer, Article: raw}, p)
+	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold}
+	res, err := in.o.Store.Cancel(store.Cancel{MessageID: msgID, Target: target, Signer: signer, Article: raw, Path: a.Get("Path")}, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a cancel", "message_id", msgID, "err", err)
 		v := Verdict{Kind: Later, Reason: "internal error: cannot store"}
@@ -45,17 +42,6 @@ func (in *Ingester) acceptCancel(a *article.Article, msgID string, raw []byte, s
 		in.count(v)
 		in.o.Log.Warn("cancel refused", "message_id", msgID, "from", from, "cancels", target, "reason", v.Reason)
 		return v, res
-	}
-	in.o.Notify()
-	if res.Delisted {
-		if in.o.Removed != nil {
-			in.o.Removed(res.IP)
-		}
-		if in.o.Metrics != nil {
-			in.o.Metrics.ListingsRemoved.WithLabelValues("cancelled").Inc()
-		}
-	} else if res.Listed && in.o.Listed != nil {
-		in.o.Listed(res.Listing)
 	}
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()

@@ -37,9 +37,6 @@ func TestReceiveCancel(t *testing.T) {
 	if v := f.in.Receive(context.Background(), rid, raw, "site-b.test"); v.Kind != Accepted {
 		t.Fatalf("report: %+v", v)
 	}
-	var removed []netip.Addr
-	f.in.o.Removed = func(a netip.Addr) { removed = append(removed, a) }
-
 	// Site a (this site's key) may not cancel site b's report.
 	own := f.in.o.Signer
 	cid, craw := f.cancelBy(t, own, "site-a.test", rid, nil)
@@ -64,8 +61,8 @@ func TestReceiveCancel(t *testing.T) {
 	if _, ok, _ := f.db.Lookup(ip); ok {
 		t.Error("still listed after the origin's cancel")
 	}
-	if len(removed) != 1 || removed[0] != ip {
-		t.Errorf("Removed called with %v", removed)
+	if removed := f.removed(); len(removed) != 1 || removed[0] != ip {
+		t.Errorf("the store told of removals %v, want %s", removed, ip)
 	}
 	if v := f.in.Receive(context.Background(), cid, craw, "site-c.test"); v.Kind != Duplicate {
 		t.Errorf("same cancel again = %+v, want duplicate", v)

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
-	"net/netip"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -57,27 +55,11 @@ type Options struct {
 	// HistoryKeep bounds how old an article's Date may be; MaxFuture how
 	// far ahead (clock skew).
 	HistoryKeep, MaxFuture time.Duration
-	// Listing carries ExpireBase, ExpireMax, Threshold and Window; Now and
-	// Queues are filled per report.
+	// Listing carries ExpireBase, ExpireMax, Threshold and Window; Now
+	// is filled per report. Where the events of a report go is the
+	// store's business (store.DB.Subscribe), and so is telling what
+	// changed (store.DB.OnCommit).
 	Listing store.IngestParams
-	// ReportQueues are the action queues that get an event per report.
-	ReportQueues []string
-	// FeedQueues returns the queues of the outgoing peers that should get
-	// a report whose Path is path: those not named in it. Nil: no feeds.
-	FeedQueues func(path string) []string
-	// Notify is called after each commit that queued events.
-	Notify func()
-	// Listed, if set, is called after a commit that listed an address or
-	// extended its listing (the in-memory DNS blocklist follows it).
-	Listed func(store.Listing)
-	// RemovalQueues get an EventDelisted when a cancel removes a listing.
-	RemovalQueues []string
-	// UpdateQueues get an EventReport when a cancel changes a listing that
-	// stays (store.CancelParams.UpdateQueues).
-	UpdateQueues []string
-	// Removed, if set, is called after a commit that removed a listing
-	// (an applied cancel).
-	Removed func(netip.Addr)
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 	Now     func() time.Time
@@ -95,9 +77,6 @@ type Ingester struct {
 func New(o Options, kr *dkim.Keyring, p *policy.Policy) *Ingester {
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.Notify == nil {
-		o.Notify = func() {}
 	}
 	in := &Ingester{o: o}
 	in.keyring.Store(kr)
@@ -229,7 +208,6 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	ip := fb.SourceIP.Unmap()
 	p := in.o.Listing
 	p.Now = now
-	p.Queues = in.o.ReportQueues
 	if err := in.policy.Load().Check(ip); err != nil {
 		// A special-purpose address is nobody's to list, and this site's
 		// own trap hitting its own networks or allow-list is its own
@@ -239,13 +217,10 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		if !relayed || errors.Is(err, policy.ErrSpecial) {
 			return in.refuse(msgID, from, refused("policy", "%v", err))
 		}
-		p.RelayOnly, p.Queues = true, nil
+		p.RelayOnly = true
 		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error())
 	}
-	if in.o.FeedQueues != nil {
-		p.Queues = append(slices.Clip(p.Queues), in.o.FeedQueues(a.Get("Path"))...)
-	}
-	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw}, p)
+	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path")}, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a report", "message_id", msgID, "err", err)
 		v := Verdict{Kind: Later, Reason: "internal error: cannot store"}
@@ -263,10 +238,6 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		in.count(v)
 		in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "ip", ip, "origin", origin, "reason", v.Reason)
 		return v
-	}
-	in.o.Notify()
-	if in.o.Listed != nil && (out == store.Listed || out == store.Extended) {
-		in.o.Listed(l)
 	}
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()

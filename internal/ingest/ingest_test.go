@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,11 +20,51 @@ import (
 )
 
 type fixture struct {
-	in     *Ingester
-	db     *store.DB
-	peer   *dkim.Signer // site-b.test, in the keyring
-	now    time.Time
-	notify int
+	in   *Ingester
+	db   *store.DB
+	peer *dkim.Signer // site-b.test, in the keyring
+	now  time.Time
+
+	mu      sync.Mutex
+	commits []store.Commit // what the store's observer heard
+}
+
+// removed returns the addresses whose listings the commits so far removed.
+func (f *fixture) removed() []netip.Addr {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []netip.Addr
+	for _, c := range f.commits {
+		for _, ch := range c.Listings {
+			if ch.Kind.Removed() {
+				out = append(out, ch.Listing.IP)
+			}
+		}
+	}
+	return out
+}
+
+// queuedCommits counts the commits that queued events.
+func (f *fixture) queuedCommits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.commits {
+		if len(c.Queued) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// subscribeFeed subscribes the queue of a feed to peer, as dstd does.
+func (f *fixture) subscribeFeed(t *testing.T, queue, peer string) {
+	t.Helper()
+	if err := f.db.Subscribe(queue, func(ev store.Event) bool {
+		return ev.Kind == store.EventReport && ev.Cause != store.CauseUpdate && !article.PathContains(ev.Path, peer)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -33,6 +74,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	// The report log's subscription: this site's list only.
+	if err := db.Subscribe("log", func(ev store.Event) bool { return ev.Cause == store.CauseListing }); err != nil {
+		t.Fatal(err)
+	}
 	ownPub, ownKey, _ := dkim.GenerateKey()
 	peerPub, peerKey, _ := dkim.GenerateKey()
 	own, _ := dkim.NewSigner("site-a.test", "dst", ownKey)
@@ -44,12 +89,15 @@ func newFixture(t *testing.T) *fixture {
 	f.in = New(Options{
 		Site: "site-a.test", Store: db, Signer: own, Limits: article.DefaultLimits(),
 		HistoryKeep: 30 * 24 * time.Hour, MaxFuture: time.Hour,
-		Listing:      store.IngestParams{ExpireBase: 24 * time.Hour, ExpireMax: 14 * 24 * time.Hour, Threshold: 1, Window: 24 * time.Hour},
-		ReportQueues: []string{"log"},
-		Notify:       func() { f.notify++ },
-		Log:          slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now:          func() time.Time { return f.now },
+		Listing: store.IngestParams{ExpireBase: 24 * time.Hour, ExpireMax: 14 * 24 * time.Hour, Threshold: 1, Window: 24 * time.Hour},
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now:     func() time.Time { return f.now },
 	}, kr, policy.New(policy.Config{AllowDocumentation: true}))
+	db.OnCommit(func(c store.Commit) {
+		f.mu.Lock()
+		f.commits = append(f.commits, c)
+		f.mu.Unlock()
+	})
 	return f
 }
 
@@ -99,8 +147,8 @@ func TestInject(t *testing.T) {
 	if st.Get("Path") != "site-a.test!not-for-mail" || st.Get("From") != "DST <dst@site-a.test>" || len(st.Values("DKIM-Signature")) != 1 {
 		t.Errorf("injected article headers: %q", st.Header)
 	}
-	if f.notify != 1 {
-		t.Errorf("actions notified %d times", f.notify)
+	if n := f.queuedCommits(); n != 1 {
+		t.Errorf("%d commits queued events, want 1", n)
 	}
 	if _, v := f.in.Inject(context.Background(), a.Bytes(), "test"); v.Kind != Duplicate {
 		t.Errorf("second Inject = %+v, want Duplicate", v)
@@ -176,7 +224,7 @@ func TestReceive(t *testing.T) {
 func TestLocalPolicyRelaysPeersReports(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
-	f.in.o.FeedQueues = func(path string) []string { return []string{"feed/site-c.test"} }
+	f.subscribeFeed(t, "feed/site-c.test", "site-c.test")
 	f.in.SetPolicy(policy.New(policy.Config{AllowDocumentation: true,
 		Allow:       []netip.Prefix{netip.MustParsePrefix("203.0.113.0/28")},
 		OwnNetworks: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/28")}}))

@@ -24,11 +24,8 @@ import (
 func TestPostedControlRefused(t *testing.T) {
 	f := newFixture(t)
 	const feedQueue = "feed-site-b.test"
-	f.in.o.FeedQueues = func(string) []string { return []string{feedQueue} }
-	f.in.o.RemovalQueues = []string{"log"}
+	f.subscribeFeed(t, feedQueue, "site-b.test")
 	f.in.o.Metrics = metrics.New(prometheus.NewRegistry())
-	var removed []netip.Addr
-	f.in.o.Removed = func(a netip.Addr) { removed = append(removed, a) }
 	ip := netip.MustParseAddr("203.0.113.7")
 
 	rep := f.report(t, ip.String(), f.now)
@@ -112,8 +109,8 @@ func TestPostedControlRefused(t *testing.T) {
 	if _, ok, _ := f.db.Lookup(ip); !ok {
 		t.Error("a posted control article delisted the report")
 	}
-	if len(removed) != 0 {
-		t.Errorf("Removed called with %v", removed)
+	if removed := f.removed(); len(removed) != 0 {
+		t.Errorf("the store told of removals %v", removed)
 	}
 	if depth(feedQueue) != 1 || depth("log") != 1 {
 		t.Errorf("a posted control article queued something: feed queue %d, log queue %d, want 1 and 1", depth(feedQueue), depth("log"))

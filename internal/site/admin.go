@@ -14,7 +14,6 @@ import (
 
 	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/admin"
-	"github.com/dst-traps/dst/internal/dnsupdate"
 	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/store"
 )
@@ -71,14 +70,11 @@ func (s *Site) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error
 			return false, err
 		}
 	}
-	ok, err := s.db.Delist(ip, time.Now(), "dstctl", s.removalQs)
+	// The commit observer (committed) takes the removal to the DNS
+	// index and the metrics, and wakes the queues' consumers.
+	ok, err := s.db.Delist(ip, time.Now(), "dstctl")
 	if err != nil {
 		return false, err
-	}
-	if ok {
-		s.dnsRemoved(ip)
-		s.met.ListingsRemoved.WithLabelValues("delisted").Inc()
-		s.kick()
 	}
 	s.log.Info("delisted by the administrator", "ip", ip, "was_listed", ok, "allowed", allow)
 	return ok, nil
@@ -136,15 +132,6 @@ func (s *Site) Queues(_ context.Context) ([]admin.QueueStatus, error) {
 		}
 		st := s.stats[i].Snapshot()
 		out = append(out, admin.QueueStatus{Name: a.Name(), Depth: n, Done: st.Done, Failures: st.Failures,
-			LastError: st.LastError, LastErrorTime: st.LastErrorTime, LastSuccess: st.LastSuccess})
-	}
-	if s.dns != nil && s.dns.updater != nil {
-		n, err := s.db.QueueDepth(dnsupdate.QueueName)
-		if err != nil {
-			return nil, err
-		}
-		st := s.dns.updater.Stats()
-		out = append(out, admin.QueueStatus{Name: dnsupdate.QueueName, Depth: n, Done: st.Events, Failures: st.UpdateFailures,
 			LastError: st.LastError, LastErrorTime: st.LastErrorTime, LastSuccess: st.LastSuccess})
 	}
 	return out, nil

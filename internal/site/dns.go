@@ -24,8 +24,7 @@ type dnsParts struct {
 	refreshMu sync.Mutex
 	index     *dnsbl.Index
 	server    *dnsbl.Server
-	updater   *dnsupdate.Updater
-	updKick   chan struct{}
+	updater   *dnsupdate.Updater // also in Site.actions
 	exporter  *rbldnsd.Exporter
 	changed   chan struct{}
 }
@@ -73,7 +72,7 @@ func (s *Site) buildDNS() error {
 		}
 		u, err := dnsupdate.New(dnsupdate.Config{
 			Server: c.Update.Server.String(), Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
-			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: s.log.With("component", "dnsupdate"), Metrics: s.met,
+			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: s.log.With("component", "dnsupdate"),
 			TXT: func(ip netip.Addr, ev store.Event) string {
 				l, ok, _ := s.db.Lookup(ip)
 				if !ok {
@@ -86,8 +85,8 @@ func (s *Site) buildDNS() error {
 			return fmt.Errorf("dns.update: %w", err)
 		}
 		p.updater = u
-		p.updKick = make(chan struct{}, 1)
-		s.feedKicks = append(s.feedKicks, p.updKick)
+		// An ordinary batched action: the runner consumes its queue.
+		s.actions = append(s.actions, u)
 	}
 	if c.RbldnsdIP4 != "" || c.RbldnsdIP6 != "" {
 		p.exporter = rbldnsd.New(c.RbldnsdIP4, c.RbldnsdIP6, a, func(l rbldnsd.Listing) string {
@@ -106,20 +105,8 @@ func transferKey(c config.DNS) *dnsbl.TSIGKey {
 	return &dnsbl.TSIGKey{Name: c.TransferKeyName, Secret: c.TransferKeySecret, Algorithm: c.TransferKeyAlgorithm}
 }
 
-// dnsQueues are the durable queues of the DNS side (UPDATE pusher).
-func (s *Site) dnsQueues() []string {
-	if s.dns != nil && s.dns.updater != nil {
-		return []string{dnsupdate.QueueName}
-	}
-	return nil
-}
-
-func (s *Site) dnsListed(l store.Listing) { s.dnsRefresh(l.IP, &l) }
-
-func (s *Site) dnsRemoved(ip netip.Addr) { s.dnsRefresh(ip, nil) }
-
 // dnsRefresh brings ip's entry in the index to what the store holds now.
-// The callbacks that call it run after their commits but in no set order:
+// The commit observer calls it after each commit, but in no set order:
 // the reports of one group commit (pipelined TAKETHIS, concurrent POSTs)
 // call back concurrently, and a sweep's or delisting's removal may call
 // back after a newer report listed the address again. Applying the event
@@ -159,23 +146,15 @@ func (s *Site) eachExport(fn func(rbldnsd.Listing) error) error {
 	})
 }
 
-// runDNS starts the DNS loops: NOTIFY, the UPDATE pusher and the rbldnsd
-// export. The embedded server's sockets are Run's, with the listeners.
+// runDNS starts the DNS loops: NOTIFY, SIGUSR1's UPDATE resynchronisations
+// and the rbldnsd export. The embedded server's sockets are Run's, with
+// the listeners; the UPDATE queue is an action's, with the actions.
 func (s *Site) runDNS(ctx context.Context, g *errgroup.Group) {
 	p := s.dns
 	if p.server != nil {
 		g.Go(func() error { p.server.RunNotify(ctx); return nil })
 	}
 	if p.updater != nil {
-		g.Go(func() error {
-			if err := p.updater.Resync(ctx, s.resyncSource); err != nil {
-				s.log.Error("DNS UPDATE resynchronisation failed; the queue goes on", "err", err)
-			}
-			if err := p.updater.Run(ctx, s.db, p.updKick); err != nil {
-				s.log.Error("DNS UPDATE stopped", "err", err)
-			}
-			return nil
-		})
 		// SIGUSR1's resynchronisations, one at a time.
 		g.Go(func() error {
 			for {

@@ -8,7 +8,6 @@ import (
 	"os"
 
 	"github.com/dst-traps/dst/internal/admin"
-	"github.com/dst-traps/dst/internal/article"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/feed"
 )
@@ -61,17 +60,6 @@ func clientTLS(p config.Peer, cert *certificate) (*tls.Config, error) {
 		tc.GetClientCertificate = cert.getClient
 	}
 	return tc, nil
-}
-
-// feedQueues is ingest's FeedQueues: every outgoing peer not named in Path.
-func (s *Site) feedQueues(path string) []string {
-	var qs []string
-	for _, p := range s.feedPeers {
-		if !article.PathContains(path, p) {
-			qs = append(qs, feed.QueueName(p))
-		}
-	}
-	return qs
 }
 
 func (s *Site) Peers(_ context.Context) ([]admin.PeerStatus, error) {

@@ -46,18 +46,12 @@ func (s *Site) sweep(ctx context.Context) {
 // an address reported once would otherwise be remembered for ever.
 func (s *Site) sweepOnce(now time.Time, prune bool) {
 	for {
-		gone, err := s.db.Expire(now, 1000, s.removalQs)
+		// The commit observer (committed) takes each removal to the DNS
+		// index, the metrics and the log.
+		gone, err := s.db.Expire(now, 1000)
 		if err != nil {
 			s.log.Error("cannot remove expired listings", "err", err)
 			break
-		}
-		for _, l := range gone {
-			s.dnsRemoved(l.IP)
-			s.log.Info("listing expired", "ip", l.IP, "hits", l.Hits, "first_seen", l.FirstSeen.UTC().Format(time.RFC3339))
-		}
-		s.met.ListingsRemoved.WithLabelValues("expired").Add(float64(len(gone)))
-		if len(gone) > 0 {
-			s.kick()
 		}
 		if len(gone) < 1000 {
 			break

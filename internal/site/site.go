@@ -28,6 +28,7 @@ import (
 	"github.com/dst-traps/dst/internal/article"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dkim"
+	"github.com/dst-traps/dst/internal/dnsupdate"
 	"github.com/dst-traps/dst/internal/feed"
 	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/logging"
@@ -63,6 +64,8 @@ type Site struct {
 	snap     atomic.Pointer[snapshot]
 	cert     *certificate // nil without tls.cert
 
+	// actions are run by the action runner, DNS UPDATE among them; kicks
+	// and stats go with them, by index.
 	actions   []action.Action
 	reportLog *action.ReportLog
 	kicks     []chan struct{}
@@ -70,10 +73,11 @@ type Site struct {
 	feeders   []*feed.Feeder
 	feedKicks []chan struct{}
 	feedPeers []string
-	dns       *dnsParts
-	removalQs []string
-	resync    chan struct{}
-	srv       *nntp.Server
+	// kickOf wakes the consumer of a queue, by queue name.
+	kickOf map[string]chan struct{}
+	dns    *dnsParts
+	resync chan struct{}
+	srv    *nntp.Server
 
 	// The listeners New binds and Run serves.
 	nntpLs      []net.Listener
@@ -190,16 +194,8 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 	if err := s.buildDNS(); err != nil {
 		return nil, err
 	}
-	reportQsDNS := s.dnsQueues()
-	s.removalQs = append(s.removalQs, reportQsDNS...)
-	var reportQs []string
-	for _, a := range s.actions {
-		if a.Wants(store.Event{Kind: store.EventReport}) {
-			reportQs = append(reportQs, a.Name())
-		}
-		if a.Wants(store.Event{Kind: store.EventExpired}) || a.Wants(store.Event{Kind: store.EventDelisted}) {
-			s.removalQs = append(s.removalQs, a.Name())
-		}
+	if err := s.subscribe(); err != nil {
+		return nil, err
 	}
 	s.in = ingest.New(ingest.Options{
 		Site:        cfg.Site,
@@ -214,17 +210,8 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 			Threshold:  cfg.Policy.Threshold,
 			Window:     cfg.Policy.Window.Duration,
 		},
-		ReportQueues: append(reportQs, reportQsDNS...),
-		Listed:       s.dnsListed,
-		// A cancel that removes a listing tells the same queues and the
-		// DNS index as dstctl delist does.
-		RemovalQueues: s.removalQs,
-		UpdateQueues:  reportQsDNS,
-		Removed:       s.dnsRemoved,
-		FeedQueues:    s.feedQueues,
-		Notify:        s.kick,
-		Metrics:       s.met,
-		Log:           s.log,
+		Metrics: s.met,
+		Log:     s.log,
 	}, snap.kr, snap.pol)
 	s.srv = s.nntpServer()
 
@@ -364,6 +351,13 @@ func (s *Site) runLoops(ctx context.Context, g *errgroup.Group) {
 			opt.MaxAttempts = s.cfg.Actions.Program.MaxAttempts
 		}
 		g.Go(func() error {
+			if u, ok := a.(*dnsupdate.Updater); ok {
+				// The zone is repaired before the queue goes on, so that
+				// the queue's events apply to what the listings say.
+				if err := u.Resync(ctx, s.resyncSource); err != nil {
+					s.log.Error("DNS UPDATE resynchronisation failed; the queue goes on", "err", err)
+				}
+			}
 			if err := action.Run(ctx, s.db, a, opt); err != nil {
 				s.log.Error("action stopped", "action", a.Name(), "err", err)
 			}
@@ -401,17 +395,6 @@ func (s *Site) Close() error {
 	return err
 }
 
-func (s *Site) kick() {
-	for _, ks := range [][]chan struct{}{s.kicks, s.feedKicks} {
-		for _, k := range ks {
-			select {
-			case k <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
 func (s *Site) buildActions() error {
 	c := s.cfg.Actions
 	if c.Log.File != "" {
@@ -429,10 +412,6 @@ func (s *Site) buildActions() error {
 			Store:   s.db,
 			Log:     s.log,
 		}))
-	}
-	for range s.actions {
-		s.kicks = append(s.kicks, make(chan struct{}, 1))
-		s.stats = append(s.stats, new(action.Stats))
 	}
 	return nil
 }

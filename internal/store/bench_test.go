@@ -22,6 +22,8 @@ func BenchmarkAddReport(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer db.Close()
+	subscribe(b, db, "log", nil)
+	subscribe(b, db, "pipe", nil)
 	article := make([]byte, 4096) // a report with the trapped message's headers
 	for i := range article {
 		article[i] = 'a' + byte(i%26)
@@ -40,7 +42,7 @@ func BenchmarkAddReport(b *testing.B) {
 				Date:    t0,
 				Article: article,
 			}
-			p := params(t0.Add(time.Duration(n)*time.Millisecond), 1, "log", "pipe")
+			p := params(t0.Add(time.Duration(n)*time.Millisecond), 1)
 			if _, _, err := db.AddReport(r, p); err != nil {
 				b.Error(err)
 				return

@@ -144,6 +144,9 @@ type Cancel struct {
 	Target    string // the Message-ID of the report it cancels
 	Signer    string // the verified DKIM d= of the control article
 	Article   []byte
+	// Path is the control article's Path header (Event.Path, for the
+	// feeds).
+	Path string
 }
 
 // CancelParams are the site's settings for one Cancel call.
@@ -152,15 +155,6 @@ type CancelParams struct {
 	// Threshold is policy.threshold: a listing left with fewer distinct
 	// origins is removed.
 	Threshold int
-	// FeedQueues get an EventReport for the control article, so that the
-	// feeders flood it like a report.
-	FeedQueues []string
-	// RemovalQueues get an EventDelisted when the cancel removes a listing.
-	RemovalQueues []string
-	// UpdateQueues get an EventReport (Listed) when the listing stays but
-	// changes (fewer hits or origins), so that what republishes a listing
-	// from such an event (DNS UPDATE: A and TXT again) shows the change.
-	UpdateQueues []string
 }
 
 // CancelOutcome says what Cancel did.
@@ -207,9 +201,11 @@ type CancelResult struct {
 // its origin, the report stops counting: one hit less, its origin leaves
 // the listing unless another live report of that origin supports it, and
 // the listing is removed (EventDelisted by "cancel from <origin>") when it
-// is left with no origin or fewer than the threshold. A report not seen yet
-// gets a marker so that it is refused if it comes from c.Signer. Unless
-// refused, the control article is stored and queued on p.FeedQueues.
+// is left with no origin or fewer than the threshold, and republished
+// (a Listed EventReport with CauseUpdate) when it stays. A report not seen
+// yet gets a marker so that it is refused if it comes from c.Signer.
+// Unless refused, the control article is stored and published as an
+// EventReport with CauseCancel, which the feeds flood like a report.
 //
 // When Cancel returns nil the result is on disk, and may be acknowledged.
 func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
@@ -225,31 +221,25 @@ func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
 	if p.Now.IsZero() {
 		return CancelResult{}, fmt.Errorf("store cancel %s: time (Now) is not set", c.MessageID)
 	}
-	feedQs, err := uniqueQueues(p.FeedQueues)
-	if err != nil {
-		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
-	}
-	remQs, err := uniqueQueues(p.RemovalQueues)
-	if err != nil {
-		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
-	}
-	if p.UpdateQueues, err = uniqueQueues(p.UpdateQueues); err != nil {
-		return CancelResult{}, fmt.Errorf("store cancel %s: %w", c.MessageID, err)
-	}
-	var res CancelResult
-	err = db.batch(func(tx *bolt.Tx) error {
+	var (
+		res CancelResult
+		e   *effects
+	)
+	err := db.batch(func(tx *bolt.Tx) error {
 		var err error
-		res, err = cancel(bucketsOf(tx), c, p, feedQs, remQs)
+		e = db.newEffects()
+		res, err = cancel(bucketsOf(tx), e, c, p)
 		return err
 	})
 	if err != nil {
 		return CancelResult{}, fmt.Errorf("store cancel %s of %s by %s: %w", c.MessageID, c.Target, c.Signer, err)
 	}
+	db.committed(e)
 	return res, nil
 }
 
 // cancel is the body of Cancel's transaction; it may run twice (Batch).
-func cancel(b buckets, c Cancel, p CancelParams, feedQs, remQs []string) (CancelResult, error) {
+func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, error) {
 	id := []byte(c.MessageID)
 	if b.history.Get(id) != nil {
 		return CancelResult{Outcome: CancelDuplicate}, nil
@@ -271,7 +261,7 @@ func cancel(b buckets, c Cancel, p CancelParams, feedQs, remQs []string) (Cancel
 			res.Outcome = CancelNoEffect
 			break
 		}
-		if err := withdraw(b, c.Target, r, p, remQs, &res); err != nil {
+		if err := withdraw(b, e, c.Target, r, p, &res); err != nil {
 			return CancelResult{}, err
 		}
 		res.Outcome = CancelApplied
@@ -298,12 +288,13 @@ func cancel(b buckets, c Cancel, p CancelParams, feedQs, remQs []string) (Cancel
 		}
 	}
 	// The feeders send whatever article an EventReport names.
-	ev := Event{Kind: EventReport, Time: p.Now, IP: res.IP, MessageID: c.MessageID, Origin: c.Signer}
-	return res, enqueue(b, feedQs, ev)
+	ev := Event{Kind: EventReport, Time: p.Now, IP: res.IP, MessageID: c.MessageID, Origin: c.Signer,
+		Cause: CauseCancel, Path: c.Path}
+	return res, e.publish(b, ev)
 }
 
 // withdraw makes an accepted report stop counting for its address.
-func withdraw(b buckets, target string, r reportRecord, p CancelParams, remQs []string, res *CancelResult) error {
+func withdraw(b buckets, e *effects, target string, r reportRecord, p CancelParams, res *CancelResult) error {
 	r.Cancelled = true
 	if err := b.reports.Put([]byte(target), encodeReportRecord(r)); err != nil {
 		return fmt.Errorf("mark report cancelled: %w", err)
@@ -329,7 +320,8 @@ func withdraw(b buckets, target string, r reportRecord, p CancelParams, remQs []
 				return err
 			}
 			res.Delisted = true
-			return enqueue(b, remQs, Event{Kind: EventDelisted, Time: p.Now, IP: r.IP, By: "cancel from " + r.Origin})
+			e.listing(ChangeCancelled, l)
+			return e.publish(b, Event{Kind: EventDelisted, Time: p.Now, IP: r.IP, By: "cancel from " + r.Origin})
 		}
 		// The remaining origins each reported at least once.
 		l.Hits = max(l.Hits-1, len(l.Origins))
@@ -337,8 +329,9 @@ func withdraw(b buckets, target string, r reportRecord, p CancelParams, remQs []
 			return err
 		}
 		res.Listed, res.Listing = true, l
-		return enqueue(b, p.UpdateQueues, Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: target,
-			Origin: r.Origin, Listed: true, Expires: l.Expires})
+		e.listing(ChangeUpdated, l)
+		return e.publish(b, Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: target,
+			Origin: r.Origin, Listed: true, Expires: l.Expires, Cause: CauseUpdate})
 	}
 	return unsight(b, key, r, supported)
 }

@@ -14,8 +14,16 @@ func cancelOf(id, target, signer string) Cancel {
 }
 
 func cparams(now time.Time, threshold int) CancelParams {
-	return CancelParams{Now: now, Threshold: threshold, FeedQueues: []string{"peer"}, RemovalQueues: []string{"log"},
-		UpdateQueues: []string{"dnsupdate"}}
+	return CancelParams{Now: now, Threshold: threshold}
+}
+
+// cancelQueues subscribes the queues of a site from now on: "peer" as a
+// feed, "log" as an action, "dnsupdate" as DNS UPDATE.
+func cancelQueues(t *testing.T, db *DB) {
+	t.Helper()
+	subscribe(t, db, "peer", feedWants("peer.example"))
+	subscribe(t, db, "log", actionWants)
+	subscribe(t, db, "dnsupdate", dnsWants)
 }
 
 // queued returns the events waiting in a queue.
@@ -38,6 +46,7 @@ func TestCancelApplied(t *testing.T) {
 	if _, _, err := db.AddReport(report("<r1@a>", "203.0.113.7", "a.example"), params(t0, 1)); err != nil {
 		t.Fatal(err)
 	}
+	cancelQueues(t, db)
 	res, err := db.Cancel(cancelOf("<c1@a>", "<r1@a>", "a.example"), cparams(t0.Add(time.Minute), 1))
 	if err != nil || res.Outcome != CancelApplied || !res.Delisted || res.IP != ip || res.Origin != "a.example" {
 		t.Fatalf("Cancel = %+v, %v; want applied and delisted", res, err)
@@ -52,6 +61,10 @@ func TestCancelApplied(t *testing.T) {
 	// The control article is flooded like a report.
 	if got := queued(t, db, "peer"); len(got) != 1 || got[0].Kind != EventReport || got[0].MessageID != "<c1@a>" {
 		t.Errorf("feed queue = %+v, want the cancel", got)
+	}
+	// DNS UPDATE deletes the name.
+	if got := queued(t, db, "dnsupdate"); !reflect.DeepEqual(got, want) {
+		t.Errorf("DNS UPDATE queue = %+v, want %+v", got, want)
 	}
 	if a, _ := db.Article("<c1@a>"); a == nil {
 		t.Error("the cancel's article is not stored for the feeds")
@@ -81,6 +94,7 @@ func TestCancelKeepsOtherSupport(t *testing.T) {
 		}
 	}
 	before, _, _ := db.Lookup(ip)
+	cancelQueues(t, db)
 	// a.example still has <r2@a>: it stays an origin.
 	res, err := db.Cancel(cancelOf("<c1@a>", "<r1@a>", "a.example"), cparams(t0.Add(time.Hour), 1))
 	if err != nil || res.Outcome != CancelApplied || res.Delisted || !res.Listed {
@@ -141,6 +155,7 @@ func TestCancelWrongOrigin(t *testing.T) {
 	db := openTest(t)
 	ip := netip.MustParseAddr("203.0.113.7")
 	db.AddReport(report("<r1@a>", "203.0.113.7", "a.example"), params(t0, 1))
+	cancelQueues(t, db)
 	res, err := db.Cancel(cancelOf("<c1@b>", "<r1@a>", "b.example"), cparams(t0, 1))
 	if err != nil || res.Outcome != CancelRefused || res.Origin != "a.example" {
 		t.Fatalf("Cancel by another site = %+v, %v; want refused", res, err)
@@ -161,6 +176,7 @@ func TestCancelWrongOrigin(t *testing.T) {
 
 func TestCancelBeforeReport(t *testing.T) {
 	db := openTest(t)
+	cancelQueues(t, db)
 	res, err := db.Cancel(cancelOf("<c1@a>", "<r1@a>", "a.example"), cparams(t0, 1))
 	if err != nil || res.Outcome != CancelMarked {
 		t.Fatalf("Cancel of an unknown report = %+v, %v; want marked", res, err)

@@ -19,6 +19,10 @@ type Report struct {
 	// article: ingest has already checked it, and history ages by arrival.
 	Date    time.Time
 	Article []byte // the article as accepted, kept for actions and feeds
+	// Path is the article's Path header, for the subscribers' wants
+	// (Event.Path): a feed does not send a report back to a site named
+	// in it.
+	Path string
 }
 
 // IngestParams are the site's policy for one AddReport call.
@@ -34,12 +38,11 @@ type IngestParams struct {
 	// Window before it is listed; 0 or 1 lists at the first report.
 	Threshold int
 	Window    time.Duration
-	// Queues are the action queues that get an EventReport for the report.
-	Queues []string
 	// RelayOnly stores the report to relay it and lists nothing: this
 	// site's policy keeps the address off its own list for a local reason
 	// (its own networks, its allow-list), which must not stop the report
-	// from reaching the other sites. Queues should then be the feeds only.
+	// from reaching the other sites. Its event has CauseRelay, which only
+	// the feeds take.
 	RelayOnly bool
 }
 
@@ -79,7 +82,8 @@ func (o Outcome) String() string {
 // AddReport stores a report in one transaction: if its Message-ID is in the
 // history it returns Duplicate and writes nothing; otherwise it records the
 // Message-ID and the article, counts the origin towards the threshold, lists
-// or extends the address, and puts an EventReport on each of p.Queues. The
+// or extends the address, and puts an EventReport on each queue whose
+// subscriber wants it (see Subscribe). The
 // Listing is the address's listing after the report when the outcome is
 // Listed or Extended, and zero otherwise.
 //
@@ -91,8 +95,7 @@ func (db *DB) AddReport(r Report, p IngestParams) (Outcome, Listing, error) {
 	if err := r.validate(); err != nil {
 		return 0, Listing{}, fmt.Errorf("store report %s: %w", r.MessageID, err)
 	}
-	queues, err := p.validate()
-	if err != nil {
+	if err := p.validate(); err != nil {
 		return 0, Listing{}, fmt.Errorf("store report %s: %w", r.MessageID, err)
 	}
 	r.IP = r.IP.Unmap()
@@ -100,18 +103,21 @@ func (db *DB) AddReport(r Report, p IngestParams) (Outcome, Listing, error) {
 	var (
 		out Outcome
 		lst Listing
+		e   *effects
 	)
-	err = db.batch(func(tx *bolt.Tx) error {
+	err := db.batch(func(tx *bolt.Tx) error {
 		// Batch may run this more than once (again alone, after another
-		// caller in the batch failed). Each run overwrites out and lst, so
-		// only the run that committed counts.
+		// caller in the batch failed). Each run overwrites out, lst and e,
+		// so only the run that committed counts.
 		var err error
-		out, lst, err = addReport(bucketsOf(tx), r, p, queues)
+		e = db.newEffects()
+		out, lst, err = addReport(bucketsOf(tx), e, r, p)
 		return err
 	})
 	if err != nil {
 		return 0, Listing{}, fmt.Errorf("store report %s from %s about %s: %w", r.MessageID, r.Origin, r.IP, err)
 	}
+	db.committed(e)
 	return out, lst, nil
 }
 
@@ -139,27 +145,26 @@ func validMessageID(id string) error {
 	return nil
 }
 
-// validate checks the parameters and returns the queue names without
-// repeats, so a queue listed twice gets one event.
-func (p IngestParams) validate() ([]string, error) {
+// validate checks the parameters.
+func (p IngestParams) validate() error {
 	switch {
 	case p.Now.IsZero():
-		return nil, errors.New("ingest time (Now) is not set")
+		return errors.New("ingest time (Now) is not set")
 	case p.ExpireBase <= 0:
-		return nil, fmt.Errorf("listing lifetime %v must be positive", p.ExpireBase)
+		return fmt.Errorf("listing lifetime %v must be positive", p.ExpireBase)
 	case p.ExpireMax > maxLifetime:
-		return nil, fmt.Errorf("maximum listing lifetime %v is longer than this store can record (%v)", p.ExpireMax, maxLifetime)
+		return fmt.Errorf("maximum listing lifetime %v is longer than this store can record (%v)", p.ExpireMax, maxLifetime)
 	case p.ExpireMax < p.ExpireBase:
-		return nil, fmt.Errorf("maximum listing lifetime %v is shorter than the base lifetime %v", p.ExpireMax, p.ExpireBase)
+		return fmt.Errorf("maximum listing lifetime %v is shorter than the base lifetime %v", p.ExpireMax, p.ExpireBase)
 	case p.Threshold > 1 && p.Window <= 0:
-		return nil, fmt.Errorf("a threshold of %d origins needs a positive window, not %v", p.Threshold, p.Window)
+		return fmt.Errorf("a threshold of %d origins needs a positive window, not %v", p.Threshold, p.Window)
 	}
-	return uniqueQueues(p.Queues)
+	return nil
 }
 
 // addReport is the body of AddReport's transaction. It has no effects
-// outside tx, as Batch requires.
-func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, Listing, error) {
+// outside tx and e, as Batch requires.
+func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listing, error) {
 	id := []byte(r.MessageID)
 	if b.history.Get(id) != nil {
 		return Duplicate, Listing{}, nil
@@ -186,8 +191,9 @@ func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, L
 	if p.RelayOnly {
 		// No report record either: it counts for no listing here, so a
 		// cancel of it has nothing to undo (it is only relayed too).
-		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin}
-		return Relayed, Listing{}, enqueue(b, queues, ev)
+		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
+			Cause: CauseRelay, Path: r.Path}
+		return Relayed, Listing{}, e.publish(b, ev)
 	}
 	if err := putReportRecord(b, r); err != nil {
 		return 0, Listing{}, err
@@ -227,11 +233,17 @@ func addReport(b buckets, r Report, p IngestParams, queues []string) (Outcome, L
 		}
 	}
 
-	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin}
+	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path}
+	switch out {
+	case Listed:
+		e.listing(ChangeListed, lst)
+	case Extended:
+		e.listing(ChangeExtended, lst)
+	}
 	if out != Pending {
 		ev.Listed, ev.Expires = true, lst.Expires
 	}
-	if err := enqueue(b, queues, ev); err != nil {
+	if err := e.publish(b, ev); err != nil {
 		return 0, Listing{}, err
 	}
 	return out, lst, nil

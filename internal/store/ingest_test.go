@@ -12,15 +12,16 @@ import (
 
 func TestAddReportDuplicate(t *testing.T) {
 	db := openTest(t)
+	subscribe(t, db, "log", nil)
 	first := report("<1@a>", "203.0.113.7", "a.example")
-	if out, _, err := db.AddReport(first, params(t0, 1, "log")); err != nil || out != Listed {
+	if out, _, err := db.AddReport(first, params(t0, 1)); err != nil || out != Listed {
 		t.Fatalf("first AddReport = %v, %v; want listed", out, err)
 	}
 	before, _ := db.Stats()
 
 	// The same Message-ID again, even about another address, changes nothing.
 	for _, r := range []Report{first, report("<1@a>", "198.51.100.1", "b.example")} {
-		out, l, err := db.AddReport(r, params(t0.Add(time.Minute), 1, "log"))
+		out, l, err := db.AddReport(r, params(t0.Add(time.Minute), 1))
 		if err != nil || out != Duplicate || !reflect.DeepEqual(l, Listing{}) {
 			t.Errorf("repeat AddReport(%s) = %v, %+v, %v; want duplicate", r.IP, out, l, err)
 		}
@@ -135,11 +136,12 @@ func TestThreshold(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := openTest(t)
+			subscribe(t, db, "log", nil)
 			ip := "2001:db8::7"
 			var last Listing
 			for i, s := range tc.steps {
 				r := report(fmt.Sprintf("<%d@x>", i), ip, s.origin)
-				out, l, err := db.AddReport(r, params(t0.Add(s.at), tc.threshold, "log"))
+				out, l, err := db.AddReport(r, params(t0.Add(s.at), tc.threshold))
 				if err != nil || out != s.want {
 					t.Fatalf("step %d (%s at %v): %v, %v; want %v", i, s.origin, s.at, out, err, s.want)
 				}
@@ -261,11 +263,10 @@ func TestAddReportRejectsBadInput(t *testing.T) {
 		{"cap below base", func(_ *Report, p *IngestParams) { p.ExpireMax = time.Minute }},
 		{"cap beyond 2262", func(_ *Report, p *IngestParams) { p.ExpireMax = 1 << 62 }},
 		{"threshold without window", func(_ *Report, p *IngestParams) { p.Threshold, p.Window = 2, 0 }},
-		{"empty queue name", func(_ *Report, p *IngestParams) { p.Queues = []string{"log", ""} }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := openTest(t)
-			r, p := good, params(t0, 1, "log")
+			r, p := good, params(t0, 1)
 			tc.edit(&r, &p)
 			if out, _, err := db.AddReport(r, p); err == nil {
 				t.Errorf("AddReport accepted it: %v", out)
@@ -325,6 +326,7 @@ func TestConcurrentAddReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	subscribe(t, db, "log", nil)
 	const n = 50
 
 	var wg sync.WaitGroup
@@ -333,13 +335,13 @@ func TestConcurrentAddReport(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			r := report(fmt.Sprintf("<distinct-%d@x>", i), fmt.Sprintf("2001:db8::%x", i%7), fmt.Sprintf("o%d", i%3))
-			if _, _, err := db.AddReport(r, params(t0, 2, "log")); err != nil {
+			if _, _, err := db.AddReport(r, params(t0, 2)); err != nil {
 				errs <- err
 			}
 		})
 		wg.Go(func() {
 			r := report("<same@x>", "203.0.113.50", "a")
-			out, _, err := db.AddReport(r, params(t0, 1, "log"))
+			out, _, err := db.AddReport(r, params(t0, 1))
 			if err != nil {
 				errs <- err
 				return
@@ -378,7 +380,9 @@ func TestConcurrentAddReport(t *testing.T) {
 // no sighting towards the threshold, no report record for cancels.
 func TestAddReportRelayOnly(t *testing.T) {
 	db := openTest(t)
-	p := params(t0, 2, "feed/b")
+	subscribe(t, db, "feed/b", feedWants("b.example"))
+	subscribe(t, db, "log", actionWants)
+	p := params(t0, 2)
 	p.RelayOnly = true
 	out, l, err := db.AddReport(report("<r1@a>", "203.0.113.7", "a.example"), p)
 	if err != nil || out != Relayed || l.IP.IsValid() {
@@ -397,6 +401,9 @@ func TestAddReportRelayOnly(t *testing.T) {
 	items, err := db.QueueNext("feed/b", t0, 10, nil)
 	if err != nil || len(items) != 1 || items[0].Event.MessageID != "<r1@a>" || items[0].Event.Listed {
 		t.Errorf("feed queue = %+v %v", items, err)
+	}
+	if d, _ := db.QueueDepth("log"); d != 0 {
+		t.Errorf("a relayed report reached the actions (%d events): it counts for nothing here", d)
 	}
 	if _, ok, _ := db.ReportOf("<r1@a>"); ok {
 		t.Error("a relayed report has a report record: a cancel would undo what it never did")

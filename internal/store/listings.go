@@ -117,23 +117,23 @@ func (db *DB) ForEachListing(fn func(Listing) error) error {
 }
 
 // Delist removes ip's listing with its index entry and any sightings, and
-// puts an EventDelisted on each queue. It returns false, and enqueues
+// publishes an EventDelisted by by. It returns false, and enqueues
 // nothing, if ip was not listed; sightings of a pending address are cleared
 // all the same, since the administrator has said the address is clean.
-func (db *DB) Delist(ip netip.Addr, now time.Time, by string, queues []string) (bool, error) {
+func (db *DB) Delist(ip netip.Addr, now time.Time, by string) (bool, error) {
 	ip, err := normalizeIP(ip)
 	if err != nil {
 		return false, fmt.Errorf("delist: %w", err)
 	}
-	queues, err = uniqueQueues(queues)
-	if err != nil {
-		return false, fmt.Errorf("delist %s: %w", ip, err)
-	}
 	key := ipKey(ip)
-	var found bool
+	var (
+		found bool
+		e     *effects
+	)
 	err = db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		found = false
+		e = db.newEffects()
 		if err := deleteSightings(b, key); err != nil {
 			return err
 		}
@@ -149,11 +149,13 @@ func (db *DB) Delist(ip netip.Addr, now time.Time, by string, queues []string) (
 			return err
 		}
 		found = true
-		return enqueue(b, queues, Event{Kind: EventDelisted, Time: now, IP: ip, By: by})
+		e.listing(ChangeDelisted, l)
+		return e.publish(b, Event{Kind: EventDelisted, Time: now, IP: ip, By: by})
 	})
 	if err != nil {
 		return false, fmt.Errorf("delist %s: %w", ip, err)
 	}
+	db.committed(e)
 	return found, nil
 }
 
@@ -177,20 +179,20 @@ func deleteSightings(b buckets, key []byte) error {
 }
 
 // Expire removes up to limit listings whose expiry is at or before now,
-// earliest first, puts an EventExpired for each on every queue, and returns
-// them. Call it again while it returns limit listings.
-func (db *DB) Expire(now time.Time, limit int, queues []string) ([]Listing, error) {
+// earliest first, publishes an EventExpired for each, and returns them.
+// Call it again while it returns limit listings.
+func (db *DB) Expire(now time.Time, limit int) ([]Listing, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("expire listings: limit %d must be positive", limit)
 	}
-	queues, err := uniqueQueues(queues)
-	if err != nil {
-		return nil, fmt.Errorf("expire listings: %w", err)
-	}
-	var expired []Listing
-	err = db.bdb.Update(func(tx *bolt.Tx) error {
+	var (
+		expired []Listing
+		e       *effects
+	)
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		expired = nil
+		e = db.newEffects()
 		// Collect the due keys before deleting: a delete under a cursor
 		// can make it skip the next key.
 		keys, err := dueKeys(b.expiry, now, limit, true)
@@ -220,8 +222,8 @@ func (db *DB) Expire(now time.Time, limit int, queues []string) ([]Listing, erro
 			if err := deleteListing(b, l); err != nil {
 				return err
 			}
-			ev := Event{Kind: EventExpired, Time: now, IP: l.IP}
-			if err := enqueue(b, queues, ev); err != nil {
+			e.listing(ChangeExpired, l)
+			if err := e.publish(b, Event{Kind: EventExpired, Time: now, IP: l.IP}); err != nil {
 				return err
 			}
 			expired = append(expired, l)
@@ -231,6 +233,7 @@ func (db *DB) Expire(now time.Time, limit int, queues []string) ([]Listing, erro
 	if err != nil {
 		return nil, fmt.Errorf("expire listings due by %s: %w", now.Format(time.RFC3339), err)
 	}
+	db.committed(e)
 	return expired, nil
 }
 

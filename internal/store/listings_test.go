@@ -27,6 +27,11 @@ func TestExpire(t *testing.T) {
 	listAt(t, db, "<2>", "2001:db8::2", time.Hour)
 	listAt(t, db, "<3>", "203.0.113.3", 0)
 	listAt(t, db, "<4>", "203.0.113.4", 2*time.Hour)
+	subscribe(t, db, "log", nil)
+	subscribe(t, db, "dns", nil)
+	if err := db.Subscribe("log", nil); err == nil {
+		t.Error("a second subscriber of queue log was accepted")
+	}
 
 	for _, tc := range []struct {
 		now   time.Duration
@@ -41,7 +46,7 @@ func TestExpire(t *testing.T) {
 		{10 * time.Hour, 10, []string{"203.0.113.4"}, -1},
 		{10 * time.Hour, 10, nil, -1},
 	} {
-		got, err := db.Expire(t0.Add(tc.now), tc.limit, []string{"log", "dns", "log"})
+		got, err := db.Expire(t0.Add(tc.now), tc.limit)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +65,7 @@ func TestExpire(t *testing.T) {
 			t.Errorf("after Expire(+%v): NextExpiry = %v, %v, %v; want +%v", tc.now, next.Sub(t0), ok, err, tc.next)
 		}
 	}
-	// Both named queues, each once, got one event per expired listing, in order.
+	// Both queues got one event per expired listing, in order.
 	for _, q := range []string{"log", "dns"} {
 		items, err := db.QueueNext(q, t0.Add(24*time.Hour), 100, nil)
 		if err != nil {
@@ -81,7 +86,7 @@ func TestExpire(t *testing.T) {
 	if s, _ := db.Stats(); s.Listings != 0 {
 		t.Errorf("Listings = %d after everything expired", s.Listings)
 	}
-	if _, err := db.Expire(t0, 0, nil); err == nil {
+	if _, err := db.Expire(t0, 0); err == nil {
 		t.Error("Expire accepted limit 0")
 	}
 }
@@ -94,10 +99,10 @@ func TestExpireAfterExtension(t *testing.T) {
 	if out, _, err := db.AddReport(report("<2>", "203.0.113.1", "b"), params(t0.Add(30*time.Minute), 1)); err != nil || out != Extended {
 		t.Fatalf("second report = %v, %v", out, err)
 	}
-	if got, err := db.Expire(t0.Add(2*time.Hour), 10, nil); err != nil || len(got) != 0 {
+	if got, err := db.Expire(t0.Add(2*time.Hour), 10); err != nil || len(got) != 0 {
 		t.Errorf("Expire at the old expiry removed %v, %v", got, err)
 	}
-	if got, err := db.Expire(t0.Add(150*time.Minute), 10, nil); err != nil || len(got) != 1 {
+	if got, err := db.Expire(t0.Add(150*time.Minute), 10); err != nil || len(got) != 1 {
 		t.Errorf("Expire at the new expiry removed %v, %v", got, err)
 	}
 }
@@ -119,7 +124,10 @@ func TestDelist(t *testing.T) {
 		{"2001:db8::5", false}, // pending only: cleared, but nothing was listed
 		{"198.51.100.9", false},
 	} {
-		found, err := db.Delist(netip.MustParseAddr(tc.ip), t0.Add(time.Minute), "dstctl", []string{"dns"})
+		if tc.ip == "203.0.113.1" && tc.wantFound {
+			subscribe(t, db, "dns", nil)
+		}
+		found, err := db.Delist(netip.MustParseAddr(tc.ip), t0.Add(time.Minute), "dstctl")
 		if err != nil || found != tc.wantFound {
 			t.Errorf("Delist(%s) = %v, %v; want %v", tc.ip, found, err, tc.wantFound)
 		}
@@ -143,7 +151,7 @@ func TestDelist(t *testing.T) {
 	if out, _, _ := db.AddReport(report("<3>", "2001:db8::5", "b"), params(t0.Add(2*time.Minute), 2)); out != Pending {
 		t.Errorf("report after delisting a pending address = %v, want pending", out)
 	}
-	if _, err := db.Delist(netip.Addr{}, t0, "x", nil); err == nil {
+	if _, err := db.Delist(netip.Addr{}, t0, "x"); err == nil {
 		t.Error("Delist accepted an invalid address")
 	}
 }

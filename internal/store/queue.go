@@ -41,6 +41,13 @@ type Event struct {
 	Listed    bool      // EventReport: the address is listed after this report (false: below threshold)
 	Expires   time.Time // EventReport when Listed
 	By        string    // EventDelisted: who ("dstctl", ...)
+
+	// Cause and Path are for the subscribers (DB.Subscribe) and are not
+	// queued: an event read from a queue has neither.
+	Cause Cause
+	// Path is the Path header of the article an EventReport names (a
+	// report, or a cancel control article): a feed skips the peers in it.
+	Path string
 }
 
 // QueueItem is an event waiting in a queue.
@@ -91,53 +98,27 @@ func validQueueName(n string) error {
 	return nil
 }
 
-// enqueue appends ev to each queue inside the caller's transaction.
-func enqueue(b buckets, queues []string, ev Event) error {
-	if len(queues) == 0 {
-		return nil
-	}
-	v := encodeItem(QueueItem{Event: ev})
-	for _, name := range queues {
-		q, err := b.queues.CreateBucketIfNotExists([]byte(name))
-		if err != nil {
-			return fmt.Errorf("create queue %s: %w", name, err)
-		}
-		// Keys only ever grow, so pages are filled before they split.
-		q.FillPercent = 0.9
-		seq, err := q.NextSequence()
-		if err != nil {
-			return fmt.Errorf("queue %s: %w", name, err)
-		}
-		if err := q.Put(seqKey(seq), v); err != nil {
-			return fmt.Errorf("append to queue %s: %w", name, err)
-		}
-		if err := addCounter(b.meta, depthPrefix+name, 1); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// Enqueue puts ev on each of the queues, for events that AddReport, Expire
-// and Delist do not create themselves.
+// Enqueue puts ev on each of the named queues, whatever their subscribers
+// want: for events that no write of the store makes (tests, tools). The
+// observers hear of it like any write's events.
 func (db *DB) Enqueue(queues []string, ev Event) error {
 	queues, err := uniqueQueues(queues)
 	if err != nil {
 		return fmt.Errorf("enqueue %s event: %w", ev.Kind, err)
 	}
-	if ev.Kind < EventReport || ev.Kind > EventDelisted {
-		return fmt.Errorf("enqueue: unknown event kind %d", uint8(ev.Kind))
+	if err := validEvent(ev); err != nil {
+		return fmt.Errorf("enqueue %s event: %w", ev.Kind, err)
 	}
-	if !ev.IP.IsValid() {
-		return fmt.Errorf("enqueue %s event: no valid IP address", ev.Kind)
-	}
-	ev.IP = ev.IP.Unmap().WithZone("")
+	ev.IP = unmapped(ev.IP)
+	var e *effects
 	err = db.batch(func(tx *bolt.Tx) error {
-		return enqueue(bucketsOf(tx), queues, ev)
+		e = db.newEffects()
+		return e.enqueue(bucketsOf(tx), queues, ev)
 	})
 	if err != nil {
 		return fmt.Errorf("enqueue %s event for %s: %w", ev.Kind, ev.IP, err)
 	}
+	db.committed(e)
 	return nil
 }
 

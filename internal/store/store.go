@@ -116,6 +116,8 @@ type DB struct {
 	path string
 	// writers counts the callers of batch in progress.
 	writers atomic.Int32
+	// hooks are the queues' subscribers and the commit observers.
+	hooks hooks
 }
 
 // maxBatchDelay is how long bbolt's Batch waits for more writers to share

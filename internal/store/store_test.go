@@ -36,14 +36,13 @@ func openTest(t testing.TB) *DB {
 }
 
 // params returns typical ingest parameters at now.
-func params(now time.Time, threshold int, queues ...string) IngestParams {
+func params(now time.Time, threshold int) IngestParams {
 	return IngestParams{
 		Now:        now,
 		ExpireBase: time.Hour,
 		ExpireMax:  8 * time.Hour,
 		Threshold:  threshold,
 		Window:     time.Hour,
-		Queues:     queues,
 	}
 }
 
@@ -215,8 +214,9 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	subscribe(t, db, "log", func(ev Event) bool { return ev.Listed })
 	r := report("<a@x>", "203.0.113.7", "site-a.example")
-	if _, _, err := db.AddReport(r, params(t0, 1, "log")); err != nil {
+	if _, _, err := db.AddReport(r, params(t0, 1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := db.AddReport(report("<b@x>", "2001:db8::1", "site-b.example"), params(t0, 2)); err != nil {
@@ -268,6 +268,7 @@ func TestReopen(t *testing.T) {
 // that Stats.Listings matches ForEachListing.
 func TestCountersProperty(t *testing.T) {
 	db := openTest(t)
+	subscribe(t, db, "log", nil)
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := t0
 	ips := make([]netip.Addr, 20)
@@ -293,19 +294,19 @@ func TestCountersProperty(t *testing.T) {
 				r.Article = []byte("article " + id)
 			}
 			var out Outcome
-			out, _, err = db.AddReport(r, params(now, 1+rng.IntN(3), "log"))
+			out, _, err = db.AddReport(r, params(now, 1+rng.IntN(3)))
 			did[out.String()]++
 		case op == 6:
 			err = db.RecordRefused(fmt.Sprintf("<%d@x>", rng.IntN(400)), now)
 		case op == 7:
 			var found bool
-			found, err = db.Delist(ips[rng.IntN(len(ips))], now, "test", []string{"log"})
+			found, err = db.Delist(ips[rng.IntN(len(ips))], now, "test")
 			if found {
 				did["delisted"]++
 			}
 		case op == 8:
 			var gone []Listing
-			gone, err = db.Expire(now, 1+rng.IntN(3), []string{"log"})
+			gone, err = db.Expire(now, 1+rng.IntN(3))
 			did["expired"] += len(gone)
 		default:
 			var n int
@@ -418,3 +419,28 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// subscribe is Subscribe that fails the test on error.
+func subscribe(t testing.TB, db *DB, queue string, wants func(Event) bool) {
+	t.Helper()
+	if err := db.Subscribe(queue, wants); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The wants of dstd's subscribers, as the tests need them.
+
+// feedWants takes what a feed to peer floods: every article an event
+// names, unless its Path names peer already.
+func feedWants(peer string) func(Event) bool {
+	return func(ev Event) bool {
+		return ev.Kind == EventReport && ev.Cause != CauseUpdate && !strings.Contains(ev.Path, peer)
+	}
+}
+
+// actionWants takes what the report log logs: the events about this
+// site's list.
+func actionWants(ev Event) bool { return ev.Cause == CauseListing }
+
+// dnsWants takes what changes a published listing.
+func dnsWants(ev Event) bool { return ev.Kind != EventReport || ev.Listed }

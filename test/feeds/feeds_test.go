@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -165,7 +164,7 @@ func (nw *network) flood(at []int, base int) {
 	}
 	// Late duplicates must be refused, not listed again: wait until none
 	// can still be on its way, then count.
-	nw.waitQuiet()
+	dsttest.WaitFeedsQuiet(nw.t, nw.sites)
 	for _, s := range nw.sites {
 		if got := accepted(nw.t, s); got != len(at) {
 			nw.t.Errorf("%s accepted %d reports, want %d (each exactly once)", s.Site, got, len(at))
@@ -187,58 +186,6 @@ func peers(t *testing.T, s *dsttest.Dstd) []admin.PeerStatus {
 		t.Fatalf("peers of %s: %v", s.Site, err)
 	}
 	return ps
-}
-
-// waitQuiet waits until no report is on its way between the sites, so
-// that a count taken then is final: a duplicate that would be accepted
-// wrongly has been offered by then.
-//
-// A report on its way is always in some site's feed queue: a site
-// queues what it accepts for its peers in the commit that stores it,
-// before it answers, and the sender removes the item only after the
-// answer and after counting it (sent, refused or deferred). So if, over
-// three reads of every site's feeds, the queues were empty in the first
-// two and no counter moved, nothing was queued between the first and the
-// second: an item queued at a site after that site's first read either
-// is still there at its second read, or left it, counted before its
-// second read of the counters or, at the latest, before its third.
-// Nothing can be queued later either, since only a report on its way
-// queues more.
-func (nw *network) waitQuiet() {
-	nw.t.Helper()
-	type feed struct {
-		site, peer              string
-		depth                   int
-		sent, refused, deferred int64
-	}
-	read := func() []feed {
-		var fs []feed
-		for _, s := range nw.sites {
-			for _, p := range peers(nw.t, s) {
-				fs = append(fs, feed{s.Site, p.Name, p.Depth, p.Sent, p.Refused, p.Deferred})
-			}
-		}
-		return fs
-	}
-	counters := func(fs []feed) []feed {
-		out := slices.Clone(fs)
-		for i := range out {
-			out[i].depth = 0
-		}
-		return out
-	}
-	empty := func(fs []feed) bool {
-		return !slices.ContainsFunc(fs, func(f feed) bool { return f.depth != 0 })
-	}
-	var last [][]feed
-	dsttest.WaitFor(nw.t, 60*time.Second, "every feed queue to stay empty", func() bool {
-		last = append(last, read())
-		if len(last) > 3 {
-			last = last[1:]
-		}
-		return len(last) == 3 && empty(last[0]) && empty(last[1]) &&
-			slices.Equal(counters(last[0]), counters(last[1])) && slices.Equal(counters(last[1]), counters(last[2]))
-	})
 }
 
 func TestChain5(t *testing.T) {

@@ -158,11 +158,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 			o.secretSet = true
 		}
 	})
-	if o.trap != "" {
-		if _, err := redact.Normalize(o.trap); err != nil {
-			return nil, nil, fmt.Errorf("-r: %w", err)
-		}
-	}
 	if o.trapHash != "" {
 		if fs.NArg() > 0 {
 			return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -310,6 +305,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	// The trap: named by its hash only, and redacted from the message.
 	trap, trapAddrs := trapAddresses(o.trap, os.Getenv)
 	var trapHMAC string
+	if _, err := redact.Normalize(o.trap); o.trap != "" && err != nil {
+		// Not a usage error: exit 64 would make the MTA bounce the
+		// message to its forged sender. The address is not logged.
+		log.Warn("-r is not of the form local-part@domain (or has a control character or several @); ignored")
+	}
 	if trap == "" {
 		log.Warn("trap address unknown: only the recipient fields and Received \"for\" clauses are redacted, the body may still name the trap; give -r ADDR or run dstc from the MTA's alias, .forward or pipe (README \"Wiring a trap into your MTA\")")
 	} else {

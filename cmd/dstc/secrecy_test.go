@@ -231,7 +231,13 @@ func TestTrapHashFlag(t *testing.T) {
 	if code, _, _ := runDstc(t, nil, "-trap-hash", "no-at-sign", "-secret", secretFile(t, 0o400)); code != exitUsage {
 		t.Errorf("bad address: exit %d, want %d", code, exitUsage)
 	}
-	if code, _, errs := runDstc(t, []byte(trapMsg), "-m", "mx1.example.net", "-r", "not an address"); code != exitUsage || !strings.Contains(errs, "-r") {
-		t.Errorf("bad -r: exit %d (%s), want %d", code, errs, exitUsage)
+	// A bad -r is no reason to bounce the message: the report goes, with
+	// the recipient fields redacted and no hash.
+	code, out, errs = runDstc(t, []byte(trapMsg), "-n", "-m", "mx1.example.net", "-r", "not-an-address", "-secret", secretFile(t, 0o400))
+	if code != exitOK || !strings.Contains(errs, "-r is not of the form") || strings.Contains(errs, "not-an-address") {
+		t.Errorf("bad -r: exit %d (%s), want 0 and a warning that does not repeat it", code, errs)
+	}
+	if r := feedback(t, out); r.TrapHMAC != "" || !strings.Contains(string(r.Message), "To: <trap@redacted.invalid>") {
+		t.Errorf("bad -r: DST-Trap-HMAC %q, message:\n%s", r.TrapHMAC, r.Message)
 	}
 }

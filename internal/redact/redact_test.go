@@ -42,7 +42,7 @@ func TestTrapHMACVector(t *testing.T) {
 }
 
 func TestNormalizeRefuses(t *testing.T) {
-	for _, a := range []string{"", "trap", "@example.net", "trap@", "a b@example.net", "a@b@c", "x@redacted.invalid", "t\n@x.y"} {
+	for _, a := range []string{"", "trap", "@example.net", "trap@", "a\tb@example.net", "a@b@c", "x@redacted.invalid", "t\n@x.y"} {
 		if n, err := Normalize(a); err == nil {
 			t.Errorf("Normalize(%q) = %q, want an error", a, n)
 		}
@@ -306,4 +306,13 @@ func asciiLower(b []byte) []byte {
 		}
 		return r
 	}, b)
+}
+
+// TestQuotedLocalPart: a catch-all trap domain gets quoted local parts
+// with spaces; Postfix pipe(8) passes them as they are (without flags=q).
+func TestQuotedLocalPart(t *testing.T) {
+	got := string(New(`"Foo Bar"@example.net`).Message([]byte("Subject: hi \"foo bar\"@Example.net\n\nto <\"FOO BAR\"@example.net>\n")))
+	if want := "Subject: hi trap@redacted.invalid\n\nto <trap@redacted.invalid>\n"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
 }

@@ -42,7 +42,7 @@ const maxSecret = 4096
 const DefaultSecretFile = "/etc/dst/trap-secret"
 
 // Normalize returns the trap address in the one form that is hashed:
-// without angle brackets or surrounding space, in lower case (domains are
+// without one pair of angle brackets or surrounding space, in lower case (domains are
 // case-insensitive, RFC 5321 §2.4, and every common MTA folds local parts
 // too: Postfix local(8) and Exim's default routers do). It refuses what is
 // not local@domain.
@@ -53,9 +53,11 @@ func Normalize(addr string) (string, error) {
 	if at <= 0 || at == len(a)-1 {
 		return "", fmt.Errorf("trap address %q is not of the form local-part@domain", addr)
 	}
+	// A space may be in a quoted local part, which a catch-all trap
+	// domain receives too; a control character never is.
 	for _, r := range a {
-		if r <= ' ' || r == 0x7f || r == '<' || r == '>' {
-			return "", fmt.Errorf("trap address %q contains a space, a control character or an angle bracket", addr)
+		if r < ' ' || r == 0x7f {
+			return "", fmt.Errorf("trap address %q contains a control character", addr)
 		}
 	}
 	a = strings.ToLower(a)

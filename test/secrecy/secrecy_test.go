@@ -151,6 +151,16 @@ func TestTrapNeverLeaves(t *testing.T) {
 		})
 	}
 
+	// What dstctl shows of the listings.
+	for _, s := range []*dsttest.Dstd{a, b} {
+		for _, args := range [][]string{{"lookup", "203.0.113.7"}, {"lookup", "203.0.113.8"}, {"list"}, {"status"}} {
+			out, _ := s.Ctl(args...)
+			if m := leak.FindString(out); m != "" {
+				t.Errorf("%s: dstctl %s names the trap (%q):\n%s", s.Site, strings.Join(args, " "), m, out)
+			}
+		}
+	}
+
 	// The hashes: each report names its trap by the origin's hash, which
 	// only the origin can recompute.
 	arts, err := inn.GroupArticles("dst.reports")

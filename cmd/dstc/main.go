@@ -26,6 +26,7 @@ import (
 	"github.com/dst-traps/dst/internal/mailmsg"
 	"github.com/dst-traps/dst/internal/nntp"
 	"github.com/dst-traps/dst/internal/received"
+	"github.com/dst-traps/dst/internal/redact"
 	"github.com/dst-traps/dst/internal/report"
 	"github.com/dst-traps/dst/internal/spool"
 )
@@ -114,6 +115,15 @@ type options struct {
 	maxArticle   int
 	timeout      time.Duration
 	printVersion bool
+	// trap is -r: the trap address, when the MTA passes it on the command
+	// line (Postfix pipe(8): -r ${original_recipient}).
+	trap string
+	// secretFile holds the site's trap secret; secretSet says -secret was
+	// given, so that a missing file is an error rather than "no hash".
+	secretFile string
+	secretSet  bool
+	// trapHash is -trap-hash: print the hash of this address and exit.
+	trapHash string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, error) {
@@ -121,7 +131,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs := flag.NewFlagSet("dstc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-n] [-v] [-s ADDR] [-spool DIR] < message\n\n"+
+		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-r TRAP] [-secret FILE] [-n] [-v] [-s ADDR] [-spool DIR] < message\n"+
+			"       dstc -trap-hash TRAP [-secret FILE]\n\n"+
 			"Reports the address that handed a trapped message to the site's MX.\n\n")
 		fs.PrintDefaults()
 	}
@@ -135,9 +146,23 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
 	fs.IntVar(&o.maxArticle, "max-article", config.DefaultMaxArticleBytes, "largest report dstd takes (its nntp.max_article_bytes); a report that would be larger carries the message's header only")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
+	fs.StringVar(&o.trap, "r", "", "the trap address the message was sent to (default: $ORIGINAL_RECIPIENT, else $RECIPIENT, else $LOCAL_PART@$DOMAIN, as Postfix local(8) and Exim's pipe transport set them); the report names it only by its keyed hash, and it is redacted from the message")
+	fs.StringVar(&o.secretFile, "secret", redact.DefaultSecretFile, "file holding the site's trap secret, readable by the trap user only; without it the report does not say which trap was hit")
+	fs.StringVar(&o.trapHash, "trap-hash", "", "print the DST-Trap-HMAC value of this trap address under -secret and exit, to find which trap a report names")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, nil, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "secret" {
+			o.secretSet = true
+		}
+	})
+	if o.trapHash != "" {
+		if fs.NArg() > 0 {
+			return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		return o, nil, nil
 	}
 	if o.server == "" {
 		// "unix:" keeps a relative -spool a socket path, not a host.
@@ -208,6 +233,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, "dstc", version)
 		return exitOK
 	}
+	if o.trapHash != "" {
+		secret, err := redact.LoadSecret(o.secretFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "dstc:", err)
+			return exitUsage
+		}
+		h, err := redact.TrapHMAC(secret, o.trapHash)
+		if err != nil {
+			fmt.Fprintln(stderr, "dstc: -trap-hash:", err)
+			return exitUsage
+		}
+		fmt.Fprintln(stdout, h)
+		return exitOK
+	}
 	level := slog.LevelInfo
 	if o.verbose {
 		level = slog.LevelDebug
@@ -259,16 +298,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 
+	// The trap: named by its hash only, and redacted from the message.
+	trap, trapAddrs := trapAddresses(o.trap, os.Getenv)
+	var trapHMAC string
+	if _, err := redact.Normalize(o.trap); o.trap != "" && err != nil {
+		// Not a usage error: exit 64 would make the MTA bounce the
+		// message to its forged sender. The address is not logged.
+		log.Warn("-r is not of the form local-part@domain (or has a control character or several @); ignored")
+	}
+	if trap == "" {
+		log.Warn("trap address unknown: only the recipient fields and Received \"for\" clauses are redacted, the body may still name the trap; give -r ADDR or run dstc from the MTA's alias, .forward or pipe (README \"Wiring a trap into your MTA\")")
+	} else {
+		secret, err := redact.LoadSecret(o.secretFile)
+		switch {
+		case err == nil:
+			trapHMAC, _ = redact.TrapHMAC(secret, trap) // trap is valid: trapAddresses checked it
+		case errors.Is(err, redact.ErrNoSecret) && !o.secretSet:
+			log.Info("the report does not say which trap was hit", "why", err)
+		default:
+			log.Error("cannot use the trap secret; the MTA will retry", "err", err)
+			return exitTempFail
+		}
+	}
+	red := redact.New(trapAddrs...)
+
 	host, _ := os.Hostname()
 	hit := report.Hit{
 		SourceIP:  ans.IP,
 		Arrival:   time.Now(),
 		Host:      host,
 		UserAgent: "dstc/" + version,
-		Message:   msg.Whole,
+		TrapHMAC:  trapHMAC,
 	}
-	if hit.Message == nil {
-		hit.Message, hit.HeadersOnly = msg.Header, true
+	if msg.Whole != nil {
+		hit.Message = red.Message(msg.Whole)
+	} else {
+		hit.Message, hit.HeadersOnly = red.Message(msg.Header), true
 	}
 	art, err := report.New(hit)
 	if err != nil {
@@ -281,7 +346,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// would refuse it and the hit would be lost. Its header section
 		// is all a report needs.
 		log.Info("report too large with the whole message, sending its header only", "size", len(art.Bytes()), "max_article", o.maxArticle)
-		hit.Message, hit.HeadersOnly = msg.Header, true
+		hit.Message, hit.HeadersOnly = red.Message(msg.Header), true
 		if art, err = report.New(hit); err != nil {
 			log.Error("cannot build the report; the MTA will retry", "ip", ans.IP, "err", err)
 			return exitTempFail
@@ -293,10 +358,41 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.dryRun {
 		// On a terminal, LF line ends read better; the article is the same.
 		stdout.Write(bytes.ReplaceAll(wire, []byte("\r\n"), []byte("\n")))
-		log.Info("dry run: report not submitted", "ip", ans.IP, "received_field", ans.Index+1, "by", ans.Hop.By)
+		log.Info("dry run: report not submitted", "ip", ans.IP, "received_field", ans.Index+1, "by", ans.Hop.By, "trap_hmac", trapHMAC)
 		return exitOK
 	}
-	return submit(ctx, log, o, ans.IP, id, wire)
+	return submit(ctx, log.With("trap_hmac", trapHMAC), o, ans.IP, id, wire)
+}
+
+// trapAddresses returns the trap address the report names by its hash
+// (-r, else what the MTA put in the environment) and every valid address
+// the MTA gave, all redacted from the message: with an alias or .forward,
+// Postfix's ORIGINAL_RECIPIENT is the trap and RECIPIENT the local user it
+// was aliased to, which the Delivered-To field names too.
+//
+//   - Postfix local(8) (alias and .forward pipes): ORIGINAL_RECIPIENT, the
+//     address before any rewriting or aliasing (Postfix 2.5 and later), and
+//     RECIPIENT. Postfix pipe(8) exports neither: pass -r
+//     ${original_recipient}.
+//   - Exim's pipe transport: RECIPIENT (prefix, local part, suffix and
+//     domain of the address delivered, or of the one an alias or .forward
+//     expanded), LOCAL_PART and DOMAIN.
+func trapAddresses(flagR string, getenv func(string) string) (trap string, all []string) {
+	cands := []string{flagR, getenv("ORIGINAL_RECIPIENT"), getenv("RECIPIENT")}
+	if lp, d := getenv("LOCAL_PART"), getenv("DOMAIN"); lp != "" && d != "" {
+		cands = append(cands, lp+"@"+d)
+	}
+	for _, c := range cands {
+		n, err := redact.Normalize(c)
+		if c == "" || err != nil {
+			continue
+		}
+		if trap == "" {
+			trap = n
+		}
+		all = append(all, n)
+	}
+	return trap, all
 }
 
 // submit posts the report to dstd, or spools it. Only when both fail, or

@@ -50,6 +50,13 @@ type Report struct {
 	// (optional; RFC 5965 §3.2). A site that keeps its traps private
 	// leaves it empty or puts a hash here.
 	OriginalRcptTo string
+	// TrapHMAC names the trap that was hit without revealing it: the
+	// value of the DST-Trap-HMAC field, "hmac-sha256:" and the hex
+	// HMAC-SHA256 of the trap address under the reporting site's secret
+	// (internal/redact.TrapHMAC; optional, a DST extension field, RFC
+	// 5965 §3). DST never sends the trap in clear: OriginalRcptTo stays
+	// empty.
+	TrapHMAC string
 	// ReportedDomain is a domain the report is about (optional; RFC 5965
 	// §3.2). Parse returns the first if there are several.
 	ReportedDomain string
@@ -64,6 +71,10 @@ type Report struct {
 	// sentence when it is empty.
 	Text string
 }
+
+// TrapHMACField is DST's extension field (RFC 5965 §3 allows them; no
+// "X-" prefix, RFC 6648) naming the trap by a keyed hash: Report.TrapHMAC.
+const TrapHMACField = "DST-Trap-HMAC"
 
 // maxBoundaryTries bounds the search for a boundary that does not occur in
 // the report. With 128 random bits a single collision is already beyond
@@ -167,6 +178,7 @@ func (r *Report) check() error {
 		{"Original-Mail-From", r.OriginalMailFrom},
 		{"Original-Rcpt-To", r.OriginalRcptTo},
 		{"Reported-Domain", r.ReportedDomain},
+		{TrapHMACField, r.TrapHMAC},
 	} {
 		if strings.ContainsAny(f.value, "\r\n\x00") {
 			errs = append(errs, fmt.Errorf("%s %q contains a line break or NUL", f.name, f.value))
@@ -208,6 +220,9 @@ func (r *Report) feedbackFields() []byte {
 	}
 	if r.ReportedDomain != "" {
 		field("Reported-Domain", r.ReportedDomain)
+	}
+	if r.TrapHMAC != "" {
+		field(TrapHMACField, r.TrapHMAC)
 	}
 	return b.Bytes()
 }

@@ -31,6 +31,7 @@ func testReport() *Report {
 		OriginalMailFrom: "<spammer@example.net>",
 		OriginalRcptTo:   "<trap@site-a.example>",
 		ReportedDomain:   "example.net",
+		TrapHMAC:         "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd",
 		Message:          []byte(trapped),
 	}
 }
@@ -47,7 +48,7 @@ func TestBuildParseRoundTrip(t *testing.T) {
 		{"full message", func(*Report) {}},
 		{"headers only", func(r *Report) { r.HeadersOnly = true }},
 		{"custom text", func(r *Report) { r.Text = "Ünïcode text\nsecond line" }},
-		{"minimal", func(r *Report) { r.OriginalMailFrom, r.OriginalRcptTo, r.ReportedDomain = "", "", "" }},
+		{"minimal", func(r *Report) { r.OriginalMailFrom, r.OriginalRcptTo, r.ReportedDomain, r.TrapHMAC = "", "", "", "" }},
 		{"IPv6", func(r *Report) { r.SourceIP = netip.MustParseAddr("2001:db8::7") }},
 		{"IPv4-mapped", func(r *Report) { r.SourceIP = netip.MustParseAddr("::ffff:203.0.113.7") }},
 		{"8-bit and long lines", func(r *Report) {
@@ -80,6 +81,7 @@ func TestBuildParseRoundTrip(t *testing.T) {
 				{"OriginalMailFrom", got.OriginalMailFrom, r.OriginalMailFrom},
 				{"OriginalRcptTo", got.OriginalRcptTo, r.OriginalRcptTo},
 				{"ReportedDomain", got.ReportedDomain, r.ReportedDomain},
+				{"TrapHMAC", got.TrapHMAC, r.TrapHMAC},
 			} {
 				if f.got != f.want {
 					t.Errorf("%s = %q, want %q", f.name, f.got, f.want)
@@ -127,7 +129,8 @@ func TestBuildShape(t *testing.T) {
 			"Reporting-MTA: dns; mx1.site-a.example\r\n" +
 			"Original-Mail-From: <spammer@example.net>\r\n" +
 			"Original-Rcpt-To: <trap@site-a.example>\r\n" +
-			"Reported-Domain: example.net\r\n",
+			"Reported-Domain: example.net\r\n" +
+			"DST-Trap-HMAC: hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd\r\n",
 		"Content-Type: message/rfc822\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: 7bit\r\n\r\nReceived: from bot.example",
 		".leading dot\r\n\r\n--",
 	} {
@@ -172,6 +175,7 @@ func TestBuildErrors(t *testing.T) {
 		{"no message", func(r *Report) { r.Message = nil }, "no message"},
 		{"headers-only without headers", func(r *Report) { r.HeadersOnly = true; r.Message = []byte("\nbody\n") }, "no header section"},
 		{"injection", func(r *Report) { r.OriginalRcptTo = "<a@b>\r\nSource-IP: 192.0.2.9" }, "Original-Rcpt-To"},
+		{"injection in the hash", func(r *Report) { r.TrapHMAC = "hmac-sha256:00\nSource-IP: 192.0.2.9" }, "DST-Trap-HMAC"},
 		{"two problems", func(r *Report) { r.UserAgent = ""; r.SourceIP = netip.Addr{} }, "no Source-IP\nno User-Agent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -285,6 +289,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad Source-IP", ct, b(report(strings.Replace(goodFields, "192.0.2.1", "192.0.2.256", 1))), `Source-IP "192.0.2.256" is not an IP address`},
 		{"bracketed Source-IP", ct, b(report(strings.Replace(goodFields, "192.0.2.1", "[192.0.2.1]", 1))), "not an IP address"},
 		{"zoned Source-IP", ct, b(report(strings.Replace(goodFields, "192.0.2.1", "fe80::1%eth0", 1))), "zone"},
+		{"two DST-Trap-HMAC", ct, b(report(goodFields + "DST-Trap-HMAC: hmac-sha256:00\nDST-Trap-HMAC: hmac-sha256:01\n")), "DST-Trap-HMAC appears 2 times"},
 		{"two Source-IPs", ct, b(report(goodFields + "Source-IP: 198.51.100.1\n")), "Source-IP appears 2 times"},
 		{"missing Feedback-Type", ct, b(report("User-Agent: x/1\nVersion: 1\nSource-IP: 192.0.2.1\n")), "no Feedback-Type"},
 		{"other Feedback-Type", ct, b(report(strings.Replace(goodFields, "abuse", "not-spam", 1))), `Feedback-Type is "not-spam"`},

@@ -170,7 +170,7 @@ func (r *Report) parseFields(data []byte) error {
 	for _, name := range []string{
 		"Feedback-Type", "User-Agent", "Version",
 		"Arrival-Date", "Incidents", "Original-Envelope-Id", "Original-Mail-From",
-		"Reporting-MTA", "Source-IP",
+		"Reporting-MTA", "Source-IP", TrapHMACField,
 	} {
 		if n := len(h.Values(name)); n > 1 {
 			return fmt.Errorf("%s appears %d times; RFC 5965 §3 allows it once", name, n)
@@ -238,6 +238,9 @@ func (r *Report) parseFields(data []byte) error {
 	r.OriginalMailFrom = h.Get("Original-Mail-From")
 	r.OriginalRcptTo = h.Get("Original-Rcpt-To")
 	r.ReportedDomain = h.Get("Reported-Domain")
+	// Another site's hash means nothing here: it is kept as it is, for
+	// the reporting site to read, and not checked beyond appearing once.
+	r.TrapHMAC = h.Get(TrapHMACField)
 	return nil
 }
 

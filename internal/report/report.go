@@ -25,9 +25,14 @@ type Hit struct {
 	Host string
 	// UserAgent names the reporting program, as "dstc/0.1.0".
 	UserAgent string
-	// Message is the trapped message, whole or its header section only.
+	// Message is the trapped message, whole or its header section only,
+	// already redacted (internal/redact): the report carries it to every
+	// site as it is.
 	Message     []byte
 	HeadersOnly bool
+	// TrapHMAC names the trap by its keyed hash (redact.TrapHMAC), for
+	// the DST-Trap-HMAC field; empty when the site has no trap secret.
+	TrapHMAC string
 }
 
 // New builds the report article a trap client submits with POST. It carries
@@ -49,6 +54,7 @@ func New(h Hit) (*article.Article, error) {
 		UserAgent:    h.UserAgent,
 		Message:      h.Message,
 		HeadersOnly:  h.HeadersOnly,
+		TrapHMAC:     h.TrapHMAC,
 	}
 	ctype, body, err := r.Build()
 	if err != nil {

@@ -19,6 +19,7 @@ func TestNewRoundTrip(t *testing.T) {
 		UserAgent:   "dstc/test",
 		Message:     msg,
 		HeadersOnly: true,
+		TrapHMAC:    "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,8 @@ func TestNewRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.SourceIP.String() != "2001:db8::7" || !r.HeadersOnly || r.ReportingMTA != "trap.example.net" {
+	if r.SourceIP.String() != "2001:db8::7" || !r.HeadersOnly || r.ReportingMTA != "trap.example.net" ||
+		r.TrapHMAC != "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd" || r.OriginalRcptTo != "" {
 		t.Errorf("report: %+v", r)
 	}
 }

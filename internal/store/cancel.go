@@ -20,7 +20,20 @@ type reportRecord struct {
 	IP        netip.Addr
 	Origin    string
 	Cancelled bool
+	// Added with origin trust; a record without them reads as a report
+	// of unknown time, not on probation, not corroborated.
+	Hit          time.Time // the report's Date (arrival if it had none)
+	Probation    bool      // its origin was on probation here when it came
+	Corroborated bool      // another operator reported the address within the window
+	Held         bool      // it would have listed, but its origin was over its rate cap
 }
+
+// Flags of the report record.
+const (
+	recProbation byte = 1 << iota
+	recCorroborated
+	recHeld
+)
 
 func encodeReportRecord(r reportRecord) []byte {
 	e := encoder{b: make([]byte, 0, 24+len(r.Origin))}
@@ -32,6 +45,18 @@ func encodeReportRecord(r reportRecord) []byte {
 	} else {
 		e.byte(0)
 	}
+	e.time(r.Hit)
+	var f byte
+	if r.Probation {
+		f |= recProbation
+	}
+	if r.Corroborated {
+		f |= recCorroborated
+	}
+	if r.Held {
+		f |= recHeld
+	}
+	e.byte(f)
 	return e.b
 }
 
@@ -42,6 +67,11 @@ func decodeReportRecord(v []byte) (reportRecord, error) {
 	r.IP = d.addr()
 	r.Origin = d.string()
 	r.Cancelled = d.byte() != 0
+	if d.err == nil && len(d.b) > 0 {
+		r.Hit = d.time()
+		f := d.byte()
+		r.Probation, r.Corroborated, r.Held = f&recProbation != 0, f&recCorroborated != 0, f&recHeld != 0
+	}
 	if err := d.done(); err != nil {
 		return reportRecord{}, fmt.Errorf("report record: %w", err)
 	}
@@ -62,8 +92,8 @@ func markKey(target, signer string) []byte {
 	return append(k, signer...)
 }
 
-func putReportRecord(b buckets, r Report) error {
-	if err := b.reports.Put([]byte(r.MessageID), encodeReportRecord(reportRecord{IP: r.IP, Origin: r.Origin})); err != nil {
+func putReportRecord(b buckets, r Report, rec reportRecord) error {
+	if err := b.reports.Put([]byte(r.MessageID), encodeReportRecord(rec)); err != nil {
 		return fmt.Errorf("record report origin: %w", err)
 	}
 	if err := b.reportIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), []byte(r.MessageID)), nil); err != nil {
@@ -110,9 +140,13 @@ func pruneCancelMarks(b buckets, before time.Time) error {
 
 // ReportInfo is what the store knows of an accepted report.
 type ReportInfo struct {
-	IP        netip.Addr
-	Origin    string
-	Cancelled bool
+	IP           netip.Addr
+	Origin       string
+	Cancelled    bool
+	Hit          time.Time
+	Probation    bool
+	Corroborated bool
+	Held         bool
 }
 
 // ReportOf returns the record of an accepted report, and false if there is
@@ -153,8 +187,10 @@ type Cancel struct {
 type CancelParams struct {
 	Now time.Time
 	// Threshold is policy.threshold: a listing left with fewer distinct
-	// origins is removed.
+	// operators is removed.
 	Threshold int
+	// OperatorOf maps an origin to its operator, as IngestParams.OperatorOf.
+	OperatorOf func(origin string) string
 }
 
 // CancelOutcome says what Cancel did.
@@ -315,7 +351,7 @@ func withdraw(b buckets, e *effects, target string, r reportRecord, p CancelPara
 		if !supported {
 			l.Origins = slices.DeleteFunc(l.Origins, func(o string) bool { return o == r.Origin })
 		}
-		if len(l.Origins) == 0 || len(l.Origins) < p.Threshold {
+		if len(l.Origins) == 0 || countOperators(l.Origins, p.OperatorOf) < p.Threshold {
 			if err := deleteListing(b, l); err != nil {
 				return err
 			}

@@ -244,6 +244,10 @@ func encodeListing(l Listing) []byte {
 		e.string(o)
 	}
 	e.string(l.LastMessageID)
+	// Added after the first release: a record without them is read as one
+	// episode whose last hit is LastSeen.
+	e.uvarint(uint64(l.Episodes))
+	e.time(l.LastHit)
 	return e.b
 }
 
@@ -266,6 +270,11 @@ func decodeListing(key, v []byte) (Listing, error) {
 		}
 	}
 	l.LastMessageID = d.string()
+	l.Episodes, l.LastHit = 1, l.LastSeen
+	if d.err == nil && len(d.b) > 0 {
+		l.Episodes = int(d.uvarint())
+		l.LastHit = d.time()
+	}
 	if err := d.done(); err != nil {
 		return Listing{}, fmt.Errorf("listing for %s: %w", l.IP, err)
 	}

@@ -23,6 +23,11 @@ type Report struct {
 	// (Event.Path): a feed does not send a report back to a site named
 	// in it.
 	Path string
+	// Probation: the origin is configured to be on probation here (its
+	// keyring entry, or policy.new_origin for an origin learnt from
+	// DNS). Whether this report is on probation also depends on what the
+	// origin has earned (OriginRecord.OnProbation).
+	Probation bool
 }
 
 // IngestParams are the site's policy for one AddReport call.
@@ -30,14 +35,30 @@ type IngestParams struct {
 	Now time.Time
 	// ExpireBase is the lifetime of a new listing.
 	ExpireBase time.Duration
-	// ExpireMax caps the lifetime a repeated hit gives: the n-th hit sets
-	// expiry to Now+min(ExpireBase<<(n-1), ExpireMax), never earlier than it
-	// already was. It must be at least ExpireBase.
+	// ExpireMax caps the lifetime repeated episodes give: the first hit of
+	// the n-th episode (hits more than EpisodeGap apart) sets expiry to
+	// Now+min(ExpireBase<<(n-1), ExpireMax), never earlier than it already
+	// was; further hits of an episode do not extend it. It must be at
+	// least ExpireBase.
 	ExpireMax time.Duration
-	// Threshold is how many distinct origins must report an address within
-	// Window before it is listed; 0 or 1 lists at the first report.
+	// Threshold is how many distinct operators must report an address
+	// within Window before it is listed; 0 or 1 lists at the first report.
 	Threshold int
 	Window    time.Duration
+	// OperatorOf maps an origin to its operator (the keyring's operator=),
+	// so that sites run by one operator count once; nil or "" is the
+	// origin itself. It runs inside the transaction: quick, no db calls.
+	OperatorOf func(origin string) string
+	// Self is this site's origin: never on probation.
+	Self string
+	// ProbationCorroborations is how many of an origin's reports on
+	// probation must be corroborated by another operator before its
+	// reports count (policy.probation_corroborations).
+	ProbationCorroborations int
+	// MaxNewListingsPerHour caps the new listings one origin may cause
+	// per hour; beyond it a report that would list is held as pending
+	// (Held). 0: no cap.
+	MaxNewListingsPerHour int
 	// RelayOnly stores the report to relay it and lists nothing: this
 	// site's policy keeps the address off its own list for a local reason
 	// (its own networks, its allow-list), which must not stop the report
@@ -59,6 +80,12 @@ const (
 	Cancelled
 	// Relayed: stored for the feeds only (IngestParams.RelayOnly).
 	Relayed
+	// Probation: stored, recorded and relayed, but its origin is on
+	// probation here, so it counts for no listing.
+	Probation
+	// Held: it would have listed the address, but its origin has caused
+	// MaxNewListingsPerHour new listings this hour; the address is pending.
+	Held
 )
 
 func (o Outcome) String() string {
@@ -75,6 +102,10 @@ func (o Outcome) String() string {
 		return "cancelled"
 	case Relayed:
 		return "relayed"
+	case Probation:
+		return "probation"
+	case Held:
+		return "held"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -158,6 +189,8 @@ func (p IngestParams) validate() error {
 		return fmt.Errorf("maximum listing lifetime %v is shorter than the base lifetime %v", p.ExpireMax, p.ExpireBase)
 	case p.Threshold > 1 && p.Window <= 0:
 		return fmt.Errorf("a threshold of %d origins needs a positive window, not %v", p.Threshold, p.Window)
+	case p.MaxNewListingsPerHour < 0:
+		return fmt.Errorf("maximum of new listings per hour %d is negative", p.MaxNewListingsPerHour)
 	}
 	return nil
 }
@@ -195,8 +228,40 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 			Cause: CauseRelay, Path: r.Path}
 		return Relayed, Listing{}, e.publish(b, ev)
 	}
-	if err := putReportRecord(b, r); err != nil {
+	hit := p.Now
+	o, err := getOrigin(b, r.Origin)
+	if err != nil {
 		return 0, Listing{}, err
+	}
+	probation := r.Origin != p.Self && o.OnProbation(r.Probation, p.ProbationCorroborations)
+	o.Reports++
+	if !hasReportOf(b, r.IP, r.Origin) {
+		o.Addresses++
+	}
+	if o.First.IsZero() {
+		o.First = p.Now
+	}
+	o.Last = p.Now
+	corroborated, err := corroborate(b, r, hit, probation, p)
+	if err != nil {
+		return 0, Listing{}, err
+	}
+	if corroborated {
+		credit(&o, p.ProbationCorroborations)
+	}
+	rec := reportRecord{IP: r.IP, Origin: r.Origin, Hit: hit, Probation: probation, Corroborated: corroborated}
+	if err := putReportRecord(b, r, rec); err != nil {
+		return 0, Listing{}, err
+	}
+	if probation {
+		// Relayed like a report stored only to relay: the other sites
+		// judge the origin by their own keyrings.
+		if err := putOrigin(b, o); err != nil {
+			return 0, Listing{}, err
+		}
+		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
+			Cause: CauseRelay, Path: r.Path}
+		return Probation, Listing{}, e.publish(b, ev)
 	}
 
 	key := ipKey(r.IP)
@@ -215,22 +280,42 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		}
 		out = Extended
 	} else {
-		var listed bool
-		var err error
-		lst, listed, err = sight(b, key, r, p)
+		capped := p.MaxNewListingsPerHour > 0 && newListingsThisHour(b, r.Origin, p.Now) >= int64(p.MaxNewListingsPerHour)
+		var st sightOutcome
+		lst, st, err = sight(b, key, r, p, capped)
 		if err != nil {
 			return 0, Listing{}, err
 		}
 		out = Pending
-		if listed {
+		switch st {
+		case sightListed:
+			if lst.Episodes, err = episodesOf(b, r.IP); err != nil {
+				return 0, Listing{}, err
+			}
+			lst.Expires = p.Now.Add(expiryStep(p.ExpireBase, p.ExpireMax, lst.Episodes))
 			if err := putListing(b, lst, time.Time{}); err != nil {
 				return 0, Listing{}, err
 			}
 			if err := addCounter(b.meta, countListings, 1); err != nil {
 				return 0, Listing{}, err
 			}
+			if p.MaxNewListingsPerHour > 0 {
+				if err := countNewListing(b, r.Origin, p.Now); err != nil {
+					return 0, Listing{}, err
+				}
+			}
 			out = Listed
+		case sightHeld:
+			o.Held++
+			rec.Held = true
+			if err := putReportRecord(b, r, rec); err != nil {
+				return 0, Listing{}, err
+			}
+			out = Held
 		}
+	}
+	if err := putOrigin(b, o); err != nil {
+		return 0, Listing{}, err
 	}
 
 	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path}
@@ -240,7 +325,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	case Extended:
 		e.listing(ChangeExtended, lst)
 	}
-	if out != Pending {
+	if out == Listed || out == Extended {
 		ev.Listed, ev.Expires = true, lst.Expires
 	}
 	if err := e.publish(b, ev); err != nil {
@@ -249,7 +334,11 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	return out, lst, nil
 }
 
-// extendListing applies a repeated hit to a listing.
+// extendListing applies a repeated hit to a listing. A hit more than
+// EpisodeGap after the previous one starts a new episode, which doubles the
+// lifetime from now (never shortening the listing); a hit of the same
+// episode is counted but moves no expiry, so a flood cannot extend a
+// listing.
 func extendListing(old Listing, r Report, p IngestParams) Listing {
 	l := old
 	l.Hits++
@@ -258,14 +347,23 @@ func extendListing(old Listing, r Report, p IngestParams) Listing {
 	}
 	l.Origins = appendOrigin(old.Origins, r.Origin)
 	l.LastMessageID = r.MessageID
-	if e := p.Now.Add(expiryStep(p.ExpireBase, p.ExpireMax, l.Hits)); e.After(l.Expires) {
-		l.Expires = e
+	if l.Episodes < 1 {
+		l.Episodes = 1
+	}
+	if p.Now.Sub(l.LastHit) > EpisodeGap {
+		l.Episodes++
+		if e := p.Now.Add(expiryStep(p.ExpireBase, p.ExpireMax, l.Episodes)); e.After(l.Expires) {
+			l.Expires = e
+		}
+	}
+	if p.Now.After(l.LastHit) {
+		l.LastHit = p.Now
 	}
 	return l
 }
 
-// expiryStep is the lifetime the hits-th hit gives: base doubled for each
-// hit after the first, capped at maxD. The shift is checked before it is
+// expiryStep is the lifetime the hits-th episode gives: base doubled for
+// each episode after the first, capped at maxD. The shift is checked before it is
 // done, because a long-lived spammer's hit count would overflow it.
 func expiryStep(base, maxD time.Duration, hits int) time.Duration {
 	shift := max(hits-1, 0)
@@ -291,17 +389,28 @@ func appendOrigin(origins []string, o string) []string {
 	return out
 }
 
-// sight counts a report of an address that is not listed. It returns the new
-// listing and true when the report brings the number of distinct origins
-// within the window up to the threshold; otherwise it records the sighting.
-func sight(b buckets, key []byte, r Report, p IngestParams) (Listing, bool, error) {
+// sightOutcome is what sight decided.
+type sightOutcome uint8
+
+const (
+	sightPending sightOutcome = iota // too few operators yet
+	sightListed                      // list the address now
+	sightHeld                        // enough operators, but the origin is over its rate cap
+)
+
+// sight counts a report of an address that is not listed. It returns the
+// new listing and sightListed when the report brings the number of
+// distinct operators within the window up to the threshold, unless capped
+// (the origin is over its rate cap), which keeps the address pending
+// (sightHeld); otherwise it records the sighting.
+func sight(b buckets, key []byte, r Report, p IngestParams, capped bool) (Listing, sightOutcome, error) {
 	var s sightings
 	var oldIndex []byte
 	v := b.sightings.Get(key)
 	if v != nil {
 		var err error
 		if s, err = decodeSightings(v); err != nil {
-			return Listing{}, false, fmt.Errorf("sightings of %s: %w", r.IP, err)
+			return Listing{}, 0, fmt.Errorf("sightings of %s: %w", r.IP, err)
 		}
 		oldIndex = joinKey(timeKey(latestSighting(s.List)), key)
 	}
@@ -328,21 +437,24 @@ func sight(b buckets, key []byte, r Report, p IngestParams) (Listing, bool, erro
 	s.Hits++
 	s.LastMsgID = r.MessageID
 
-	if len(s.List) >= max(p.Threshold, 1) {
+	origins := make([]string, 0, len(s.List))
+	for _, x := range s.List {
+		origins = appendOrigin(origins, x.Origin)
+	}
+	// Sightings keep origins; operators are counted now, with the keyring
+	// in force, so a keyring change applies to what is pending.
+	enough := countOperators(origins, p.OperatorOf) >= max(p.Threshold, 1)
+	if enough && !capped {
 		if v != nil {
 			if err := b.sightings.Delete(key); err != nil {
-				return Listing{}, false, fmt.Errorf("remove sightings of %s: %w", r.IP, err)
+				return Listing{}, 0, fmt.Errorf("remove sightings of %s: %w", r.IP, err)
 			}
 			if err := b.sightingsTime.Delete(oldIndex); err != nil {
-				return Listing{}, false, fmt.Errorf("remove sightings index entry of %s: %w", r.IP, err)
+				return Listing{}, 0, fmt.Errorf("remove sightings index entry of %s: %w", r.IP, err)
 			}
 			if err := addCounter(b.meta, countPending, -1); err != nil {
-				return Listing{}, false, err
+				return Listing{}, 0, err
 			}
-		}
-		origins := make([]string, 0, len(s.List))
-		for _, x := range s.List {
-			origins = appendOrigin(origins, x.Origin)
 		}
 		return Listing{
 			IP:            r.IP,
@@ -352,27 +464,32 @@ func sight(b buckets, key []byte, r Report, p IngestParams) (Listing, bool, erro
 			Hits:          s.Hits,
 			Origins:       origins,
 			LastMessageID: r.MessageID,
-		}, true, nil
+			Episodes:      1,
+			LastHit:       p.Now,
+		}, sightListed, nil
 	}
 
 	if err := b.sightings.Put(key, encodeSightings(s)); err != nil {
-		return Listing{}, false, fmt.Errorf("store sightings of %s: %w", r.IP, err)
+		return Listing{}, 0, fmt.Errorf("store sightings of %s: %w", r.IP, err)
 	}
 	newIndex := joinKey(timeKey(latestSighting(s.List)), key)
 	if oldIndex != nil && !bytes.Equal(oldIndex, newIndex) {
 		if err := b.sightingsTime.Delete(oldIndex); err != nil {
-			return Listing{}, false, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+			return Listing{}, 0, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
 		}
 	}
 	if err := b.sightingsTime.Put(newIndex, nil); err != nil {
-		return Listing{}, false, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
+		return Listing{}, 0, fmt.Errorf("update sightings index of %s: %w", r.IP, err)
 	}
 	if v == nil {
 		if err := addCounter(b.meta, countPending, 1); err != nil {
-			return Listing{}, false, err
+			return Listing{}, 0, err
 		}
 	}
-	return Listing{}, false, nil
+	if enough {
+		return Listing{}, sightHeld, nil
+	}
+	return Listing{}, sightPending, nil
 }
 
 // latestSighting is the time of the most recent sighting. The list is in

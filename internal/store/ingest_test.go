@@ -204,28 +204,37 @@ func TestExpiryStep(t *testing.T) {
 	}
 }
 
+// TestExpiryExtension: the lifetime doubles per episode (hits more than
+// EpisodeGap apart), never per report; hits of one episode (a flood) do not
+// move the expiry.
 func TestExpiryExtension(t *testing.T) {
 	db := openTest(t)
 	ip := "203.0.113.9"
+	const base = 48 * time.Hour
 	for i, tc := range []struct {
 		at         time.Duration
-		base, maxD time.Duration
+		maxD       time.Duration
 		wantExpiry time.Duration // after t0
+		wantEp     int
 		want       Outcome
 	}{
-		{0, time.Hour, 8 * time.Hour, time.Hour, Listed},
-		{time.Minute, time.Hour, 8 * time.Hour, time.Minute + 2*time.Hour, Extended},
-		{2 * time.Minute, time.Hour, 8 * time.Hour, 2*time.Minute + 4*time.Hour, Extended},
-		{3 * time.Minute, time.Hour, 8 * time.Hour, 3*time.Minute + 8*time.Hour, Extended},
-		{4 * time.Minute, time.Hour, 8 * time.Hour, 4*time.Minute + 8*time.Hour, Extended}, // capped
+		{0, 8 * base, base, 1, Listed},
+		{time.Hour, 8 * base, base, 1, Extended},     // same episode: no extension
+		{2 * time.Hour, 8 * base, base, 1, Extended}, // a flood neither
+		{27 * time.Hour, 8 * base, 27*time.Hour + 2*base, 2, Extended},
+		{28 * time.Hour, 8 * base, 27*time.Hour + 2*base, 2, Extended},
+		{52 * time.Hour, 8 * base, 27*time.Hour + 2*base, 2, Extended}, // exactly the gap after the last hit: same episode
+		{77 * time.Hour, 8 * base, 77*time.Hour + 4*base, 3, Extended},
+		{102 * time.Hour, 8 * base, 102*time.Hour + 8*base, 4, Extended},
+		{127 * time.Hour, 8 * base, 127*time.Hour + 8*base, 5, Extended}, // capped
 		// A lower cap never shortens a listing.
-		{5 * time.Minute, time.Hour, time.Hour, 4*time.Minute + 8*time.Hour, Extended},
+		{152 * time.Hour, base, 127*time.Hour + 8*base, 6, Extended},
 	} {
 		p := params(t0.Add(tc.at), 1)
-		p.ExpireBase, p.ExpireMax = tc.base, tc.maxD
+		p.ExpireBase, p.ExpireMax = base, tc.maxD
 		out, l, err := db.AddReport(report(fmt.Sprintf("<%d@x>", i), ip, "a"), p)
-		if err != nil || out != tc.want || !l.Expires.Equal(t0.Add(tc.wantExpiry)) || l.Hits != i+1 {
-			t.Errorf("hit %d: %v, expires %v, hits %d, %v; want %v, %v", i+1, out, l.Expires.Sub(t0), l.Hits, err, tc.want, tc.wantExpiry)
+		if err != nil || out != tc.want || !l.Expires.Equal(t0.Add(tc.wantExpiry)) || l.Hits != i+1 || l.Episodes != tc.wantEp {
+			t.Errorf("hit %d: %v, expires %v, hits %d, episodes %d, %v; want %v, %v, episode %d", i+1, out, l.Expires.Sub(t0), l.Hits, l.Episodes, err, tc.want, tc.wantExpiry, tc.wantEp)
 		}
 		if next, ok, err := db.NextExpiry(); err != nil || !ok || !next.Equal(l.Expires) {
 			t.Errorf("hit %d: NextExpiry = %v, %v, %v; want the listing's %v", i+1, next, ok, err, l.Expires)

@@ -17,6 +17,12 @@ type Listing struct {
 	Hits                int      // reports counted for this listing
 	Origins             []string // distinct origins, at most 32, most recent last
 	LastMessageID       string
+	// Episodes counts the independent episodes of hits behind the
+	// listing (hits more than EpisodeGap apart); each doubles the
+	// lifetime. LastHit is the time of the latest hit (its report's
+	// Date), which decides whether the next one starts an episode.
+	Episodes int
+	LastHit  time.Time
 }
 
 // putListing writes l and its expiry index entry. oldExpires is the expiry
@@ -125,38 +131,42 @@ func (db *DB) Delist(ip netip.Addr, now time.Time, by string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("delist: %w", err)
 	}
-	key := ipKey(ip)
 	var (
 		found bool
 		e     *effects
 	)
 	err = db.bdb.Update(func(tx *bolt.Tx) error {
-		b := bucketsOf(tx)
-		found = false
 		e = db.newEffects()
-		if err := deleteSightings(b, key); err != nil {
-			return err
-		}
-		v := b.listings.Get(key)
-		if v == nil {
-			return nil
-		}
-		l, err := decodeListing(key, v)
-		if err != nil {
-			return err
-		}
-		if err := deleteListing(b, l); err != nil {
-			return err
-		}
-		found = true
-		e.listing(ChangeDelisted, l)
-		return e.publish(b, Event{Kind: EventDelisted, Time: now, IP: ip, By: by})
+		var err error
+		found, err = delist(bucketsOf(tx), e, ip, now, by)
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("delist %s: %w", ip, err)
 	}
 	db.committed(e)
 	return found, nil
+}
+
+// delist is the body of Delist's transaction.
+func delist(b buckets, e *effects, ip netip.Addr, now time.Time, by string) (bool, error) {
+	key := ipKey(ip)
+	if err := deleteSightings(b, key); err != nil {
+		return false, err
+	}
+	v := b.listings.Get(key)
+	if v == nil {
+		return false, nil
+	}
+	l, err := decodeListing(key, v)
+	if err != nil {
+		return false, err
+	}
+	if err := deleteListing(b, l); err != nil {
+		return false, err
+	}
+	e.listing(ChangeDelisted, l)
+	return true, e.publish(b, Event{Kind: EventDelisted, Time: now, IP: ip, By: by})
 }
 
 // deleteSightings removes the sightings of an address, if any.

@@ -92,17 +92,26 @@ func TestExpire(t *testing.T) {
 }
 
 // TestExpireAfterExtension checks that an extended listing is expired by
-// its new expiry, not the old index entry.
+// its new expiry, not the old index entry. Only a new episode (a hit more
+// than EpisodeGap after the last) extends, so the lifetime here is longer
+// than the gap.
 func TestExpireAfterExtension(t *testing.T) {
 	db := openTest(t)
-	listAt(t, db, "<1>", "203.0.113.1", 0)
-	if out, _, err := db.AddReport(report("<2>", "203.0.113.1", "b"), params(t0.Add(30*time.Minute), 1)); err != nil || out != Extended {
+	long := func(at time.Duration) IngestParams {
+		p := params(t0.Add(at), 1)
+		p.ExpireBase, p.ExpireMax = 48*time.Hour, 400*time.Hour
+		return p
+	}
+	if out, _, err := db.AddReport(report("<1>", "203.0.113.1", "a"), long(0)); err != nil || out != Listed {
+		t.Fatalf("first report = %v, %v", out, err)
+	}
+	if out, _, err := db.AddReport(report("<2>", "203.0.113.1", "b"), long(25*time.Hour)); err != nil || out != Extended {
 		t.Fatalf("second report = %v, %v", out, err)
 	}
-	if got, err := db.Expire(t0.Add(2*time.Hour), 10); err != nil || len(got) != 0 {
+	if got, err := db.Expire(t0.Add(48*time.Hour), 10); err != nil || len(got) != 0 {
 		t.Errorf("Expire at the old expiry removed %v, %v", got, err)
 	}
-	if got, err := db.Expire(t0.Add(150*time.Minute), 10); err != nil || len(got) != 1 {
+	if got, err := db.Expire(t0.Add(121*time.Hour), 10); err != nil || len(got) != 1 {
 		t.Errorf("Expire at the new expiry removed %v, %v", got, err)
 	}
 }

@@ -24,6 +24,8 @@
 //	reports       Message-ID -> report record (address, origin, cancelled?); what a cancel undoes
 //	report_ip     16-byte address || origin || 0 || Message-ID -> empty; an origin's live reports of an address
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
+//	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
+//	origin_rate   origin || 0 || 8-byte hour number -> new listings the origin caused in that hour
 //	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
 //	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
 //
@@ -76,7 +78,8 @@ const (
 // comment. Change it, with a migration, whenever an existing file would be
 // misread. The cancel buckets were added without a change: an older file
 // simply gets them (its reports cannot be cancelled, see Cancel), and an
-// older dstd ignores them.
+// older dstd ignores them. So were the origin buckets, and the fields
+// appended to listing and report records (read as absent from older ones).
 const layoutVersion = 1
 
 // Limits on what callers store, so that bad input gets a clear error rather
@@ -180,7 +183,8 @@ func Open(path string, opt Options) (*DB, error) {
 func (db *DB) initLayout(tx *bolt.Tx) error {
 	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
 		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
-		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks} {
+		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks,
+		bucketOrigins, bucketOriginRate} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -280,6 +284,7 @@ type buckets struct {
 	history, historyTime, articles, listings, expiry,
 	sightings, sightingsTime, queues, meta *bolt.Bucket
 	reports, reportIP, cancelMarks *bolt.Bucket
+	origins, originRate            *bolt.Bucket
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
@@ -297,5 +302,7 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		reports:       tx.Bucket([]byte(bucketReports)),
 		reportIP:      tx.Bucket([]byte(bucketReportIP)),
 		cancelMarks:   tx.Bucket([]byte(bucketCancelMarks)),
+		origins:       tx.Bucket([]byte(bucketOrigins)),
+		originRate:    tx.Bucket([]byte(bucketOriginRate)),
 	}
 }

@@ -186,3 +186,58 @@ func TestLoadPrivateKeyWrongContent(t *testing.T) {
 		t.Errorf("directory: %v", err)
 	}
 }
+
+// TestKeyringAttributes: operator= and probation after the key; old lines
+// stay valid; a site without operator is its own.
+func TestKeyringAttributes(t *testing.T) {
+	b64 := base64.StdEncoding.EncodeToString(testKey().Public().(ed25519.PublicKey))
+	other := base64.StdEncoding.EncodeToString(otherKey().Public().(ed25519.PublicKey))
+	file := "site-a.example dst " + b64 + " operator=Acme\n" +
+		"site-a.example dst2 " + other + "\n" + // a rotation line need not repeat it
+		"site-b.example dst v=DKIM1; k=ed25519; p=" + other + " operator=acme probation # new\n" +
+		"site-c.example dst " + b64 + " probation\n" +
+		"site-d.example dst " + b64 + "\n"
+	kr, err := ParseKeyring(strings.NewReader(file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		domain, op string
+		probation  bool
+	}{
+		{"site-a.example", "acme", false}, {"SITE-B.example", "acme", true},
+		{"site-c.example", "site-c.example", true}, {"site-d.example", "site-d.example", false},
+		{"dns-only.example", "dns-only.example", false},
+	} {
+		if got := kr.Operator(tc.domain); got != tc.op {
+			t.Errorf("Operator(%s) = %q, want %q", tc.domain, got, tc.op)
+		}
+		if got := kr.Probation(tc.domain); got != tc.probation {
+			t.Errorf("Probation(%s) = %v, want %v", tc.domain, got, tc.probation)
+		}
+	}
+	if !kr.InFile("site-d.example") || kr.InFile("dns-only.example") {
+		t.Error("InFile does not tell keyring-file origins from others")
+	}
+	var cp Keyring
+	cp.Replace(kr)
+	if cp.Operator("site-b.example") != "acme" || !cp.Probation("site-c.example") {
+		t.Error("Replace lost the attributes")
+	}
+	for _, k := range kr.Keys() {
+		if k.Domain == "site-b.example" && (k.Operator != "acme" || !k.Probation) {
+			t.Errorf("Keys: %+v", k)
+		}
+	}
+	for _, tc := range []struct{ line, want string }{
+		{"site-x.example dst " + b64 + " operator=", "operator= has no name"},
+		{"site-x.example dst " + b64 + " operator=a!b", "operator"},
+		{"site-a.example dst3 " + b64 + " operator=other", "one site has one operator"},
+		{"site-x.example dst " + b64 + " trusted", "want \"domain selector key\""},
+	} {
+		_, err := ParseKeyring(strings.NewReader(file + tc.line + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "line 6") {
+			t.Errorf("%q: error %v, want line 6 and %q", tc.line, err, tc.want)
+		}
+	}
+}

@@ -26,7 +26,48 @@ type keyID struct{ domain, selector string }
 type Keyring struct {
 	mu   sync.RWMutex
 	keys map[keyID]ed25519.PublicKey
-	dns  *dnsKeySource // keys from DNS for some domains (SetDNSKeys), or nil
+	// attrs are the origin attributes of the keyring file's lines, by
+	// domain: who operates the site, and whether it is on probation.
+	attrs map[string]Attrs
+	dns   *dnsKeySource // keys from DNS for some domains (SetDNSKeys), or nil
+}
+
+// Attrs are what a keyring line may say about its site besides the key.
+type Attrs struct {
+	// Operator runs the site; several sites of one operator count as one
+	// reporter towards policy.threshold. Empty: the site is its own
+	// operator.
+	Operator string
+	// Probation: the site's reports do not list here until other
+	// operators have corroborated enough of them.
+	Probation bool
+}
+
+// Operator returns the operator of an origin: its keyring line's
+// operator=, else the origin itself.
+func (k *Keyring) Operator(domain string) string {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if a := k.attrs[normName(domain)]; a.Operator != "" {
+		return a.Operator
+	}
+	return normName(domain)
+}
+
+// Probation tells whether the keyring file puts the origin on probation.
+func (k *Keyring) Probation(domain string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.attrs[normName(domain)].Probation
+}
+
+// InFile tells whether the keyring file has a key of the domain; an origin
+// that is not was learnt from DNS (dkim.dns_key_domains).
+func (k *Keyring) InFile(domain string) bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	_, ok := k.attrs[normName(domain)]
+	return ok
 }
 
 // LoadKeyring reads a keyring file (see ParseKeyring). A missing file gives
@@ -44,20 +85,29 @@ func LoadKeyring(path string) (*Keyring, error) {
 	return k, nil
 }
 
-// ParseKeyring reads a keyring: one key per line, "domain selector key",
-// where key is either the base64 of the 32-byte raw Ed25519 public key
-// (the p= value of RFC 8463 §4) or a whole DKIM key record as published in
-// DNS ("v=DKIM1; k=ed25519; p=...", quotes allowed). Everything after '#'
-// is a comment; blank lines are ignored. Errors name the line.
+// ParseKeyring reads a keyring: one key per line, "domain selector key
+// [operator=NAME] [probation]", where key is either the base64 of the
+// 32-byte raw Ed25519 public key (the p= value of RFC 8463 §4) or a whole
+// DKIM key record as published in DNS ("v=DKIM1; k=ed25519; p=...", quotes
+// allowed). The optional attributes after the key say which operator runs
+// the site (several sites, one operator) and that it is on probation; they
+// apply to the domain, so its lines must not contradict each other.
+// Everything after '#' is a comment; blank lines are ignored. Errors name
+// the line.
 func ParseKeyring(r io.Reader) (*Keyring, error) {
-	k := &Keyring{keys: make(map[keyID]ed25519.PublicKey)}
+	k := &Keyring{keys: make(map[keyID]ed25519.PublicKey), attrs: make(map[string]Attrs)}
 	seen := make(map[keyID]int)
+	opLine := make(map[string]int)
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line, _, _ := strings.Cut(sc.Text(), "#")
 		f := strings.Fields(line)
 		if len(f) == 0 {
 			continue
+		}
+		f, at, err := cutAttrs(f)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
 		if len(f) < 3 {
 			return nil, fmt.Errorf("line %d: want \"domain selector key\", found %d field(s)", n, len(f))
@@ -85,11 +135,47 @@ func ParseKeyring(r io.Reader) (*Keyring, error) {
 		}
 		seen[id] = n
 		k.keys[id] = pub
+		prev := k.attrs[id.domain]
+		if at.Operator != "" {
+			if prev.Operator != "" && prev.Operator != at.Operator {
+				return nil, fmt.Errorf("line %d: %s has operator=%s, but line %d says operator=%s: one site has one operator", n, f[0], at.Operator, opLine[id.domain], prev.Operator)
+			}
+			prev.Operator = at.Operator
+			opLine[id.domain] = n
+		}
+		prev.Probation = prev.Probation || at.Probation
+		k.attrs[id.domain] = prev
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading the keyring: %w", err)
 	}
 	return k, nil
+}
+
+// cutAttrs takes the optional attributes off the end of a line's fields.
+// A DKIM key record never has a field "probation" or one starting with
+// "operator=", so they cannot be mistaken for part of the key.
+func cutAttrs(f []string) ([]string, Attrs, error) {
+	var a Attrs
+	for len(f) > 3 {
+		last := f[len(f)-1]
+		switch {
+		case strings.EqualFold(last, "probation"):
+			a.Probation = true
+		case len(last) > len("operator=") && strings.EqualFold(last[:len("operator=")], "operator="):
+			op := normName(last[len("operator="):])
+			if checkName("operator", op) != nil {
+				return nil, a, fmt.Errorf("operator %q: want a name such as example-isp (letters, digits, '-', '.')", op)
+			}
+			a.Operator = op
+		case strings.EqualFold(last, "operator="):
+			return nil, a, errors.New("operator= has no name: write operator=NAME, or leave it out")
+		default:
+			return f, a, nil
+		}
+		f = f[:len(f)-1]
+	}
+	return f, a, nil
 }
 
 // parsePublicKey reads a raw base64 key or a DKIM key record.
@@ -172,6 +258,12 @@ func (k *Keyring) Add(domain, selector string, pub ed25519.PublicKey) {
 		k.keys = make(map[keyID]ed25519.PublicKey)
 	}
 	k.keys[keyID{normName(domain), normName(selector)}] = append(ed25519.PublicKey(nil), pub...)
+	if k.attrs == nil {
+		k.attrs = make(map[string]Attrs)
+	}
+	if _, ok := k.attrs[normName(domain)]; !ok {
+		k.attrs[normName(domain)] = Attrs{}
+	}
 }
 
 // Len returns the number of keys.
@@ -181,10 +273,11 @@ func (k *Keyring) Len() int {
 	return len(k.keys)
 }
 
-// Key is one trusted key, as Keys lists it.
+// Key is one trusted key, as Keys lists it, with its domain's attributes.
 type Key struct {
 	Domain, Selector string // lower case
 	Public           ed25519.PublicKey
+	Attrs
 }
 
 // Keys returns the keys, sorted by domain and selector.
@@ -192,7 +285,7 @@ func (k *Keyring) Keys() []Key {
 	k.mu.RLock()
 	out := make([]Key, 0, len(k.keys))
 	for id, pub := range k.keys {
-		out = append(out, Key{Domain: id.domain, Selector: id.selector, Public: pub})
+		out = append(out, Key{Domain: id.domain, Selector: id.selector, Public: pub, Attrs: k.attrs[id.domain]})
 	}
 	k.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Key) int {
@@ -209,9 +302,13 @@ func (k *Keyring) Replace(from *Keyring) {
 	for id, pub := range from.keys {
 		keys[id] = pub
 	}
+	attrs := make(map[string]Attrs, len(from.attrs))
+	for d, a := range from.attrs {
+		attrs[d] = a
+	}
 	from.mu.RUnlock()
 	k.mu.Lock()
-	k.keys = keys
+	k.keys, k.attrs = keys, attrs
 	k.mu.Unlock()
 }
 

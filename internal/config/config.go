@@ -147,6 +147,12 @@ type Policy struct {
 	AllowDocumentation bool     `toml:"allow_documentation"`
 	Threshold          int      `toml:"threshold"`
 	Window             Duration `toml:"window"`
+	// Earned origin trust (see trust.go).
+	NewOrigin               OriginState `toml:"new_origin"`
+	ProbationCorroborations int         `toml:"probation_corroborations"`
+	MaxNewListingsPerHour   int         `toml:"max_new_listings_per_hour"`
+	DisputeShare            float64     `toml:"dispute_share"`
+	DisputeMinAddresses     int         `toml:"dispute_min_addresses"`
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.
@@ -231,7 +237,8 @@ func Default() *Config {
 		DKIM:    DKIM{Selector: "dst"},
 		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
 		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
-		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
+		Policy: Policy{Threshold: 1, Window: Duration{24 * time.Hour},
+			NewOrigin: OriginTrusted, ProbationCorroborations: 3, DisputeShare: 0.25, DisputeMinAddresses: 4},
 		DNS: DNS{
 			Zone:                 "dnsbl.invalid",
 			Listen:               HostPorts{{Host: "127.0.0.1", Port: "5353"}},
@@ -389,6 +396,7 @@ func (c *Config) Validate() error {
 	if c.Policy.Threshold < 1 {
 		bad("policy.threshold must be at least 1")
 	}
+	errs = append(errs, c.Policy.validateTrust()...)
 	if c.DKIM.Selector == "" || strings.ContainsAny(c.DKIM.Selector, " ;=") {
 		bad("dkim.selector %q is not a DKIM selector", c.DKIM.Selector)
 	}

@@ -23,7 +23,7 @@ func (in *Ingester) acceptCancel(a *article.Article, msgID string, raw []byte, s
 	if err != nil {
 		return in.refuse(msgID, from, refused("malformed", "%v", err)), store.CancelResult{}
 	}
-	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold}
+	p := store.CancelParams{Now: now, Threshold: in.o.Listing.Threshold, OperatorOf: in.keyring.Load().Operator}
 	res, err := in.o.Store.Cancel(store.Cancel{MessageID: msgID, Target: target, Signer: signer, Article: raw, Path: a.Get("Path")}, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a cancel", "message_id", msgID, "err", err)

@@ -60,7 +60,10 @@ type Options struct {
 	// store's business (store.DB.Subscribe), and so is telling what
 	// changed (store.DB.OnCommit).
 	Listing store.IngestParams
-	Metrics *metrics.Metrics
+	// NewOriginProbation is policy.new_origin = "probation": an origin
+	// whose key came from DNS, not the keyring file, starts on probation.
+	NewOriginProbation bool
+	Metrics            *metrics.Metrics
 	Log     *slog.Logger
 	Now     func() time.Time
 }
@@ -206,7 +209,8 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		return in.refuse(msgID, from, refused("malformed", "feedback report: %v", err))
 	}
 	ip := fb.SourceIP.Unmap()
-	p := in.o.Listing
+	kr := in.keyring.Load()
+	p := in.trustParams(kr)
 	p.Now = now
 	if err := in.policy.Load().Check(ip); err != nil {
 		// A special-purpose address is nobody's to list, and this site's
@@ -220,7 +224,8 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		p.RelayOnly = true
 		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error())
 	}
-	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path")}, p)
+	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path"),
+		Probation: in.configuredProbation(kr, origin)}, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a report", "message_id", msgID, "err", err)
 		v := Verdict{Kind: Later, Reason: "internal error: cannot store"}
@@ -242,12 +247,48 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()
 	}
-	if out == store.Relayed {
+	switch out {
+	case store.Relayed:
 		return Verdict{Kind: Accepted, Reason: "stored to relay; not listed here"}
+	case store.Probation:
+		in.notListed("probation")
+		in.o.Log.Info("report stored and relayed, not listed: its origin is on probation here", "message_id", msgID, "ip", ip,
+			"origin", origin, "operator", kr.Operator(origin), "from", from)
+		return Verdict{Kind: Accepted, Reason: "stored to relay; origin on probation here"}
+	case store.Held:
+		in.notListed("rate-cap")
+		in.o.Log.Warn("report held pending: its origin is over policy.max_new_listings_per_hour", "message_id", msgID, "ip", ip,
+			"origin", origin, "from", from, "max_new_listings_per_hour", p.MaxNewListingsPerHour)
+		return Verdict{Kind: Accepted, Reason: "stored; held pending (origin over its rate cap)"}
 	}
 	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
 		"relayed", relayed, "outcome", out.String(), "expires", l.Expires.UTC().Format(time.RFC3339))
 	return Verdict{Kind: Accepted, Reason: "stored"}
+}
+
+// trustParams are the listing parameters with the keyring in force: the
+// operators of the origins, and this site's own origin.
+func (in *Ingester) trustParams(kr *dkim.Keyring) store.IngestParams {
+	p := in.o.Listing
+	p.OperatorOf = kr.Operator
+	p.Self = strings.ToLower(in.o.Site)
+	return p
+}
+
+// configuredProbation tells whether origin starts on probation: its
+// keyring line says so, or its key came from DNS and policy.new_origin is
+// "probation". This site is never on probation.
+func (in *Ingester) configuredProbation(kr *dkim.Keyring, origin string) bool {
+	if strings.EqualFold(origin, in.o.Site) {
+		return false
+	}
+	return kr.Probation(origin) || (in.o.NewOriginProbation && !kr.InFile(origin))
+}
+
+func (in *Ingester) notListed(reason string) {
+	if in.o.Metrics != nil {
+		in.o.Metrics.ReportsNotListed.WithLabelValues(reason).Inc()
+	}
 }
 
 // refuse logs and counts a refusal, and records the Message-ID so that the

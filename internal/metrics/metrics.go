@@ -38,6 +38,10 @@ type Metrics struct {
 	SpoolPicked      prometheus.Counter
 	SpoolErrors      prometheus.Counter
 	SpoolQuarantined prometheus.Counter
+
+	// Earned origin trust.
+	ReportsNotListed *prometheus.CounterVec // label reason: "probation", "rate-cap"
+	OriginsDemoted   prometheus.Counter
 }
 
 // New creates the collectors and registers them with reg.
@@ -79,11 +83,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
 		SpoolQuarantined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "quarantined_total",
 			Help: "Spool files refused (too large, malformed, not a regular file) and moved to the spool's bad/ directory."}),
+		ReportsNotListed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "not_listed_total",
+			Help: "Reports stored and relayed that listed nothing here for their origin's sake: on probation, or over policy.max_new_listings_per_hour (held pending)."}, []string{"reason"}),
+		OriginsDemoted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "origins", Name: "demoted_total",
+			Help: "Origins put back on probation because the administrator delisted too many of their addresses (policy.dispute_share)."}),
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
 		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
-		m.SpoolQuarantined)
+		m.SpoolQuarantined, m.ReportsNotListed, m.OriginsDemoted)
 	return m
 }
 

@@ -72,12 +72,24 @@ func (s *Site) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error
 	}
 	// The commit observer (committed) takes the removal to the DNS
 	// index and the metrics, and wakes the queues' consumers.
-	ok, err := s.db.Delist(ip, time.Now(), "dstctl")
+	// The delisting counts against the origins that reported ip; one
+	// whose share of disputed addresses passes policy.dispute_share goes
+	// back on probation.
+	pol := s.snap.Load().cfg.Policy
+	r, err := s.db.AdminDelist(ip, time.Now(), "dstctl", store.DisputeParams{
+		Self: strings.ToLower(s.cfg.Site), Share: pol.DisputeShare, MinAddresses: pol.DisputeMinAddresses})
 	if err != nil {
 		return false, err
 	}
-	s.log.Info("delisted by the administrator", "ip", ip, "was_listed", ok, "allowed", allow)
-	return ok, nil
+	s.log.Info("delisted by the administrator", "ip", ip, "was_listed", r.Found, "allowed", allow, "disputed_origins", r.Disputed)
+	for _, o := range r.Demoted {
+		s.log.Warn("origin put back on probation: the administrator delisted too many of the addresses it reported (policy.dispute_share); see dstctl origins",
+			"origin", o, "dispute_share", pol.DisputeShare)
+		if s.met != nil {
+			s.met.OriginsDemoted.Inc()
+		}
+	}
+	return r.Found, nil
 }
 
 // Cancel withdraws a report of this site across the network.

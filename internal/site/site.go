@@ -209,9 +209,13 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 			ExpireMax:  cfg.Listing.MaxExpire.Duration,
 			Threshold:  cfg.Policy.Threshold,
 			Window:     cfg.Policy.Window.Duration,
+
+			ProbationCorroborations: cfg.Policy.ProbationCorroborations,
+			MaxNewListingsPerHour:   cfg.Policy.MaxNewListingsPerHour,
 		},
-		Metrics: s.met,
-		Log:     s.log,
+		NewOriginProbation: cfg.Policy.NewOrigin == config.OriginProbation,
+		Metrics:            s.met,
+		Log:                s.log,
 	}, snap.kr, snap.pol)
 	s.srv = s.nntpServer()
 

@@ -7,6 +7,8 @@
 //	dstctl [-admin ADDR] [-token-file FILE] list [-json]
 //	dstctl [-admin ADDR] [-token-file FILE] delist [-allow] IP
 //	dstctl [-admin ADDR] [-token-file FILE] queues
+//	dstctl [-admin ADDR] [-token-file FILE] origins
+//	dstctl [-admin ADDR] [-token-file FILE] why IP
 //	dstctl version
 //
 // ADDR is a socket path (anything with a '/' but http://host:port) or
@@ -73,6 +75,8 @@ commands:
   peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
   keys                the DKIM keys reports are verified with (keyring and own key)
   resync              repair the DNS UPDATE server's zone from the listings, and say what changed
+  origins             every origin: operator, trust state and weight, reports, corroborated, delisted by you, held
+  why IP              every report of IP held here: origin, operator, time, class, signature, evidence (exit 1: none)
   version             print dstctl's version
 
 ADDR is dstd's admin socket, or admin.listen as host:port or http://host:port.
@@ -145,6 +149,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		f = c.keys
 	case "resync":
 		f = c.resync
+	case "origins":
+		f = c.origins
+	case "why":
+		f = c.why
 	case "help":
 		fs.SetOutput(stdout)
 		fs.Usage()
@@ -456,7 +464,14 @@ func (c *cli) keys(ctx context.Context, args []string) int {
 		if k.Own {
 			own = "  (this site)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s%s\n", k.Site, k.Selector, k.PublicKey, own)
+		attrs := ""
+		if k.Operator != "" {
+			attrs += " operator=" + k.Operator
+		}
+		if k.Probation {
+			attrs += " probation"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s%s%s\n", k.Site, k.Selector, k.PublicKey, attrs, own)
 	}
 	if err := tw.Flush(); err != nil {
 		return c.fail(fmt.Errorf("writing the keys: %w", err))

@@ -23,6 +23,8 @@
 //	GET  /v1/queues         []QueueStatus
 //	GET  /v1/peers          []PeerStatus
 //	GET  /v1/keys           []KeyStatus
+//	GET  /v1/origins        []OriginStatus
+//	GET  /v1/why?ip=IP      WhyResult: the listing and every report of the address
 //
 // A bad IP address or JSON body is 400, a missing or wrong token 401, a
 // wrong method 405. When /v1/listings fails part way, its last line is
@@ -60,6 +62,11 @@ type Backend interface {
 	Peers(ctx context.Context) ([]PeerStatus, error)
 	// Keys lists the DKIM keys reports are verified with.
 	Keys(ctx context.Context) ([]KeyStatus, error)
+	// Origins describes every origin that reported here: its record and
+	// its state now.
+	Origins(ctx context.Context) ([]OriginStatus, error)
+	// Why lists the reports of ip this site holds, with its listing.
+	Why(ctx context.Context, ip netip.Addr) (WhyResult, error)
 }
 
 // KeyStatus is one trusted DKIM key: the keyring's, and the site's own.
@@ -68,6 +75,8 @@ type KeyStatus struct {
 	Selector  string `json:"selector"`   // s=
 	PublicKey string `json:"public_key"` // base64, as in the keyring file
 	Own       bool   `json:"own"`        // this site's own key
+	Operator  string `json:"operator,omitempty"`
+	Probation bool   `json:"probation,omitempty"`
 }
 
 // PeerStatus describes the outgoing feed to one peer since dstd started.

@@ -46,6 +46,8 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
 	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
 	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
+	mux.Handle("/v1/origins", route(http.MethodGet, http.HandlerFunc(h.origins)))
+	mux.Handle("/v1/why", route(http.MethodGet, http.HandlerFunc(h.why)))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})

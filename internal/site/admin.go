@@ -156,7 +156,8 @@ func (s *Site) Keys(_ context.Context) ([]admin.KeyStatus, error) {
 	for _, k := range s.snap.Load().kr.Keys() {
 		out = append(out, admin.KeyStatus{Site: k.Domain, Selector: k.Selector,
 			PublicKey: base64.StdEncoding.EncodeToString(k.Public),
-			Own:       k.Domain == strings.ToLower(s.cfg.Site) && k.Selector == strings.ToLower(s.cfg.DKIM.Selector) && k.Public.Equal(s.own)})
+			Own:       k.Domain == strings.ToLower(s.cfg.Site) && k.Selector == strings.ToLower(s.cfg.DKIM.Selector) && k.Public.Equal(s.own),
+			Operator:  k.Operator, Probation: k.Probation})
 	}
 	return out, nil
 }

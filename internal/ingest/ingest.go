@@ -64,8 +64,8 @@ type Options struct {
 	// whose key came from DNS, not the keyring file, starts on probation.
 	NewOriginProbation bool
 	Metrics            *metrics.Metrics
-	Log     *slog.Logger
-	Now     func() time.Time
+	Log                *slog.Logger
+	Now                func() time.Time
 }
 
 // Ingester checks and stores reports. Keyring and Policy can be replaced

@@ -75,7 +75,7 @@ func (s *Site) Delist(_ context.Context, ip netip.Addr, allow bool) (bool, error
 	// The delisting counts against the origins that reported ip; one
 	// whose share of disputed addresses passes policy.dispute_share goes
 	// back on probation.
-	pol := s.snap.Load().cfg.Policy
+	pol := s.cfg.Policy // like the other trust keys, applied at a restart
 	r, err := s.db.AdminDelist(ip, time.Now(), "dstctl", store.DisputeParams{
 		Self: strings.ToLower(s.cfg.Site), Share: pol.DisputeShare, MinAddresses: pol.DisputeMinAddresses})
 	if err != nil {

@@ -22,7 +22,9 @@ func (s *Site) Origins(_ context.Context) ([]admin.OriginStatus, error) {
 		return nil, err
 	}
 	snap := s.snap.Load()
-	pol := snap.cfg.Policy
+	// The policy keys of trust take effect at a restart (the ingester has
+	// the start's); the keyring at a reload.
+	pol := s.cfg.Policy
 	self := strings.ToLower(s.cfg.Site)
 	out := make([]admin.OriginStatus, 0, len(recs))
 	for _, r := range recs {

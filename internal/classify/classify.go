@@ -22,8 +22,8 @@
 //     set it) or from a Return-Path field above the MX's Received field
 //     (added at final delivery, RFC 5321 §4.4). A Return-Path below it
 //     came with the message and is ignored: the sender wrote it.
-//  3. backscatter: the message is a delivery status notification (RFC
-//  3464. or a message disposition notification (RFC 8098): its
+//  3. backscatter: the message is a delivery status notification
+//     (RFC 3464) or a message disposition notification (RFC 8098): its
 //     Content-Type is multipart/report with report-type delivery-status or
 //     disposition-notification, or message/delivery-status. This rule
 //     applies only when the envelope sender is unknown or is a

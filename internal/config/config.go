@@ -147,6 +147,10 @@ type Policy struct {
 	AllowDocumentation bool     `toml:"allow_documentation"`
 	Threshold          int      `toml:"threshold"`
 	Window             Duration `toml:"window"`
+	// ListClasses are the report classes (DST-Class) that list an
+	// address here; reports of the others are stored, counted and
+	// relayed, not listed.
+	ListClasses []ReportClass `toml:"list_classes"`
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.
@@ -231,7 +235,7 @@ func Default() *Config {
 		DKIM:    DKIM{Selector: "dst"},
 		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
 		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
-		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}},
+		Policy:  Policy{Threshold: 1, Window: Duration{24 * time.Hour}, ListClasses: []ReportClass{"spam"}},
 		DNS: DNS{
 			Zone:                 "dnsbl.invalid",
 			Listen:               HostPorts{{Host: "127.0.0.1", Port: "5353"}},
@@ -388,6 +392,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.Threshold < 1 {
 		bad("policy.threshold must be at least 1")
+	}
+	if len(c.Policy.ListClasses) == 0 {
+		bad(`policy.list_classes is empty, so nothing would ever be listed: list at least "spam"`)
 	}
 	if c.DKIM.Selector == "" || strings.ContainsAny(c.DKIM.Selector, " ;=") {
 		bad("dkim.selector %q is not a DKIM selector", c.DKIM.Selector)

@@ -38,6 +38,13 @@ type Metrics struct {
 	SpoolPicked      prometheus.Counter
 	SpoolErrors      prometheus.Counter
 	SpoolQuarantined prometheus.Counter
+
+	// Reports by class (DST-Class: spam, backscatter, auto-reply; other
+	// for a name this version does not know): every accepted report, and
+	// those not listed here because policy.list_classes leaves out their
+	// class.
+	ReportsByClass  *prometheus.CounterVec // label: class
+	ReportsUnlisted *prometheus.CounterVec // label: class
 }
 
 // New creates the collectors and registers them with reg.
@@ -79,11 +86,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Spool files that could not be read or submitted (left for the next pass)."}),
 		SpoolQuarantined: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "quarantined_total",
 			Help: "Spool files refused (too large, malformed, not a regular file) and moved to the spool's bad/ directory."}),
+		ReportsByClass: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "class_total",
+			Help: "Report articles accepted, by class (DST-Class; spam when absent, other for a class this version does not know)."}, []string{"class"}),
+		ReportsUnlisted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "unlisted_total",
+			Help: "Reports stored and relayed but not listed here because policy.list_classes leaves out their class, by class."}, []string{"class"}),
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
 		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
-		m.SpoolQuarantined)
+		m.SpoolQuarantined, m.ReportsByClass, m.ReportsUnlisted)
 	return m
 }
 

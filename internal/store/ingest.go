@@ -23,6 +23,9 @@ type Report struct {
 	// (Event.Path): a feed does not send a report back to a site named
 	// in it.
 	Path string
+	// Class is the report's class (DST-Class) when it is not spam, for
+	// its event (Event.Class); "" is spam.
+	Class string
 }
 
 // IngestParams are the site's policy for one AddReport call.
@@ -192,7 +195,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		// No report record either: it counts for no listing here, so a
 		// cancel of it has nothing to undo (it is only relayed too).
 		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
-			Cause: CauseRelay, Path: r.Path}
+			Cause: CauseRelay, Path: r.Path, Class: r.Class}
 		return Relayed, Listing{}, e.publish(b, ev)
 	}
 	if err := putReportRecord(b, r); err != nil {
@@ -233,7 +236,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		}
 	}
 
-	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path}
+	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path, Class: r.Class}
 	switch out {
 	case Listed:
 		e.listing(ChangeListed, lst)

@@ -356,7 +356,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Host:      host,
 		UserAgent: "dstc/" + version,
 		TrapHMAC:  trapHMAC,
-		Class:     string(cls.Class),
+	}
+	if cls.Class != classify.Spam {
+		// Spam is the class of a report without the field: the common
+		// report stays as older sites and dstc versions write it.
+		hit.Class = string(cls.Class)
 	}
 	if msg.Whole != nil {
 		hit.Message = red.Message(msg.Whole)

@@ -32,20 +32,20 @@ import (
 )
 
 const (
-	zone       = "dnsbl.site-c.test"
-	mxA        = "mx.site-a.test"
-	mxAAddr    = "192.0.2.10"
-	eximAAddr  = "192.0.2.11"
-	eximCAddr  = "192.0.2.32"
-	smtpPort   = "2525"
-	spammer1   = "198.51.100.7"
-	spammer2   = "198.51.100.8"
-	spammer3   = "198.51.100.9"
-	innocent   = "203.0.113.9"
+	zone      = "dnsbl.site-c.test"
+	mxA       = "mx.site-a.test"
+	mxAAddr   = "192.0.2.10"
+	eximAAddr = "192.0.2.11"
+	eximCAddr = "192.0.2.32"
+	smtpPort  = "2525"
+	spammer1  = "198.51.100.7"
+	spammer2  = "198.51.100.8"
+	spammer3  = "198.51.100.9"
+	innocent  = "203.0.113.9"
 	// Innocent MTAs that bounce spam which forged a trap as its sender:
 	// one per MTA under test.
-	bouncer1 = "198.51.100.20"
-	bouncer2 = "198.51.100.21"
+	bouncer1   = "198.51.100.20"
+	bouncer2   = "198.51.100.21"
 	trapRcpt   = "trap@site-a.test"
 	aliceRcpt  = "alice@site-c.test"
 	negTTL     = "1s" // C's SOA minimum: how long a resolver caches "not listed"

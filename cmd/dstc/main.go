@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dst-traps/dst/internal/classify"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/logging"
 	"github.com/dst-traps/dst/internal/mailmsg"
@@ -124,6 +125,11 @@ type options struct {
 	secretSet  bool
 	// trapHash is -trap-hash: print the hash of this address and exit.
 	trapHash string
+	// sender is -f: the envelope sender, when the MTA passes it on the
+	// command line (Postfix pipe(8): -f ${sender}); senderSet says -f was
+	// given, since an empty value is the null sender.
+	sender    string
+	senderSet bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, error) {
@@ -131,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs := flag.NewFlagSet("dstc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-r TRAP] [-secret FILE] [-n] [-v] [-s ADDR] [-spool DIR] < message\n"+
+		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-r TRAP] [-f SENDER] [-secret FILE] [-n] [-v] [-s ADDR] [-spool DIR] < message\n"+
 			"       dstc -trap-hash TRAP [-secret FILE]\n\n"+
 			"Reports the address that handed a trapped message to the site's MX.\n\n")
 		fs.PrintDefaults()
@@ -147,6 +153,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.IntVar(&o.maxArticle, "max-article", config.DefaultMaxArticleBytes, "largest report dstd takes (its nntp.max_article_bytes); a report that would be larger carries the message's header only")
 	fs.DurationVar(&o.timeout, "timeout", defaultTimeout, "time allowed for the whole run: reading the message, submitting to dstd, spooling; past it dstc exits 75 and the MTA retries")
 	fs.StringVar(&o.trap, "r", "", "the trap address the message was sent to (default: $ORIGINAL_RECIPIENT, else $RECIPIENT, else $LOCAL_PART@$DOMAIN, as Postfix local(8) and Exim's pipe transport set them); the report names it only by its keyed hash, and it is redacted from the message")
+	fs.StringVar(&o.sender, "f", "", "the envelope sender (default: $SENDER, as Postfix local(8) and Exim's pipe transport set it); empty, <> or MAILER-DAEMON is the null sender of a bounce, which is reported as backscatter and not listed by default")
 	fs.StringVar(&o.secretFile, "secret", redact.DefaultSecretFile, "file holding the site's trap secret, readable by the trap user only; without it the report does not say which trap was hit")
 	fs.StringVar(&o.trapHash, "trap-hash", "", "print the DST-Trap-HMAC value of this trap address under -secret and exit, to find which trap a report names")
 	fs.BoolVar(&o.printVersion, "version", false, "print the version and exit")
@@ -154,8 +161,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 		return nil, nil, err
 	}
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "secret" {
+		switch f.Name {
+		case "secret":
 			o.secretSet = true
+		case "f":
+			o.senderSet = true
 		}
 	})
 	if o.trapHash != "" {
@@ -298,6 +308,23 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 
+	// What kind of hit: a bounce or an auto-reply is reported with its
+	// class, which sites do not list by default; mail from a client that
+	// logged in at the MX is a customer's and is never reported.
+	sender, senderKnown := o.sender, o.senderSet
+	if !senderKnown {
+		sender, senderKnown = os.LookupEnv("SENDER")
+	}
+	cls := classify.Classify(classify.Input{Header: msg.Header, MXField: ans.Index, Sender: sender, SenderKnown: senderKnown})
+	if cls.Class == classify.Authenticated {
+		log.Info("not reported: the client authenticated at the MX, so it is a user of this site, not a spammer's host",
+			"ip", ans.IP, "received_field", ans.Index+1, "why", cls.Reason)
+		return exitOK
+	}
+	if cls.Class != classify.Spam {
+		log.Info("classified", "class", cls.Class, "why", cls.Reason, "ip", ans.IP)
+	}
+
 	// The trap: named by its hash only, and redacted from the message.
 	trap, trapAddrs := trapAddresses(o.trap, os.Getenv)
 	var trapHMAC string
@@ -330,6 +357,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		UserAgent: "dstc/" + version,
 		TrapHMAC:  trapHMAC,
 	}
+	if cls.Class != classify.Spam {
+		// Spam is the class of a report without the field: the common
+		// report stays as older sites and dstc versions write it.
+		hit.Class = string(cls.Class)
+	}
 	if msg.Whole != nil {
 		hit.Message = red.Message(msg.Whole)
 	} else {
@@ -358,10 +390,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.dryRun {
 		// On a terminal, LF line ends read better; the article is the same.
 		stdout.Write(bytes.ReplaceAll(wire, []byte("\r\n"), []byte("\n")))
-		log.Info("dry run: report not submitted", "ip", ans.IP, "received_field", ans.Index+1, "by", ans.Hop.By, "trap_hmac", trapHMAC)
+		log.Info("dry run: report not submitted", "ip", ans.IP, "received_field", ans.Index+1, "by", ans.Hop.By, "trap_hmac", trapHMAC, "class", cls.Class)
 		return exitOK
 	}
-	return submit(ctx, log.With("trap_hmac", trapHMAC), o, ans.IP, id, wire)
+	return submit(ctx, log.With("trap_hmac", trapHMAC, "class", cls.Class), o, ans.IP, id, wire)
 }
 
 // trapAddresses returns the trap address the report names by its hash

@@ -33,13 +33,17 @@
 // written with a single write(2) and synced before the event is
 // acknowledged. Lines look like this:
 //
-//	2026-11-29T10:10:10Z report ip=203.0.113.7 origin=site-a.example id=<x@site-a.example> listed=yes expires=2026-11-30T10:10:10Z
-//	2026-11-29T10:12:00Z report ip=198.51.100.9 origin=site-b.example id=<y@site-b.example> listed=no expires=-
+//	2026-11-29T10:10:10Z report ip=203.0.113.7 origin=site-a.example id=<x@site-a.example> listed=yes expires=2026-11-30T10:10:10Z class=spam
+//	2026-11-29T10:12:00Z report ip=198.51.100.9 origin=site-b.example id=<y@site-b.example> listed=no expires=- class=spam
+//	2026-11-29T10:13:00Z report ip=192.0.2.25 origin=site-a.example id=<z@site-a.example> listed=no expires=- class=backscatter
 //	2026-11-30T10:10:10Z expired ip=203.0.113.7
 //	2026-11-30T11:00:00Z delisted ip=203.0.113.7 by=dstctl
 //
 // The first field is the time of the event in UTC (RFC 3339), the second
 // the kind of event; then come key=value pairs in the fixed order shown.
+// class is the report's class (DST-Class: spam, backscatter, auto-reply;
+// spam when the report has none); a report of a class that
+// policy.list_classes leaves out gets a line with listed=no.
 // A value that is empty is written as "-" (expires=- means "not listed");
 // a value that contains a space, a double quote, a control character or
 // non-ASCII text, or that is "-" itself, is written as a Go/C style quoted

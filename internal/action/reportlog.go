@@ -50,10 +50,15 @@ func openLog(path string) (*os.File, error) {
 // Name returns "log".
 func (l *ReportLog) Name() string { return ReportLogName }
 
-// Wants takes every event about this site's list: each gets a line. A
-// report stored only to relay it, a cancel article and a cancel's update
-// of a listing do not (the cancel's delisting does).
-func (l *ReportLog) Wants(ev store.Event) bool { return ev.Cause == store.CauseListing }
+// Wants takes every event about this site's list: each gets a line. So
+// does a report of a class that this site does not list (a bounce, an
+// auto-reply: Event.Class), with listed=no, so that the log shows every
+// hit of the traps. Another report stored only to relay it, a cancel
+// article and a cancel's update of a listing do not (the cancel's
+// delisting does).
+func (l *ReportLog) Wants(ev store.Event) bool {
+	return ev.Cause == store.CauseListing || (ev.Kind == store.EventReport && ev.Class != "")
+}
 
 // Do appends the event's line. The line is synced to disk before Do
 // returns, because the runner then removes the event from its queue and
@@ -145,6 +150,11 @@ func FormatLine(ev store.Event) string {
 			field("listed", "no")
 			field("expires", "")
 		}
+		class := ev.Class
+		if class == "" {
+			class = "spam"
+		}
+		field("class", class)
 	case store.EventDelisted:
 		field("by", ev.By)
 	}

@@ -31,6 +31,31 @@ func goldenEvents() []store.Event {
 		{Kind: store.EventDelisted, Time: time.Date(2026, 11, 30, 11, 0, 2, 0, time.UTC), IP: other, By: "Jane Doe"},
 		{Kind: store.EventReport, Time: time.Date(2026, 11, 30, 11, 0, 3, 0, time.UTC), IP: other, Origin: "evil\norigin",
 			MessageID: "<a b@c>", Listed: true, Expires: time.Date(2026, 12, 1, 11, 0, 3, 0, time.UTC)},
+		{Kind: store.EventReport, Time: time.Date(2026, 11, 30, 11, 0, 4, 0, time.UTC), IP: other, Origin: "site-a.example",
+			MessageID: "<z@site-a.example>", Class: "backscatter"},
+	}
+}
+
+// The log takes what concerns this site's list, and a report of a class
+// it does not list, which is stored only to relay it: the log shows every
+// trap hit. Another relayed-only report (an allow-listed address) and
+// cancels do not get a line.
+func TestReportLogWants(t *testing.T) {
+	l := &ReportLog{}
+	for _, tc := range []struct {
+		ev   store.Event
+		want bool
+	}{
+		{store.Event{Kind: store.EventReport}, true},
+		{store.Event{Kind: store.EventReport, Class: "backscatter"}, true},
+		{store.Event{Kind: store.EventReport, Cause: store.CauseRelay, Class: "backscatter"}, true},
+		{store.Event{Kind: store.EventReport, Cause: store.CauseRelay}, false},
+		{store.Event{Kind: store.EventReport, Cause: store.CauseCancel}, false},
+		{store.Event{Kind: store.EventDelisted}, true},
+	} {
+		if got := l.Wants(tc.ev); got != tc.want {
+			t.Errorf("Wants(%+v) = %v, want %v", tc.ev, got, tc.want)
+		}
 	}
 }
 

@@ -25,6 +25,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/dst-traps/dst/internal/classify"
 )
 
 // Report is one feedback report about one trapped message.
@@ -57,6 +59,14 @@ type Report struct {
 	// 5965 §3). DST never sends the trap in clear: OriginalRcptTo stays
 	// empty.
 	TrapHMAC string
+	// Class is what kind of hit the report is about, the value of the
+	// DST-Class field: "spam", "backscatter", "auto-reply"
+	// (internal/classify), or a name a newer version knows. Empty means
+	// spam: Build then writes no field, and Parse returns "" for a report
+	// without one (written by an older dstc), which every site reads as
+	// spam. Build and Parse require a well-formed name
+	// (classify.CheckName).
+	Class string
 	// ReportedDomain is a domain the report is about (optional; RFC 5965
 	// §3.2). Parse returns the first if there are several.
 	ReportedDomain string
@@ -75,6 +85,12 @@ type Report struct {
 // TrapHMACField is DST's extension field (RFC 5965 §3 allows them; no
 // "X-" prefix, RFC 6648) naming the trap by a keyed hash: Report.TrapHMAC.
 const TrapHMACField = "DST-Trap-HMAC"
+
+// ClassField is DST's extension field saying what kind of hit the report
+// is about: Report.Class. It is in the message/feedback-report part, which
+// the origin's DKIM signature covers (its body hash), so no relay can
+// change a backscatter report into a spam one.
+const ClassField = "DST-Class"
 
 // maxBoundaryTries bounds the search for a boundary that does not occur in
 // the report. With 128 random bits a single collision is already beyond
@@ -172,6 +188,11 @@ func (r *Report) check() error {
 	if len(r.Message) == 0 {
 		errs = append(errs, errors.New("no message to enclose"))
 	}
+	if r.Class != "" {
+		if err := classify.CheckName(r.Class); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ClassField, err))
+		}
+	}
 	for _, f := range []struct{ name, value string }{
 		{"Reporting-MTA", r.ReportingMTA},
 		{"User-Agent", r.UserAgent},
@@ -223,6 +244,9 @@ func (r *Report) feedbackFields() []byte {
 	}
 	if r.TrapHMAC != "" {
 		field(TrapHMACField, r.TrapHMAC)
+	}
+	if r.Class != "" {
+		field(ClassField, r.Class)
 	}
 	return b.Bytes()
 }

@@ -32,6 +32,7 @@ func testReport() *Report {
 		OriginalRcptTo:   "<trap@site-a.example>",
 		ReportedDomain:   "example.net",
 		TrapHMAC:         "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd",
+		Class:            "backscatter",
 		Message:          []byte(trapped),
 	}
 }
@@ -48,7 +49,11 @@ func TestBuildParseRoundTrip(t *testing.T) {
 		{"full message", func(*Report) {}},
 		{"headers only", func(r *Report) { r.HeadersOnly = true }},
 		{"custom text", func(r *Report) { r.Text = "Ünïcode text\nsecond line" }},
-		{"minimal", func(r *Report) { r.OriginalMailFrom, r.OriginalRcptTo, r.ReportedDomain, r.TrapHMAC = "", "", "", "" }},
+		{"minimal", func(r *Report) {
+			r.OriginalMailFrom, r.OriginalRcptTo, r.ReportedDomain, r.TrapHMAC, r.Class = "", "", "", "", ""
+		}},
+		{"auto-reply", func(r *Report) { r.Class = "auto-reply" }},
+		{"a class this version does not know", func(r *Report) { r.Class = "phish-2" }},
 		{"IPv6", func(r *Report) { r.SourceIP = netip.MustParseAddr("2001:db8::7") }},
 		{"IPv4-mapped", func(r *Report) { r.SourceIP = netip.MustParseAddr("::ffff:203.0.113.7") }},
 		{"8-bit and long lines", func(r *Report) {
@@ -82,6 +87,7 @@ func TestBuildParseRoundTrip(t *testing.T) {
 				{"OriginalRcptTo", got.OriginalRcptTo, r.OriginalRcptTo},
 				{"ReportedDomain", got.ReportedDomain, r.ReportedDomain},
 				{"TrapHMAC", got.TrapHMAC, r.TrapHMAC},
+				{"Class", got.Class, r.Class},
 			} {
 				if f.got != f.want {
 					t.Errorf("%s = %q, want %q", f.name, f.got, f.want)
@@ -176,6 +182,8 @@ func TestBuildErrors(t *testing.T) {
 		{"headers-only without headers", func(r *Report) { r.HeadersOnly = true; r.Message = []byte("\nbody\n") }, "no header section"},
 		{"injection", func(r *Report) { r.OriginalRcptTo = "<a@b>\r\nSource-IP: 192.0.2.9" }, "Original-Rcpt-To"},
 		{"injection in the hash", func(r *Report) { r.TrapHMAC = "hmac-sha256:00\nSource-IP: 192.0.2.9" }, "DST-Trap-HMAC"},
+		{"injection in the class", func(r *Report) { r.Class = "spam\nSource-IP: 192.0.2.9" }, "DST-Class"},
+		{"bad class", func(r *Report) { r.Class = "Back Scatter" }, "DST-Class"},
 		{"two problems", func(r *Report) { r.UserAgent = ""; r.SourceIP = netip.Addr{} }, "no Source-IP\nno User-Agent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,6 +298,8 @@ func TestParseErrors(t *testing.T) {
 		{"bracketed Source-IP", ct, b(report(strings.Replace(goodFields, "192.0.2.1", "[192.0.2.1]", 1))), "not an IP address"},
 		{"zoned Source-IP", ct, b(report(strings.Replace(goodFields, "192.0.2.1", "fe80::1%eth0", 1))), "zone"},
 		{"two DST-Trap-HMAC", ct, b(report(goodFields + "DST-Trap-HMAC: hmac-sha256:00\nDST-Trap-HMAC: hmac-sha256:01\n")), "DST-Trap-HMAC appears 2 times"},
+		{"two DST-Class", ct, b(report(goodFields + "DST-Class: backscatter\nDST-Class: spam\n")), "DST-Class appears 2 times"},
+		{"bad DST-Class", ct, b(report(goodFields + "DST-Class: back scatter\n")), "DST-Class"},
 		{"two Source-IPs", ct, b(report(goodFields + "Source-IP: 198.51.100.1\n")), "Source-IP appears 2 times"},
 		{"missing Feedback-Type", ct, b(report("User-Agent: x/1\nVersion: 1\nSource-IP: 192.0.2.1\n")), "no Feedback-Type"},
 		{"other Feedback-Type", ct, b(report(strings.Replace(goodFields, "abuse", "not-spam", 1))), `Feedback-Type is "not-spam"`},
@@ -428,4 +438,33 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("second round differs:\n%+v\n%+v", r, r2)
 		}
 	})
+}
+
+// A report without DST-Class (an older dstc, another implementation) has
+// no class, which every site reads as spam; one in capitals is read in
+// lower case. The field is in the feedback-report part, under the DKIM
+// body hash.
+func TestParseClass(t *testing.T) {
+	for _, tc := range []struct{ fields, want string }{
+		{goodFields, ""},
+		{goodFields + "DST-Class: backscatter\n", "backscatter"},
+		{goodFields + "dst-class:  Auto-Reply \n", "auto-reply"},
+	} {
+		r, err := Parse(report(tc.fields))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.fields, err)
+		}
+		if r.Class != tc.want {
+			t.Errorf("Parse(%q).Class = %q, want %q", tc.fields, r.Class, tc.want)
+		}
+	}
+	r := testReport()
+	_, body, err := r.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(body, []byte("Content-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n")) ||
+		!bytes.Contains(body, []byte("\r\nDST-Class: backscatter\r\n")) {
+		t.Errorf("DST-Class is not a field of the feedback-report part:\n%s", body)
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"net/textproto"
 	"strings"
 	"time"
+
+	"github.com/dst-traps/dst/internal/classify"
 )
 
 // ErrMalformed is wrapped by every error Parse returns, so that a caller can
@@ -170,7 +172,7 @@ func (r *Report) parseFields(data []byte) error {
 	for _, name := range []string{
 		"Feedback-Type", "User-Agent", "Version",
 		"Arrival-Date", "Incidents", "Original-Envelope-Id", "Original-Mail-From",
-		"Reporting-MTA", "Source-IP", TrapHMACField,
+		"Reporting-MTA", "Source-IP", TrapHMACField, ClassField,
 	} {
 		if n := len(h.Values(name)); n > 1 {
 			return fmt.Errorf("%s appears %d times; RFC 5965 §3 allows it once", name, n)
@@ -241,6 +243,15 @@ func (r *Report) parseFields(data []byte) error {
 	// Another site's hash means nothing here: it is kept as it is, for
 	// the reporting site to read, and not checked beyond appearing once.
 	r.TrapHMAC = h.Get(TrapHMACField)
+	if c := h.Get(ClassField); c != "" {
+		// Class names are compared exactly; a sender that wrote one in
+		// capitals still meant it.
+		c = strings.ToLower(strings.TrimSpace(c))
+		if err := classify.CheckName(c); err != nil {
+			return fmt.Errorf("%s: %w", ClassField, err)
+		}
+		r.Class = c
+	}
 	return nil
 }
 

@@ -153,6 +153,10 @@ type Policy struct {
 	MaxNewListingsPerHour   int         `toml:"max_new_listings_per_hour"`
 	DisputeShare            float64     `toml:"dispute_share"`
 	DisputeMinAddresses     int         `toml:"dispute_min_addresses"`
+	// ListClasses are the report classes (DST-Class) that list an
+	// address here; reports of the others are stored, counted and
+	// relayed, not listed.
+	ListClasses []ReportClass `toml:"list_classes"`
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.
@@ -237,7 +241,7 @@ func Default() *Config {
 		DKIM:    DKIM{Selector: "dst"},
 		History: History{Keep: Duration{30 * 24 * time.Hour}, MaxFuture: Duration{time.Hour}},
 		Listing: Listing{Expire: Duration{24 * time.Hour}, MaxExpire: Duration{14 * 24 * time.Hour}, SweepInterval: Duration{time.Minute}},
-		Policy: Policy{Threshold: 1, Window: Duration{24 * time.Hour},
+		Policy: Policy{Threshold: 1, Window: Duration{24 * time.Hour}, ListClasses: []ReportClass{"spam"},
 			NewOrigin: OriginTrusted, ProbationCorroborations: 3, DisputeShare: 0.25, DisputeMinAddresses: 4},
 		DNS: DNS{
 			Zone:                 "dnsbl.invalid",
@@ -397,6 +401,9 @@ func (c *Config) Validate() error {
 		bad("policy.threshold must be at least 1")
 	}
 	errs = append(errs, c.Policy.validateTrust()...)
+	if len(c.Policy.ListClasses) == 0 {
+		bad(`policy.list_classes is empty, so nothing would ever be listed: list at least "spam"`)
+	}
 	if c.DKIM.Selector == "" || strings.ContainsAny(c.DKIM.Selector, " ;=") {
 		bad("dkim.selector %q is not a DKIM selector", c.DKIM.Selector)
 	}

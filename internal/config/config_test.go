@@ -61,6 +61,12 @@ max_expire = "10d"`, "listing.max_expire"},
 keep = "1h"`, "history.keep"},
 		{`[policy]
 threshold = 0`, "policy.threshold"},
+		{`[policy]
+list_classes = ["spam", "backscater"]`, `class "backscater" is not one of "spam", "backscatter", "auto-reply"`},
+		{`[policy]
+list_classes = ["authenticated"]`, "never reports mail from clients that authenticated"},
+		{`[policy]
+list_classes = []`, "policy.list_classes is empty"},
 		{`[[peer]]
 name = "a"
 [[peer]]
@@ -162,5 +168,24 @@ func TestGroups(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to mention %q", tc.file, err, tc.want)
 		}
+	}
+}
+
+// policy.list_classes: spam by default, and the known classes as the
+// administrator lists them.
+func TestListClasses(t *testing.T) {
+	c, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.Policy.ListClasses) != "[spam]" {
+		t.Errorf("default policy.list_classes = %v, want [spam]", c.Policy.ListClasses)
+	}
+	c, err = Load(write(t, "[policy]\nlist_classes = [\"spam\", \"backscatter\", \"auto-reply\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(c.Policy.ListClasses) != "[spam backscatter auto-reply]" {
+		t.Errorf("policy.list_classes = %v", c.Policy.ListClasses)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dst-traps/dst/internal/classify"
 )
 
 // The types of this file are the values of the keys that are not plain
@@ -277,3 +279,28 @@ func (t *PeerTLS) UnmarshalText(b []byte) error {
 
 // MarshalText implements encoding.TextMarshaler.
 func (t PeerTLS) MarshalText() ([]byte, error) { return []byte(t), nil }
+
+// ReportClass is a class of trap hit that policy.list_classes names:
+// "spam", "backscatter" or "auto-reply" (internal/classify). A name this
+// version does not know is refused: it would list nothing, silently.
+type ReportClass string
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (c *ReportClass) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if classify.IsKnown(classify.Class(s)) {
+		*c = ReportClass(s)
+		return nil
+	}
+	names := make([]string, len(classify.Known))
+	for i, k := range classify.Known {
+		names[i] = strconv.Quote(string(k))
+	}
+	if s == string(classify.Authenticated) {
+		return fmt.Errorf("class %q: dstc never reports mail from clients that authenticated at the MX; use %s", s, strings.Join(names, ", "))
+	}
+	return fmt.Errorf("class %q is not one of %s", s, strings.Join(names, ", "))
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c ReportClass) MarshalText() ([]byte, error) { return []byte(c), nil }

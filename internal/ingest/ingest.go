@@ -16,6 +16,7 @@ import (
 
 	"github.com/dst-traps/dst/internal/arf"
 	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/classify"
 	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/metrics"
 	"github.com/dst-traps/dst/internal/policy"
@@ -212,7 +213,14 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	kr := in.keyring.Load()
 	p := in.trustParams(kr)
 	p.Now = now
-	if err := in.policy.Load().Check(ip); err != nil {
+	// The class is the origin's, under its signature; a report without
+	// one (an older dstc) is spam.
+	class := fb.Class
+	if class == "" {
+		class = string(classify.Spam)
+	}
+	pol := in.policy.Load()
+	if err := pol.Check(ip); err != nil {
 		// A special-purpose address is nobody's to list, and this site's
 		// own trap hitting its own networks or allow-list is its own
 		// business: refused. A peer's report refused for a local reason
@@ -222,10 +230,22 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 			return in.refuse(msgID, from, refused("policy", "%v", err))
 		}
 		p.RelayOnly = true
-		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error())
+		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error(), "class", class)
 	}
-	out, l, err := in.o.Store.AddReport(store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path"),
-		Probation: in.configuredProbation(kr, origin)}, p)
+	unlisted := !pol.Lists(class)
+	if unlisted {
+		// A bounce or an auto-reply: its sender is most likely an
+		// innocent MTA answering spam that forged a trap as its sender.
+		// Stored, counted and relayed (each peer applies its own
+		// policy.list_classes), never listed here.
+		p.RelayOnly = true
+	}
+	r := store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path"),
+		Probation: in.configuredProbation(kr, origin)}
+	if class != string(classify.Spam) {
+		r.Class = class
+	}
+	out, l, err := in.o.Store.AddReport(r, p)
 	if err != nil {
 		in.o.Log.Error("cannot store a report", "message_id", msgID, "err", err)
 		v := Verdict{Kind: Later, Reason: "internal error: cannot store"}
@@ -246,6 +266,19 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	}
 	if in.o.Metrics != nil {
 		in.o.Metrics.ReportsAccepted.Inc()
+		label := class
+		if !classify.IsKnown(classify.Class(class)) {
+			// A peer chooses the name: it must not grow the metrics.
+			label = "other"
+		}
+		in.o.Metrics.ReportsByClass.WithLabelValues(label).Inc()
+		if unlisted {
+			in.o.Metrics.ReportsUnlisted.WithLabelValues(label).Inc()
+		}
+	}
+	if unlisted {
+		in.o.Log.Info("report stored and relayed, not listed here: policy.list_classes leaves out its class",
+			"message_id", msgID, "ip", ip, "origin", origin, "from", from, "relayed", relayed, "class", class)
 	}
 	switch out {
 	case store.Relayed:
@@ -262,7 +295,7 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		return Verdict{Kind: Accepted, Reason: "stored; held pending (origin over its rate cap)"}
 	}
 	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
-		"relayed", relayed, "outcome", out.String(), "expires", l.Expires.UTC().Format(time.RFC3339))
+		"relayed", relayed, "outcome", out.String(), "expires", l.Expires.UTC().Format(time.RFC3339), "class", class)
 	return Verdict{Kind: Accepted, Reason: "stored"}
 }
 

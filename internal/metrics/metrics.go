@@ -42,6 +42,12 @@ type Metrics struct {
 	// Earned origin trust.
 	ReportsNotListed *prometheus.CounterVec // label reason: "probation", "rate-cap"
 	OriginsDemoted   prometheus.Counter
+	// Reports by class (DST-Class: spam, backscatter, auto-reply; other
+	// for a name this version does not know): every accepted report, and
+	// those not listed here because policy.list_classes leaves out their
+	// class.
+	ReportsByClass  *prometheus.CounterVec // label: class
+	ReportsUnlisted *prometheus.CounterVec // label: class
 }
 
 // New creates the collectors and registers them with reg.
@@ -87,11 +93,15 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Reports stored and relayed that listed nothing here for their origin's sake: on probation, or over policy.max_new_listings_per_hour (held pending)."}, []string{"reason"}),
 		OriginsDemoted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "origins", Name: "demoted_total",
 			Help: "Origins put back on probation because the administrator delisted too many of their addresses (policy.dispute_share)."}),
+		ReportsByClass: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "class_total",
+			Help: "Report articles accepted, by class (DST-Class; spam when absent, other for a class this version does not know)."}, []string{"class"}),
+		ReportsUnlisted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "reports", Name: "unlisted_total",
+			Help: "Reports stored and relayed but not listed here because policy.list_classes leaves out their class, by class."}, []string{"class"}),
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
 		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
-		m.SpoolQuarantined, m.ReportsNotListed, m.OriginsDemoted)
+		m.SpoolQuarantined, m.ReportsNotListed, m.OriginsDemoted, m.ReportsByClass, m.ReportsUnlisted)
 	return m
 }
 

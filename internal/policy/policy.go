@@ -44,6 +44,10 @@ type Config struct {
 	// setups use as spammers, also inside 6to4 and Teredo addresses, and
 	// nothing else special.
 	AllowDocumentation bool
+	// ListClasses are the report classes (the DST-Class field) whose
+	// reports list an address here; empty means spam only. A report
+	// without the field is spam.
+	ListClasses []string
 }
 
 // Policy answers Check. It is immutable, hence safe for concurrent use;
@@ -51,13 +55,35 @@ type Config struct {
 type Policy struct {
 	own, allow []netip.Prefix
 	allowDoc   bool
+	classes    []string
 }
 
 // New returns the policy for c. Invalid prefixes are skipped; prefixes
 // written as IPv4-mapped IPv6 (::ffff:10.0.0.0/104) are turned into their
 // IPv4 form, since Check looks at IPv4-mapped addresses as IPv4.
 func New(c Config) *Policy {
-	return &Policy{own: normalize(c.OwnNetworks), allow: normalize(c.Allow), allowDoc: c.AllowDocumentation}
+	classes := c.ListClasses
+	if len(classes) == 0 {
+		classes = []string{"spam"}
+	}
+	return &Policy{own: normalize(c.OwnNetworks), allow: normalize(c.Allow), allowDoc: c.AllowDocumentation,
+		classes: append([]string(nil), classes...)}
+}
+
+// Lists reports whether a report of this class lists its address here
+// (policy.list_classes). The others are stored and relayed, not listed:
+// a bounce's sender is usually an innocent MTA. "" is spam, the class of
+// a report without a DST-Class field.
+func (p *Policy) Lists(class string) bool {
+	if class == "" {
+		class = "spam"
+	}
+	for _, c := range p.classes {
+		if c == class {
+			return true
+		}
+	}
+	return false
 }
 
 func normalize(in []netip.Prefix) []netip.Prefix {

@@ -191,3 +191,23 @@ func TestMappedAddresses(t *testing.T) {
 		t.Errorf("zoned link-local: %v", err)
 	}
 }
+
+// policy.list_classes: spam only by default, and a report without a class
+// is spam.
+func TestLists(t *testing.T) {
+	def := New(Config{})
+	for class, want := range map[string]bool{"": true, "spam": true, "backscatter": false, "auto-reply": false, "phish": false} {
+		if got := def.Lists(class); got != want {
+			t.Errorf("default Lists(%q) = %v, want %v", class, got, want)
+		}
+	}
+	p := New(Config{ListClasses: []string{"spam", "backscatter"}})
+	for class, want := range map[string]bool{"": true, "spam": true, "backscatter": true, "auto-reply": false} {
+		if got := p.Lists(class); got != want {
+			t.Errorf("Lists(%q) with [spam backscatter] = %v, want %v", class, got, want)
+		}
+	}
+	if New(Config{ListClasses: []string{"backscatter"}}).Lists("") {
+		t.Error(`a report without a class lists although list_classes lacks "spam"`)
+	}
+}

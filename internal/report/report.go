@@ -33,6 +33,9 @@ type Hit struct {
 	// TrapHMAC names the trap by its keyed hash (redact.TrapHMAC), for
 	// the DST-Trap-HMAC field; empty when the site has no trap secret.
 	TrapHMAC string
+	// Class is what kind of hit this is (internal/classify), for the
+	// DST-Class field; empty writes none, which sites read as spam.
+	Class string
 }
 
 // New builds the report article a trap client submits with POST. It carries
@@ -55,6 +58,7 @@ func New(h Hit) (*article.Article, error) {
 		Message:      h.Message,
 		HeadersOnly:  h.HeadersOnly,
 		TrapHMAC:     h.TrapHMAC,
+		Class:        h.Class,
 	}
 	ctype, body, err := r.Build()
 	if err != nil {

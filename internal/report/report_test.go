@@ -20,6 +20,7 @@ func TestNewRoundTrip(t *testing.T) {
 		Message:     msg,
 		HeadersOnly: true,
 		TrapHMAC:    "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd",
+		Class:       "backscatter",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +38,7 @@ func TestNewRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.SourceIP.String() != "2001:db8::7" || !r.HeadersOnly || r.ReportingMTA != "trap.example.net" ||
-		r.TrapHMAC != "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd" || r.OriginalRcptTo != "" {
+		r.TrapHMAC != "hmac-sha256:75b8ce8ee971c9d757d3f7fc5e81ca5f7b33052b084b7fc1988e2b850c0196dd" || r.OriginalRcptTo != "" || r.Class != "backscatter" {
 		t.Errorf("report: %+v", r)
 	}
 }

@@ -23,7 +23,7 @@ import (
 // set up at start).
 var reloadable = map[string]bool{
 	"dkim.keyring": true, "dkim.dns_key_domains": true, "dkim.dns_key_server": true,
-	"policy.own_networks": true, "policy.allow": true, "policy.allow_file": true, "policy.allow_documentation": true,
+	"policy.own_networks": true, "policy.allow": true, "policy.allow_file": true, "policy.allow_documentation": true, "policy.list_classes": true,
 	"tls.cert": true, "tls.key": true,
 }
 
@@ -113,7 +113,12 @@ func buildPolicy(cfg *config.Config) (*policy.Policy, error) {
 		return nil, err
 	}
 	allow := append(cfg.Policy.Allow.Netip(), more...)
-	return policy.New(policy.Config{OwnNetworks: cfg.Policy.OwnNetworks.Netip(), Allow: allow, AllowDocumentation: cfg.Policy.AllowDocumentation}), nil
+	classes := make([]string, len(cfg.Policy.ListClasses))
+	for i, c := range cfg.Policy.ListClasses {
+		classes[i] = string(c)
+	}
+	return policy.New(policy.Config{OwnNetworks: cfg.Policy.OwnNetworks.Netip(), Allow: allow, AllowDocumentation: cfg.Policy.AllowDocumentation,
+		ListClasses: classes}), nil
 }
 
 // readAllowFile reads one address or CIDR per line ('#' comments); a

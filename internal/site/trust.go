@@ -3,12 +3,12 @@ package site
 import (
 	"context"
 	"net/netip"
-	"reflect"
 	"strings"
 
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/arf"
 	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/classify"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/received"
 )
@@ -94,13 +94,12 @@ func (s *Site) Why(_ context.Context, ip netip.Addr) (admin.WhyResult, error) {
 }
 
 // reportClass is the report's class. Reports that carry none (every report
-// made before classes) are spam. The field is looked up by name so that
-// this code does not depend on when arf gained it.
+// made before classes) are spam.
 func reportClass(fb *arf.Report) string {
-	if f := reflect.ValueOf(fb).Elem().FieldByName("Class"); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
-		return f.String()
+	if fb.Class != "" {
+		return fb.Class
 	}
-	return "spam"
+	return string(classify.Spam)
 }
 
 // evidence is the Received field of the trapped message that names ip:

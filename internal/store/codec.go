@@ -349,6 +349,11 @@ func encodeItem(it QueueItem) []byte {
 	}
 	e.time(ev.Expires)
 	e.string(ev.By)
+	if ev.Class != "" {
+		// Last and only when set: a spam event, and one queued by an
+		// older dstd, is encoded as before.
+		e.string(ev.Class)
+	}
 	return e.b
 }
 
@@ -370,6 +375,9 @@ func decodeItem(key, v []byte) (QueueItem, error) {
 	it.Event.Listed = d.byte() != 0
 	it.Event.Expires = d.time()
 	it.Event.By = d.string()
+	if d.err == nil && len(d.b) > 0 {
+		it.Event.Class = d.string()
+	}
 	if err := d.done(); err != nil {
 		return QueueItem{}, fmt.Errorf("queue item %d: %w", it.Seq, err)
 	}

@@ -28,6 +28,9 @@ type Report struct {
 	// DNS). Whether this report is on probation also depends on what the
 	// origin has earned (OriginRecord.OnProbation).
 	Probation bool
+	// Class is the report's class (DST-Class) when it is not spam, for
+	// its event (Event.Class); "" is spam.
+	Class string
 }
 
 // IngestParams are the site's policy for one AddReport call.
@@ -225,7 +228,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		// No report record either: it counts for no listing here, so a
 		// cancel of it has nothing to undo (it is only relayed too).
 		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
-			Cause: CauseRelay, Path: r.Path}
+			Cause: CauseRelay, Path: r.Path, Class: r.Class}
 		return Relayed, Listing{}, e.publish(b, ev)
 	}
 	hit := p.Now
@@ -318,7 +321,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		return 0, Listing{}, err
 	}
 
-	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path}
+	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path, Class: r.Class}
 	switch out {
 	case Listed:
 		e.listing(ChangeListed, lst)

@@ -41,6 +41,10 @@ type Event struct {
 	Listed    bool      // EventReport: the address is listed after this report (false: below threshold)
 	Expires   time.Time // EventReport when Listed
 	By        string    // EventDelisted: who ("dstctl", ...)
+	// Class is an EventReport's class (DST-Class) when it is not spam:
+	// "backscatter", "auto-reply", or a name a newer site sent. "" is
+	// spam, as for a report without the field.
+	Class string
 
 	// Cause and Path are for the subscribers (DB.Subscribe) and are not
 	// queued: an event read from a queue has neither.

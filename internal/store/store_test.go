@@ -372,6 +372,7 @@ func TestCodecRoundTrip(t *testing.T) {
 		{Seq: 7, Attempts: 3, NextAttempt: t0, Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<m>", Origin: "o", Listed: true, Expires: t0.Add(time.Hour)}},
 		{Seq: 1, Event: Event{Kind: EventDelisted, IP: netip.MustParseAddr("2001:db8::2"), By: "dstctl"}},
 		{Seq: 1 << 63, Event: Event{Kind: EventExpired}},
+		{Seq: 8, Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<b>", Origin: "o", Class: "backscatter"}},
 	} {
 		got, err := decodeItem(seqKey(it.Seq), encodeItem(it))
 		if err != nil || !reflect.DeepEqual(got, it) {
@@ -444,3 +445,15 @@ func actionWants(ev Event) bool { return ev.Cause == CauseListing }
 
 // dnsWants takes what changes a published listing.
 func dnsWants(ev Event) bool { return ev.Kind != EventReport || ev.Listed }
+
+// A spam event (no class) is encoded exactly as before classes existed, so
+// that queues written by an older dstd read the same and the reverse.
+func TestItemWithoutClassUnchanged(t *testing.T) {
+	ev := Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<m>", Origin: "o"}
+	plain := encodeItem(QueueItem{Event: ev})
+	ev.Class = "backscatter"
+	classed := encodeItem(QueueItem{Event: ev})
+	if want := append(append([]byte{}, plain...), append([]byte{byte(len("backscatter"))}, "backscatter"...)...); string(classed) != string(want) {
+		t.Errorf("a class is not appended at the end: %x, want %x", classed, want)
+	}
+}

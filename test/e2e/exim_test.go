@@ -43,7 +43,13 @@ func TestExim(t *testing.T) {
 			"       message = Client host [$sender_host_address] blocked using $dnslist_domain; $dnslist_text\n",
 	})
 
+	// A bounce to the trap first: stored as backscatter, never listed.
+	l.bounceToTrap(bouncer2, trapMX)
 	listed, refused, refusal := l.trapToRejection(spammer3, blockMX, trapMX)
+	l.bounceNotListed(bouncer2)
+	if err := l.probe(bouncer2, blockMX); err != nil {
+		t.Errorf("site C's Exim refuses the innocent bouncer %s: %v", bouncer2, err)
+	}
 	if !strings.Contains(refusal.Msg, "Listed by DST") {
 		t.Errorf("Exim's refusal does not quote the blocklist's TXT record: %q", refusal.Msg)
 	}

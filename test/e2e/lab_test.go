@@ -32,16 +32,20 @@ import (
 )
 
 const (
-	zone       = "dnsbl.site-c.test"
-	mxA        = "mx.site-a.test"
-	mxAAddr    = "192.0.2.10"
-	eximAAddr  = "192.0.2.11"
-	eximCAddr  = "192.0.2.32"
-	smtpPort   = "2525"
-	spammer1   = "198.51.100.7"
-	spammer2   = "198.51.100.8"
-	spammer3   = "198.51.100.9"
-	innocent   = "203.0.113.9"
+	zone      = "dnsbl.site-c.test"
+	mxA       = "mx.site-a.test"
+	mxAAddr   = "192.0.2.10"
+	eximAAddr = "192.0.2.11"
+	eximCAddr = "192.0.2.32"
+	smtpPort  = "2525"
+	spammer1  = "198.51.100.7"
+	spammer2  = "198.51.100.8"
+	spammer3  = "198.51.100.9"
+	innocent  = "203.0.113.9"
+	// Innocent MTAs that bounce spam which forged a trap as its sender:
+	// one per MTA under test.
+	bouncer1   = "198.51.100.20"
+	bouncer2   = "198.51.100.21"
 	trapRcpt   = "trap@site-a.test"
 	aliceRcpt  = "alice@site-c.test"
 	negTTL     = "1s" // C's SOA minimum: how long a resolver caches "not listed"
@@ -55,6 +59,8 @@ type lab struct {
 	internet  *dsttest.Netns // the clients
 	a, b, c   *dsttest.Dstd
 	dstcSpool string
+	// reportLogA is site A's report log (actions.log.file).
+	reportLogA string
 	// trap runs dstc for the MTAs of site A: its primary group is site
 	// A's nntp.submit_group, as docs/ADMIN.md says.
 	trap        *dsttest.User
@@ -72,7 +78,7 @@ func newLab(t *testing.T) *lab {
 	for _, a := range []string{mxAAddr, eximAAddr, "192.0.2.30", "192.0.2.31", eximCAddr} {
 		l.hosts.IP("addr", "add", a+"/32", "dev", "e0")
 	}
-	for _, a := range []string{spammer1, spammer2, spammer3, innocent} {
+	for _, a := range []string{spammer1, spammer2, spammer3, innocent, bouncer1, bouncer2} {
 		l.internet.IP("addr", "add", a+"/32", "dev", "e0")
 	}
 	// Only the two sides' ranges are routed: nothing has a default route.
@@ -107,7 +113,9 @@ func newLab(t *testing.T) *lab {
 	}
 	l.dstcSpool = filepath.Join(spoolParent, "spool")
 	const policy = "[policy]\nallow_documentation = true\n"
-	l.a.Reconfigure(fmt.Sprintf("spool_dir = %q\n[nntp]\nsubmit_group = %q\n", l.dstcSpool, l.submitGroup) + policy + peer(l.b))
+	l.reportLogA = filepath.Join(t.TempDir(), "reports.log")
+	l.a.Reconfigure(fmt.Sprintf("spool_dir = %q\n[nntp]\nsubmit_group = %q\n", l.dstcSpool, l.submitGroup) + policy +
+		fmt.Sprintf("[actions.log]\nfile = %q\n", l.reportLogA) + peer(l.b))
 	l.b.Reconfigure(policy + peer(l.a) + peer(l.c))
 	l.c.Reconfigure(policy + fmt.Sprintf("[dns]\nzone = %q\nnegative_ttl = %q\n", zone, negTTL) + peer(l.b))
 	for _, s := range sites {
@@ -229,6 +237,88 @@ func ham(to string) dsttest.SMTPMessage {
 			"Message-ID: <%d@mail.example.org>\r\nDate: %s\r\n\r\nNoon?\r\n",
 			to, time.Now().UnixNano(), time.Now().Format(time.RFC1123Z)),
 	}
+}
+
+// bounce is what an innocent MTA sends back when it cannot deliver spam
+// that forged the trap as its sender: a delivery status notification
+// (RFC 3464) with the null envelope sender (RFC 5321 §4.5.5).
+func bounce(to string) dsttest.SMTPMessage {
+	id := time.Now().UnixNano()
+	return dsttest.SMTPMessage{
+		Helo: "mail.victim.example",
+		From: "", // MAIL FROM:<>
+		To:   to,
+		Data: fmt.Sprintf("From: Mail Delivery System <MAILER-DAEMON@mail.victim.example>\r\nTo: <%[1]s>\r\n"+
+			"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: <%[2]d@mail.victim.example>\r\nDate: %[3]s\r\n"+
+			"Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"+
+			"Content-Type: multipart/report; report-type=delivery-status; boundary=\"b%[2]d\"\r\n\r\n"+
+			"--b%[2]d\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"+
+			"--b%[2]d\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mail.victim.example\r\n\r\n"+
+			"Final-Recipient: rfc822; nobody@victim.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"+
+			"--b%[2]d\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: <%[1]s>\r\nSubject: Cheap watches\r\n"+
+			"--b%[2]d--\r\n", to, id, time.Now().Format(time.RFC1123Z)),
+	}
+}
+
+// bounceToTrap sends a bounce from bouncer to the trap at site A's MX
+// and waits until site A has stored its report as backscatter: its report
+// log says so, with listed=no.
+func (l *lab) bounceToTrap(bouncer, trapServer string) {
+	t := l.t
+	t.Helper()
+	if err := l.smtp(bouncer, trapServer, bounce(trapRcpt)); err != nil {
+		t.Fatalf("site A's MX refused the bounce: %v", err)
+	}
+	dsttest.WaitFor(t, 30*time.Second, "site A's report log to show the bounce from "+bouncer+" as backscatter", func() bool {
+		b, _ := os.ReadFile(l.reportLogA)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, " report ip="+bouncer+" ") {
+				if !strings.Contains(line, " listed=no ") || !strings.HasSuffix(line, " class=backscatter") {
+					t.Fatalf("site A's report log: %q, want listed=no and class=backscatter", line)
+				}
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// bounceNotListed checks, once a later spam report from A has been listed
+// at C, that C has the bounce's report (it was relayed, since each site
+// applies its own policy.list_classes) and that neither A nor C lists the
+// bouncer.
+func (l *lab) bounceNotListed(bouncer string) {
+	t := l.t
+	t.Helper()
+	// Feeds keep their order, so the bounce's report, sent before the
+	// spam's, is at C by now; wait for C's log to be written all the same.
+	dsttest.WaitFor(t, 10*time.Second, "site C to store the bounce's report without listing it", func() bool {
+		for _, line := range strings.Split(l.c.Log(), "\n") {
+			if strings.Contains(line, "not listed here: policy.list_classes leaves out its class") &&
+				strings.Contains(line, " ip="+bouncer+" ") && strings.Contains(line, " class=backscatter") {
+				return true
+			}
+		}
+		return false
+	})
+	for _, s := range []*dsttest.Dstd{l.a, l.c} {
+		if out, code := s.Ctl("lookup", bouncer); code != 1 {
+			t.Errorf("dstctl lookup %s at %s: exit %d, want 1 (not listed): a bounce listed its innocent sender\n%s", bouncer, s.Site, code, out)
+		}
+	}
+	if m := l.c.Metrics(); !strings.Contains(m, `dst_reports_unlisted_total{class="backscatter"} 1`) {
+		t.Errorf("site C's metrics do not count the bounce as unlisted backscatter:\n%s", grepLines(m, "dst_reports_"))
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // probe is a spammer's RCPT TO at server: nil when accepted, the refusal

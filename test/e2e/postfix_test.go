@@ -68,7 +68,13 @@ func TestPostfix(t *testing.T) {
 
 	t.Run("reject_rbl_client", func(t *testing.T) {
 		l.t = t
+		// A bounce to the trap first: stored as backscatter, never listed.
+		l.bounceToTrap(bouncer1, trapMX)
 		listed, refused, refusal := l.trapToRejection(spammer1, smtpdMX, trapMX)
+		l.bounceNotListed(bouncer1)
+		if err := l.probe(bouncer1, smtpdMX); err != nil {
+			t.Errorf("site C's Postfix refuses the innocent bouncer %s: %v", bouncer1, err)
+		}
 		if !strings.Contains(refusal.Msg, "Listed by DST") {
 			t.Errorf("smtpd's refusal does not quote the blocklist's TXT record: %q", refusal.Msg)
 		}

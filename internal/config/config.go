@@ -46,6 +46,9 @@ type DNS struct {
 	Zone          string    `toml:"zone"`           // e.g. "bl.example.net"
 	Listen        HostPorts `toml:"listen"`         // UDP and TCP; empty: no embedded server
 	A             Addr      `toml:"a"`              // answer for listed addresses
+	// Graded answers 127.0.0.2 (one reporter) up to 127.0.0.9 (eight or
+	// more) instead of A, in every export; A must stay 127.0.0.2.
+	Graded bool `toml:"graded"`
 	TXT           string    `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
 	TTL           Duration  `toml:"ttl"`            // of answers
 	NegativeTTL   Duration  `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
@@ -147,6 +150,9 @@ type Policy struct {
 	AllowDocumentation bool     `toml:"allow_documentation"`
 	Threshold          int      `toml:"threshold"`
 	Window             Duration `toml:"window"`
+	// Simulate computes and logs listings ("would list") but publishes
+	// none: no DNS answer, no DNS UPDATE, no rbldnsd entry.
+	Simulate bool `toml:"simulate"`
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.
@@ -403,6 +409,10 @@ func (c *Config) Validate() error {
 	}
 	if a := c.DNS.A.Addr; !a.Is4() || !a.IsLoopback() {
 		bad("dns.a %q: want an address in 127.0.0.0/8 (RFC 5782 §2.1)", c.DNS.A)
+	} else if c.DNS.Graded && a != netip.AddrFrom4([4]byte{127, 0, 0, 2}) {
+		// Graded answers use 127.0.0.2..9 themselves; another base
+		// would collide with them or shift what MTAs weight.
+		bad("dns.graded answers 127.0.0.2 to 127.0.0.9 by corroboration: remove dns.a (or set it to 127.0.0.2), or set dns.graded = false")
 	}
 	if (c.DNS.TransferKeyName == "") != (c.DNS.TransferKeySecret == "") {
 		bad("dns.transfer_key_name and transfer_key_secret go together")

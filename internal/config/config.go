@@ -43,18 +43,18 @@ type Config struct {
 // DNS is the blocklist: the embedded server, DNS UPDATE into another
 // server, and the rbldnsd export.
 type DNS struct {
-	Zone          string    `toml:"zone"`           // e.g. "bl.example.net"
-	Listen        HostPorts `toml:"listen"`         // UDP and TCP; empty: no embedded server
-	A             Addr      `toml:"a"`              // answer for listed addresses
+	Zone   string    `toml:"zone"`   // e.g. "bl.example.net"
+	Listen HostPorts `toml:"listen"` // UDP and TCP; empty: no embedded server
+	A      Addr      `toml:"a"`      // answer for listed addresses
 	// Graded answers 127.0.0.2 (one reporter) up to 127.0.0.9 (eight or
 	// more) instead of A, in every export; A must stay 127.0.0.2.
-	Graded bool `toml:"graded"`
-	TXT           string    `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
-	TTL           Duration  `toml:"ttl"`            // of answers
-	NegativeTTL   Duration  `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
-	NS            []string  `toml:"ns"`             // NS names at the apex; default ns.<zone>
-	Mbox          string    `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
-	AllowTransfer Prefixes  `toml:"allow_transfer"` // addresses that may AXFR/IXFR
+	Graded        bool     `toml:"graded"`
+	TXT           string   `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
+	TTL           Duration `toml:"ttl"`            // of answers
+	NegativeTTL   Duration `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
+	NS            []string `toml:"ns"`             // NS names at the apex; default ns.<zone>
+	Mbox          string   `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
+	AllowTransfer Prefixes `toml:"allow_transfer"` // addresses that may AXFR/IXFR
 	// The TSIG key transfers must be signed with (then allow_transfer
 	// may be empty); NOTIFY is signed with it too.
 	TransferKeyName      string    `toml:"transfer_key_name"`

@@ -43,18 +43,16 @@ type Config struct {
 // DNS is the blocklist: the embedded server, DNS UPDATE into another
 // server, and the rbldnsd export.
 type DNS struct {
-	Zone   string    `toml:"zone"`   // e.g. "bl.example.net"
-	Listen HostPorts `toml:"listen"` // UDP and TCP; empty: no embedded server
-	A      Addr      `toml:"a"`      // answer for listed addresses
-	// Graded answers 127.0.0.2 (one reporter) up to 127.0.0.9 (eight or
-	// more) instead of A, in every export; A must stay 127.0.0.2.
-	Graded        bool     `toml:"graded"`
-	TXT           string   `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
-	TTL           Duration `toml:"ttl"`            // of answers
-	NegativeTTL   Duration `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
-	NS            []string `toml:"ns"`             // NS names at the apex; default ns.<zone>
-	Mbox          string   `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
-	AllowTransfer Prefixes `toml:"allow_transfer"` // addresses that may AXFR/IXFR
+	Zone          string    `toml:"zone"`           // e.g. "bl.example.net"
+	Listen        HostPorts `toml:"listen"`         // UDP and TCP; empty: no embedded server
+	A             Addr      `toml:"a"`              // answer for listed addresses
+	Graded        bool      `toml:"graded"`         // answer 127.0.0.2..9 by corroboration instead of A (then 127.0.0.2)
+	TXT           string    `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
+	TTL           Duration  `toml:"ttl"`            // of answers
+	NegativeTTL   Duration  `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
+	NS            []string  `toml:"ns"`             // NS names at the apex; default ns.<zone>
+	Mbox          string    `toml:"mbox"`           // SOA RNAME; default hostmaster.<zone>
+	AllowTransfer Prefixes  `toml:"allow_transfer"` // addresses that may AXFR/IXFR
 	// The TSIG key transfers must be signed with (then allow_transfer
 	// may be empty); NOTIFY is signed with it too.
 	TransferKeyName      string    `toml:"transfer_key_name"`
@@ -150,9 +148,7 @@ type Policy struct {
 	AllowDocumentation bool     `toml:"allow_documentation"`
 	Threshold          int      `toml:"threshold"`
 	Window             Duration `toml:"window"`
-	// Simulate computes and logs listings ("would list") but publishes
-	// none: no DNS answer, no DNS UPDATE, no rbldnsd entry.
-	Simulate bool `toml:"simulate"`
+	Simulate           bool     `toml:"simulate"` // compute and log listings ("would list"), publish none
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.

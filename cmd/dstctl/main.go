@@ -268,7 +268,12 @@ func (c *cli) lookup(ctx context.Context, args []string) int {
 		fmt.Fprintf(c.stdout, "%s is not listed\n", ip)
 		return exitFail
 	}
-	fmt.Fprintf(c.stdout, "%s is listed\n", l.IP)
+	if l.Simulated {
+		// Exit 0 all the same: the listing exists, only unpublished.
+		fmt.Fprintf(c.stdout, "%s would be listed (policy.simulate: not published in DNS)\n", l.IP)
+	} else {
+		fmt.Fprintf(c.stdout, "%s is listed\n", l.IP)
+	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
 	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, v) }
 	row("since", fmtTime(l.FirstSeen))

@@ -48,7 +48,9 @@
 // a value that contains a space, a double quote, a control character or
 // non-ASCII text, or that is "-" itself, is written as a Go/C style quoted
 // string ("..."), as in logfmt, so one line is always one event and a value
-// never runs into the next field. On SIGHUP dstd reopens
+// never runs into the next field. In simulation (policy.simulate) a report
+// that would list says listed=simulated instead of listed=yes, with the
+// expiry the listing would have. On SIGHUP dstd reopens
 // the file, for logrotate: rotate with "create" or by moving the file, not
 // with copytruncate.
 //
@@ -76,7 +78,8 @@
 //     DST_ORIGIN (the site that made the report, e.g. site-a.example),
 //     DST_MESSAGE_ID (the report's Message-ID, with its angle brackets),
 //     DST_LISTED (yes or no: listed after this report, or still below the
-//     number of origins the policy requires),
+//     number of origins the policy requires; simulated when it would be
+//     listed but policy.simulate publishes nothing),
 //     DST_EXPIRES (RFC 3339 UTC time the listing ends, empty when
 //     DST_LISTED=no).
 //   - working directory: dstd's; stdout is discarded.

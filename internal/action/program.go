@@ -55,6 +55,10 @@ type ProgramConfig struct {
 	Store ArticleSource
 	// Log receives warnings about reports whose message cannot be found.
 	Log *slog.Logger
+	// Simulate (policy.simulate) says DST_LISTED=simulated instead of yes:
+	// the listing is computed but not published, and a program that
+	// enforces (a firewall) must not act on it.
+	Simulate bool
 }
 
 // Program is the "program" action; its contract with the program is in the
@@ -195,7 +199,7 @@ func (p *Program) environ(ev store.Event) []string {
 	env = append(env, p.c.Env...)
 	listed, expires := "no", ""
 	if ev.Listed {
-		listed, expires = "yes", ev.Expires.UTC().Format(time.RFC3339)
+		listed, expires = listedYes(p.c.Simulate), ev.Expires.UTC().Format(time.RFC3339)
 	}
 	ip := ""
 	if ev.IP.IsValid() {

@@ -20,6 +20,9 @@ const ReportLogName = "log"
 // format is in the package documentation). It is safe for concurrent use.
 type ReportLog struct {
 	path string
+	// Simulate (policy.simulate) writes listed=simulated instead of
+	// listed=yes. Set it before the action runs.
+	Simulate bool
 
 	mu sync.Mutex
 	f  *os.File
@@ -64,7 +67,7 @@ func (l *ReportLog) Wants(ev store.Event) bool {
 // returns, because the runner then removes the event from its queue and
 // nothing else would remember it.
 func (l *ReportLog) Do(_ context.Context, ev store.Event) error {
-	line := FormatLine(ev)
+	line := formatLine(ev, l.Simulate)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
@@ -123,7 +126,20 @@ func (l *ReportLog) Close() error {
 }
 
 // FormatLine returns the report log line for ev, newline included.
-func FormatLine(ev store.Event) string {
+func FormatLine(ev store.Event) string { return formatLine(ev, false) }
+
+// listedYes is the listed= (DST_LISTED) value of a report that lists:
+// "simulated" when the site publishes nothing (policy.simulate), so that
+// whatever reads it tells a listing that would be from one that is.
+func listedYes(simulate bool) string {
+	if simulate {
+		return "simulated"
+	}
+	return "yes"
+}
+
+// formatLine is FormatLine, in simulation if simulate.
+func formatLine(ev store.Event, simulate bool) string {
 	var b strings.Builder
 	b.WriteString(ev.Time.UTC().Format(time.RFC3339))
 	b.WriteByte(' ')
@@ -144,7 +160,7 @@ func FormatLine(ev store.Event) string {
 		field("origin", ev.Origin)
 		field("id", ev.MessageID)
 		if ev.Listed {
-			field("listed", "yes")
+			field("listed", listedYes(simulate))
 			field("expires", ev.Expires.UTC().Format(time.RFC3339))
 		} else {
 			field("listed", "no")

@@ -131,7 +131,14 @@ type Listing struct {
 	Hits          int        `json:"hits"`
 	Origins       []string   `json:"origins"`
 	LastMessageID string     `json:"last_message_id"`
+	// Simulated: the site runs with policy.simulate, so this listing is
+	// computed but not published ("would list").
+	Simulated bool `json:"simulated,omitempty"`
 }
+
+// Simulating is implemented by a Backend that may run in simulation
+// (policy.simulate); its listings are then shown as simulated.
+type Simulating interface{ Simulating() bool }
 
 // FromStore converts a store listing for the API.
 func FromStore(l store.Listing) Listing {

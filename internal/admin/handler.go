@@ -167,7 +167,16 @@ func (h *handler) lookup(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s is not listed", ip))
 		return
 	}
-	writeJSON(w, http.StatusOK, FromStore(l))
+	writeJSON(w, http.StatusOK, h.fromStore(l))
+}
+
+// fromStore is FromStore, marked simulated when the backend simulates.
+func (h *handler) fromStore(l store.Listing) Listing {
+	out := FromStore(l)
+	if s, ok := h.b.(Simulating); ok && s.Simulating() {
+		out.Simulated = true
+	}
+	return out
 }
 
 // listings streams one JSON object per line straight from the store, so
@@ -182,7 +191,7 @@ func (h *handler) listings(w http.ResponseWriter, r *http.Request) {
 	enc := json.NewEncoder(w)
 	var writeErr error
 	err := h.b.List(r.Context(), func(l store.Listing) error {
-		if err := enc.Encode(FromStore(l)); err != nil {
+		if err := enc.Encode(h.fromStore(l)); err != nil {
 			writeErr = err
 			return fmt.Errorf("sending listings: %w", err)
 		}

@@ -46,6 +46,7 @@ type DNS struct {
 	Zone          string    `toml:"zone"`           // e.g. "bl.example.net"
 	Listen        HostPorts `toml:"listen"`         // UDP and TCP; empty: no embedded server
 	A             Addr      `toml:"a"`              // answer for listed addresses
+	Graded        bool      `toml:"graded"`         // answer 127.0.0.2..9 by corroboration instead of A (then 127.0.0.2)
 	TXT           string    `toml:"txt"`            // template: {ip} {origins} {hits} {expires} {first_seen}
 	TTL           Duration  `toml:"ttl"`            // of answers
 	NegativeTTL   Duration  `toml:"negative_ttl"`   // SOA minimum: how long NXDOMAIN is cached
@@ -157,6 +158,7 @@ type Policy struct {
 	// address here; reports of the others are stored, counted and
 	// relayed, not listed.
 	ListClasses []ReportClass `toml:"list_classes"`
+	Simulate    bool          `toml:"simulate"` // compute and log listings ("would list"), publish none
 }
 
 // Admin is the local endpoint of dstctl and Prometheus.
@@ -418,6 +420,10 @@ func (c *Config) Validate() error {
 	}
 	if a := c.DNS.A.Addr; !a.Is4() || !a.IsLoopback() {
 		bad("dns.a %q: want an address in 127.0.0.0/8 (RFC 5782 §2.1)", c.DNS.A)
+	} else if c.DNS.Graded && a != netip.AddrFrom4([4]byte{127, 0, 0, 2}) {
+		// Graded answers use 127.0.0.2..9 themselves; another base
+		// would collide with them or shift what MTAs weight.
+		bad("dns.graded answers 127.0.0.2 to 127.0.0.9 by corroboration: remove dns.a (or set it to 127.0.0.2), or set dns.graded = false")
 	}
 	if (c.DNS.TransferKeyName == "") != (c.DNS.TransferKeySecret == "") {
 		bad("dns.transfer_key_name and transfer_key_secret go together")

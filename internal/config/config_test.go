@@ -75,6 +75,7 @@ name = "a"`, `peer "a" is configured twice`},
 level = "loud"`, "log.level"},
 		// The rules that span keys, and the ranges, are Validate's.
 		{"[dns]\na = \"192.0.2.1\"", `dns.a "192.0.2.1": want an address in 127.0.0.0/8`},
+		{"[dns]\na = \"127.0.0.3\"\ngraded = true", "dns.graded answers 127.0.0.2 to 127.0.0.9"},
 		{"[tls]\ncert = \"/c.pem\"", "tls.cert and tls.key go together"},
 		{"[tls]\nlisten = [\"127.0.0.1:563\"]", "tls.listen needs tls.cert and tls.key"},
 		{"[dns.update]\nserver = \"127.0.0.1:53\"", "dns.update needs key_name and secret"},

@@ -18,10 +18,15 @@ import (
 // RFC 3339 seconds) between 1970 and 2106, and Hits between 0 and 2^32-1:
 // Get returns the values clamped and truncated that way, and a zero time
 // stays zero. The Origins slice Get returns is shared: do not modify it.
+//
+// Corroboration is how many independent reporters stand behind the
+// listing; a server with Config.Graded answers it in the A record
+// (dnsutil.GradedA). The index keeps it between 0 and 255.
 type Entry struct {
 	Expires, FirstSeen time.Time
 	Hits               int
 	Origins            []string
+	Corroboration      int
 }
 
 // packed is the form the index stores an Entry in: 16 bytes without
@@ -30,7 +35,7 @@ type Entry struct {
 type packed struct {
 	expires, first uint32 // Unix seconds; 0 is the zero time.Time
 	hits           uint32
-	origins        uint32 // index into Index.sets
+	origins        uint32 // index into Index.sets: the origins and the corroboration
 }
 
 // packTime stores t as Unix seconds. 0 is kept for the zero time; other times
@@ -49,15 +54,20 @@ func unpackTime(s uint32) time.Time {
 	return time.Unix(int64(s), 0).UTC()
 }
 
-// unpack rebuilds the Entry; origins is the interned set p.origins names.
-func (p packed) unpack(origins []string) Entry {
-	return Entry{Expires: unpackTime(p.expires), FirstSeen: unpackTime(p.first), Hits: int(p.hits), Origins: origins}
+// unpack rebuilds the Entry; set is the interned set p.origins names.
+func (p packed) unpack(set originSet) Entry {
+	return Entry{Expires: unpackTime(p.expires), FirstSeen: unpackTime(p.first), Hits: int(p.hits),
+		Origins: set.origins, Corroboration: int(set.corr)}
 }
 
-// originSet is one distinct Origins list, shared by every listing that has
-// it (in practice a handful of sets cover almost all listings).
+// originSet is one distinct Origins list with its corroboration, shared by
+// every listing that has it (in practice a handful of sets cover almost
+// all listings). The corroboration lives here rather than in packed: it
+// follows from the origins (and the keyring), so it costs no memory per
+// listing.
 type originSet struct {
 	origins []string // never modified once interned: Get hands it out
+	corr    uint8    // Entry.Corroboration
 	refs    int      // listings in the maps that use it
 }
 
@@ -68,9 +78,9 @@ const defaultJournalSize = 10000
 
 // jentry is one side of a journal record; ok is false for "absent".
 type jentry struct {
-	ok      bool
-	e       packed
-	origins []string // the set e.origins named at the time (sets are reused)
+	ok  bool
+	e   packed
+	set originSet // the set e.origins named at the time (sets are reused)
 }
 
 // entry returns the Entry, or nil when absent.
@@ -78,7 +88,7 @@ func (j *jentry) entry() *Entry {
 	if !j.ok {
 		return nil
 	}
-	e := j.e.unpack(j.origins)
+	e := j.e.unpack(j.set)
 	return &e
 }
 
@@ -195,9 +205,10 @@ func (x *Index) put(ip netip.Addr, p packed) {
 	}
 }
 
-// setKey encodes origins unambiguously (length-prefixed) into x.keyBuf.
-func (x *Index) setKey(origins []string) []byte {
-	b := x.keyBuf[:0]
+// setKey encodes corr and origins unambiguously (length-prefixed) into
+// x.keyBuf.
+func (x *Index) setKey(corr uint8, origins []string) []byte {
+	b := append(x.keyBuf[:0], corr)
 	for _, o := range origins {
 		b = binary.AppendUvarint(b, uint64(len(o)))
 		b = append(b, o...)
@@ -206,19 +217,19 @@ func (x *Index) setKey(origins []string) []byte {
 	return b
 }
 
-// intern returns the ID of the set equal to origins, creating it (with its
-// own copy of the strings) if needed, and takes a reference. Caller holds
-// wmu and mu.Lock.
-func (x *Index) intern(origins []string) uint32 {
-	if len(origins) == 0 {
+// intern returns the ID of the set equal to (corr, origins), creating it
+// (with its own copy of the strings) if needed, and takes a reference.
+// Caller holds wmu and mu.Lock.
+func (x *Index) intern(corr uint8, origins []string) uint32 {
+	if len(origins) == 0 && corr == 0 {
 		return 0
 	}
-	k := x.setKey(origins)
+	k := x.setKey(corr, origins)
 	if id, ok := x.setIDs[string(k)]; ok { // no allocation for the lookup
 		x.sets[id].refs++
 		return id
 	}
-	s := originSet{origins: slices.Clone(origins), refs: 1}
+	s := originSet{origins: slices.Clone(origins), corr: corr, refs: 1}
 	var id uint32
 	if n := len(x.freeSets); n > 0 {
 		id = x.freeSets[n-1]
@@ -242,7 +253,7 @@ func (x *Index) release(id uint32) {
 	if s.refs--; s.refs > 0 {
 		return
 	}
-	delete(x.setIDs, string(x.setKey(s.origins)))
+	delete(x.setIDs, string(x.setKey(s.corr, s.origins)))
 	*s = originSet{}
 	x.freeSets = append(x.freeSets, id)
 }
@@ -261,10 +272,10 @@ func (x *Index) Set(ip netip.Addr, e Entry) {
 	old, had := x.get(ip)
 	x.mu.Lock()
 	// Intern before releasing the old set so an unchanged set is kept.
-	p.origins = x.intern(e.Origins)
-	c := change{ip: ip, new: jentry{ok: true, e: p, origins: x.sets[p.origins].origins}}
+	p.origins = x.intern(uint8(min(max(e.Corroboration, 0), math.MaxUint8)), e.Origins)
+	c := change{ip: ip, new: jentry{ok: true, e: p, set: x.sets[p.origins]}}
 	if had {
-		c.old = jentry{ok: true, e: old, origins: x.sets[old.origins].origins}
+		c.old = jentry{ok: true, e: old, set: x.sets[old.origins]}
 		x.release(old.origins)
 	}
 	x.put(ip, p)
@@ -306,7 +317,7 @@ func (x *Index) Remove(ip netip.Addr) {
 		delete(x.m6, ip.As16())
 	}
 	x.countENT(ip, -1, last24)
-	x.bump(change{ip: ip, old: jentry{ok: true, e: old, origins: x.sets[old.origins].origins}})
+	x.bump(change{ip: ip, old: jentry{ok: true, e: old, set: x.sets[old.origins]}})
 	x.release(old.origins)
 	x.mu.Unlock()
 }
@@ -402,7 +413,7 @@ func (x *Index) Get(ip netip.Addr) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	return p.unpack(x.sets[p.origins].origins), true
+	return p.unpack(x.sets[p.origins]), true
 }
 
 // hasBelow4 reports whether a listing exists under the first n (1..3) octets
@@ -444,7 +455,7 @@ func (x *Index) hasBelow6(p netip.Prefix) bool {
 // snapshot returns a consistent copy of all listings, the origin sets
 // their e.origins index (a copy, as set IDs are reused later) and the
 // serial.
-func (x *Index) snapshot() (uint32, []listing, [][]string) {
+func (x *Index) snapshot() (uint32, []listing, []originSet) {
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
 	x.mu.RLock()
@@ -458,10 +469,7 @@ func (x *Index) snapshot() (uint32, []listing, [][]string) {
 	for a, p := range x.m6 {
 		out = append(out, listing{netip.AddrFrom16(a), p})
 	}
-	sets := make([][]string, len(x.sets))
-	for i := range x.sets {
-		sets[i] = x.sets[i].origins
-	}
+	sets := slices.Clone(x.sets)
 	return x.serial, out, sets
 }
 

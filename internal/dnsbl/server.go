@@ -24,6 +24,12 @@ type Config struct {
 	// A is the address returned for listed names, RFC 5782 §2.1 (127.0.0.2
 	// when zero).
 	A netip.Addr
+	// Graded makes the A record say how many independent reporters stand
+	// behind a listing (Entry.Corroboration): 127.0.0.2 for one, up to
+	// 127.0.0.9 for eight or more (dnsutil.GradedA), so that MTAs can
+	// weight the answers. A must then be 127.0.0.2 (or zero). The test
+	// points do not change: 127.0.0.2 answers 127.0.0.2.
+	Graded bool
 	// TXT is a template with {ip} {origins} {hits} {expires} {first_seen}.
 	TXT              string
 	TTL, NegativeTTL time.Duration
@@ -124,6 +130,9 @@ func New(c Config, x *Index) (*Server, error) {
 	if !c.A.Is4() || c.A.As4()[0] != 127 {
 		return nil, fmt.Errorf("dnsbl: A %v must be in 127.0.0.0/8 (RFC 5782 §2.1)", c.A)
 	}
+	if c.Graded && c.A != test4Yes {
+		return nil, fmt.Errorf("dnsbl: graded answers are 127.0.0.2 to 127.0.0.9; A %v cannot be used with them (leave dns.a at 127.0.0.2)", c.A)
+	}
 	if c.TXT == "" {
 		c.TXT = defaultTXT
 	}
@@ -198,11 +207,17 @@ func (s *Server) nsRRs(name string) []dns.RR {
 
 // listingRRs returns the A and TXT records for one listed name.
 func (s *Server) listingRRs(name string, ip netip.Addr, e *Entry) (a, txt dns.RR) {
-	return s.aRR(name), s.txtRR(name, ip, e)
+	return s.aRR(name, e), s.txtRR(name, ip, e)
 }
 
-func (s *Server) aRR(name string) dns.RR {
-	return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.ttl}, A: s.c.A.AsSlice()}
+// aRR is the A record of a listed name; e is its entry (nil: a test point,
+// which always answers A).
+func (s *Server) aRR(name string, e *Entry) dns.RR {
+	a := s.c.A
+	if s.c.Graded && e != nil {
+		a = dnsutil.GradedA(e.Corroboration)
+	}
+	return &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: s.ttl}, A: a.AsSlice()}
 }
 
 // txtRR fills the template for e (nil: a test point).
@@ -416,11 +431,11 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	case nameListed:
 		switch q.Qtype {
 		case dns.TypeA:
-			m.Answer = []dns.RR{s.aRR(q.Name)}
+			m.Answer = []dns.RR{s.aRR(q.Name, e)}
 		case dns.TypeTXT:
 			m.Answer = []dns.RR{s.txtRR(q.Name, ip, e)}
 		case dns.TypeANY:
-			m.Answer = []dns.RR{s.aRR(q.Name), s.txtRR(q.Name, ip, e)}
+			m.Answer = []dns.RR{s.aRR(q.Name, e), s.txtRR(q.Name, ip, e)}
 		}
 	case nameNX:
 		m.Rcode = dns.RcodeNameError

@@ -66,6 +66,12 @@ type Config struct {
 	// A is the address each listed name answers (RFC 5782 §2.1); default
 	// 127.0.0.2.
 	A netip.Addr
+	// Answer, if set, gives the A record of one listing instead of A
+	// (graded answers, dnsutil.GradedA). Like TXT it is asked again for
+	// every UPDATE and resync, so a listing whose grade changed is
+	// rewritten by the event that changed it, and repaired by Resync.
+	// It must return an IPv4 address in 127.0.0.0/8.
+	Answer func(ip netip.Addr, ev store.Event) netip.Addr
 	// TXT returns the TXT text for a listing; default: "Listed by DST
 	// until <expiry>". The text is published byte for byte (backslashes
 	// and quotes included); texts longer than 255 bytes are split into
@@ -73,6 +79,11 @@ type Config struct {
 	TXT func(ip netip.Addr, ev store.Event) string
 	// TTL of the A and TXT records; default 5 minutes.
 	TTL time.Duration
+	// Simulate publishes nothing (policy.simulate): Wants takes no event
+	// and Resync wants no listing, so it removes the records an earlier
+	// run published. Turning it off again and resynchronising (dstd does
+	// at start) publishes every current listing.
+	Simulate bool
 
 	Log *slog.Logger // nil: discard
 
@@ -210,8 +221,11 @@ func (u *Updater) failed(err error) error {
 }
 
 // wants says whether ev changes DNS: a report that leaves the address
-// below the listing threshold does not.
-func wants(ev store.Event) bool {
+// below the listing threshold does not, and in simulation nothing does.
+func (u *Updater) wants(ev store.Event) bool {
+	if u.c.Simulate {
+		return false
+	}
 	switch ev.Kind {
 	case store.EventReport:
 		return ev.Listed
@@ -227,7 +241,11 @@ func (u *Updater) records(ip netip.Addr, ev store.Event) (*dns.A, *dns.TXT) {
 	// being published under its nibble name, where no client looks.
 	name := dnsutil.ReverseName(ip.Unmap(), u.zone)
 	ttl := uint32(u.c.TTL / time.Second)
-	a := &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: u.c.A.AsSlice()}
+	addr := u.c.A
+	if u.c.Answer != nil {
+		addr = u.c.Answer(ip, ev)
+	}
+	a := &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl}, A: addr.AsSlice()}
 	t := &dns.TXT{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: ttl}, Txt: dnsutil.TXT(u.c.TXT(ip, ev))}
 	return a, t
 }
@@ -392,7 +410,7 @@ func (u *Updater) Name() string { return QueueName }
 // Wants takes the events that change what is published: a listing (a
 // report that leaves the address listed, or a cancel's update of it), an
 // expiry, a delisting. A report below the threshold does not.
-func (u *Updater) Wants(ev store.Event) bool { return wants(ev) }
+func (u *Updater) Wants(ev store.Event) bool { return u.wants(ev) }
 
 // BatchSize is how many events one UPDATE carries (action.BatchAction).
 func (u *Updater) BatchSize() int { return u.c.BatchSize }
@@ -411,7 +429,7 @@ func (u *Updater) Do(ctx context.Context, ev store.Event) error {
 func (u *Updater) DoBatch(ctx context.Context, evs []store.Event) error {
 	var chs []change
 	for _, ev := range evs {
-		if wants(ev) {
+		if u.wants(ev) {
 			chs = append(chs, change{ip: ev.IP, del: ev.Kind != store.EventReport, ev: ev})
 		}
 	}

@@ -79,3 +79,12 @@ func FuzzReverseName(f *testing.F) {
 		}
 	})
 }
+
+func TestGradedA(t *testing.T) {
+	for n, want := range map[int]string{-3: "127.0.0.2", 0: "127.0.0.2", 1: "127.0.0.2", 2: "127.0.0.3",
+		5: "127.0.0.6", 8: "127.0.0.9", 9: "127.0.0.9", 32: "127.0.0.9", 1 << 40: "127.0.0.9"} {
+		if got := GradedA(n); got.String() != want {
+			t.Errorf("GradedA(%d) = %s, want %s", n, got, want)
+		}
+	}
+}

@@ -31,6 +31,9 @@ type Listing struct {
 	FirstSeen time.Time
 	Hits      int
 	Origins   []string
+	// A is this listing's own A record (graded answers); the exporter's
+	// when zero or not an address in 127.0.0.0/8.
+	A netip.Addr
 }
 
 // Exporter writes the listing to the rbldnsd data files.
@@ -142,7 +145,11 @@ func (e *Exporter) Write(each func(fn func(Listing) error) error) error {
 		}
 		// After Unmap, only IPv4 addresses print in dotted form; the
 		// IPv6 ones print in the hex form that ip6trie parses as a /128.
-		_, err := fmt.Fprintf(f.w, "%s :%s:%s\n", ip, e.a, escapeTXT(e.txt(l)))
+		a := e.a
+		if l.A.Is4() && l.A.IsLoopback() {
+			a = l.A
+		}
+		_, err := fmt.Fprintf(f.w, "%s :%s:%s\n", ip, a, escapeTXT(e.txt(l)))
 		return err
 	})
 	if err != nil {

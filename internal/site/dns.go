@@ -12,6 +12,7 @@ import (
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dnsbl"
 	"github.com/dst-traps/dst/internal/dnsupdate"
+	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/rbldnsd"
 	"github.com/dst-traps/dst/internal/store"
 )
@@ -34,13 +35,54 @@ func txtFor(tmpl dnsbl.TXTTemplate, ip netip.Addr, origins []string, hits int, e
 	return tmpl.Render(ip, dnsbl.Entry{Expires: expires, FirstSeen: first, Hits: hits, Origins: origins})
 }
 
+// corroboration is how many independent reporters stand behind l, which
+// graded answers (dns.graded) publish: distinct operators, as the keyring
+// names them (a site without operator= is its own), so that one operator's
+// several sites count once, as they do for policy.threshold.
+func (s *Site) corroboration(l store.Listing) int {
+	snap := s.snap.Load()
+	if snap == nil || snap.kr == nil {
+		return len(l.Origins)
+	}
+	ops := make(map[string]struct{}, len(l.Origins))
+	for _, o := range l.Origins {
+		ops[snap.kr.Operator(o)] = struct{}{}
+	}
+	return len(ops)
+}
+
+// simulating says whether listings are computed but not published
+// (policy.simulate): no DNS answer, no DNS UPDATE, no rbldnsd entry.
+// Reports are still stored and relayed (relaying passes evidence on; it
+// publishes nothing), and the report log and dstctl say "would list".
+func (s *Site) simulating() bool { return s.cfg.Policy.Simulate }
+
+// Simulating tells the admin API to show listings as simulated.
+func (s *Site) Simulating() bool { return s.simulating() }
+
+// entryFor is l as the embedded server's index keeps it.
+func (s *Site) entryFor(l store.Listing) dnsbl.Entry {
+	return dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins, Corroboration: s.corroboration(l)}
+}
+
+// answerFor is the A record DNS UPDATE and the rbldnsd export publish for
+// l: graded by its corroboration with dns.graded, else dns.a.
+func (s *Site) answerFor(l store.Listing) netip.Addr {
+	if s.cfg.DNS.Graded {
+		return dnsutil.GradedA(s.corroboration(l))
+	}
+	return s.cfg.DNS.A.Addr
+}
+
 // buildDNS loads every listing into the index and sets up the server,
 // the updater and the exporter the configuration asks for.
 func (s *Site) buildDNS() error {
 	c := s.cfg.DNS
 	p := &dnsParts{index: dnsbl.NewIndex(), changed: make(chan struct{}, 1)}
-	if err := s.db.ForEachListing(func(l store.Listing) error {
-		p.index.Set(l.IP, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+	if s.simulating() {
+		s.log.Warn("policy.simulate is on: listings are computed and logged as \"would list\" but not published (DNS answers NXDOMAIN, no DNS UPDATE, no rbldnsd entries); set policy.simulate = false and restart to publish them")
+	} else if err := s.db.ForEachListing(func(l store.Listing) error {
+		p.index.Set(l.IP, s.entryFor(l))
 		return nil
 	}); err != nil {
 		return fmt.Errorf("loading the listings into the DNS index: %w", err)
@@ -56,7 +98,7 @@ func (s *Site) buildDNS() error {
 	}
 	if len(c.Listen) > 0 {
 		srv, err := dnsbl.New(dnsbl.Config{
-			Zone: c.Zone, A: a, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
+			Zone: c.Zone, A: a, Graded: c.Graded, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
 			NS: c.NS, Mbox: c.Mbox, AllowTransfer: c.AllowTransfer.Netip(), Notify: c.Notify.Strings(), Log: s.log.With("component", "dns"),
 			TransferKey: transferKey(c),
 		}, p.index)
@@ -73,6 +115,16 @@ func (s *Site) buildDNS() error {
 		u, err := dnsupdate.New(dnsupdate.Config{
 			Server: c.Update.Server.String(), Zone: zone, KeyName: c.Update.KeyName, Secret: c.Update.Secret,
 			Algorithm: c.Update.Algorithm, A: a, TTL: c.TTL.Duration, Log: s.log.With("component", "dnsupdate"),
+			Simulate: s.simulating(),
+			// The store's listing at the time of the UPDATE: an event
+			// that changed the corroboration rewrites the A record.
+			Answer: func(ip netip.Addr, ev store.Event) netip.Addr {
+				l, ok, _ := s.db.Lookup(ip)
+				if !ok {
+					l = store.Listing{IP: ip, Origins: []string{ev.Origin}}
+				}
+				return s.answerFor(l)
+			},
 			TXT: func(ip netip.Addr, ev store.Event) string {
 				l, ok, _ := s.db.Lookup(ip)
 				if !ok {
@@ -124,8 +176,8 @@ func (s *Site) dnsRefresh(ip netip.Addr, seen *store.Listing) {
 			l = *seen
 		}
 	}
-	if listed {
-		s.dns.index.Set(ip, dnsbl.Entry{Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+	if listed && !s.simulating() {
+		s.dns.index.Set(ip, s.entryFor(l))
 	} else {
 		s.dns.index.Remove(ip)
 	}
@@ -139,10 +191,14 @@ func (s *Site) dnsChanged() {
 	}
 }
 
-// eachListing walks the store for the exporter and the resync.
+// eachExport walks the store for the rbldnsd exporter: nothing in
+// simulation, so the files hold the test points only.
 func (s *Site) eachExport(fn func(rbldnsd.Listing) error) error {
+	if s.simulating() {
+		return nil
+	}
 	return s.db.ForEachListing(func(l store.Listing) error {
-		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins})
+		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins, A: s.answerFor(l)})
 	})
 }
 

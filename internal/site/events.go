@@ -43,6 +43,11 @@ func (s *Site) committed(c store.Commit) {
 	for _, ch := range c.Listings {
 		l := ch.Listing
 		if !ch.Kind.Removed() {
+			if s.simulating() && ch.Kind != store.ChangeUpdated {
+				s.log.Info("would list (policy.simulate: not published)", "ip", l.IP, "change", ch.Kind.String(),
+					"origins", l.Origins, "corroboration", s.corroboration(l), "hits", l.Hits,
+					"expires", l.Expires.UTC().Format(time.RFC3339))
+			}
 			s.dnsRefresh(l.IP, &l)
 			continue
 		}

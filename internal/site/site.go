@@ -406,15 +406,17 @@ func (s *Site) buildActions() error {
 		if err != nil {
 			return err
 		}
+		rl.Simulate = s.cfg.Policy.Simulate
 		s.reportLog = rl
 		s.actions = append(s.actions, rl)
 	}
 	if len(c.Program.Command) > 0 {
 		s.actions = append(s.actions, action.NewProgram(action.ProgramConfig{
-			Command: c.Program.Command,
-			Timeout: c.Program.Timeout.Duration,
-			Store:   s.db,
-			Log:     s.log,
+			Command:  c.Program.Command,
+			Timeout:  c.Program.Timeout.Duration,
+			Store:    s.db,
+			Log:      s.log,
+			Simulate: s.cfg.Policy.Simulate,
 		}))
 	}
 	return nil

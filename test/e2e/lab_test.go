@@ -8,9 +8,10 @@
 //	lab  the sites' hosts: dstd A, B and C on the lab's loopback, unbound on
 //	     127.0.0.1:53 (the lab's resolv.conf), site A's MX at 192.0.2.10
 //	     (Postfix) or .11 (Exim), site C's MXes at 192.0.2.30 (Postfix
-//	     smtpd), .31 (Postfix postscreen) or .32 (Exim);
-//	net  the Internet's clients: spammers at 198.51.100.7, .8 and .9, an
-//	     innocent sender at 203.0.113.9.
+//	     smtpd), .31 (Postfix postscreen), .32 (Exim) or .33 (Postfix
+//	     postscreen weighting graded answers);
+//	net  the Internet's clients: spammers at 198.51.100.7, .8, .9 and
+//	     .10, an innocent sender at 203.0.113.9.
 //
 // Nothing in either namespace can reach any other network. Needs root,
 // iproute2, unbound and the MTA under test; with CI=true a missing one is a
@@ -32,16 +33,18 @@ import (
 )
 
 const (
-	zone      = "dnsbl.site-c.test"
-	mxA       = "mx.site-a.test"
-	mxAAddr   = "192.0.2.10"
-	eximAAddr = "192.0.2.11"
-	eximCAddr = "192.0.2.32"
-	smtpPort  = "2525"
-	spammer1  = "198.51.100.7"
-	spammer2  = "198.51.100.8"
-	spammer3  = "198.51.100.9"
-	innocent  = "203.0.113.9"
+	zone       = "dnsbl.site-c.test"
+	mxA        = "mx.site-a.test"
+	mxAAddr    = "192.0.2.10"
+	eximAAddr  = "192.0.2.11"
+	eximCAddr  = "192.0.2.32"
+	gradedAddr = "192.0.2.33"
+	smtpPort   = "2525"
+	spammer1   = "198.51.100.7"
+	spammer2   = "198.51.100.8"
+	spammer3   = "198.51.100.9"
+	spammer4   = "198.51.100.10"
+	innocent   = "203.0.113.9"
 	// Innocent MTAs that bounce spam which forged a trap as its sender:
 	// one per MTA under test.
 	bouncer1   = "198.51.100.20"
@@ -67,7 +70,9 @@ type lab struct {
 	submitGroup string
 }
 
-func newLab(t *testing.T) *lab {
+// newLab builds the lab; cDNS are extra lines for site C's [dns] table
+// (such as graded = true).
+func newLab(t *testing.T, cDNS ...string) *lab {
 	t.Helper()
 	unbound := dsttest.Require(t, "unbound", "unbound")
 	dsttest.Require(t, "dig", "bind9-dnsutils")
@@ -75,10 +80,10 @@ func newLab(t *testing.T) *lab {
 	l.hosts = dsttest.NewNetns(t, "dste2e-lab")
 	l.internet = dsttest.NewNetns(t, "dste2e-net")
 	dsttest.Link(t, l.hosts, l.internet, "e0")
-	for _, a := range []string{mxAAddr, eximAAddr, "192.0.2.30", "192.0.2.31", eximCAddr} {
+	for _, a := range []string{mxAAddr, eximAAddr, "192.0.2.30", "192.0.2.31", eximCAddr, gradedAddr} {
 		l.hosts.IP("addr", "add", a+"/32", "dev", "e0")
 	}
-	for _, a := range []string{spammer1, spammer2, spammer3, innocent, bouncer1, bouncer2} {
+	for _, a := range []string{spammer1, spammer2, spammer3, spammer4, innocent, bouncer1, bouncer2} {
 		l.internet.IP("addr", "add", a+"/32", "dev", "e0")
 	}
 	// Only the two sides' ranges are routed: nothing has a default route.
@@ -117,7 +122,7 @@ func newLab(t *testing.T) *lab {
 	l.a.Reconfigure(fmt.Sprintf("spool_dir = %q\n[nntp]\nsubmit_group = %q\n", l.dstcSpool, l.submitGroup) + policy +
 		fmt.Sprintf("[actions.log]\nfile = %q\n", l.reportLogA) + peer(l.b))
 	l.b.Reconfigure(policy + peer(l.a) + peer(l.c))
-	l.c.Reconfigure(policy + fmt.Sprintf("[dns]\nzone = %q\nnegative_ttl = %q\n", zone, negTTL) + peer(l.b))
+	l.c.Reconfigure(policy + fmt.Sprintf("[dns]\nzone = %q\nnegative_ttl = %q\n", zone, negTTL) + strings.Join(cDNS, "\n") + "\n" + peer(l.b))
 	for _, s := range sites {
 		if err := os.WriteFile(filepath.Join(s.Dir, "keyring"), []byte(keyring.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -202,6 +207,24 @@ func (l *lab) watchListing(s *dsttest.Dstd, ip string) <-chan time.Time {
 		ch <- time.Time{}
 	}()
 	return ch
+}
+
+// resolve asks the sites' resolver (unbound) for the A record of ip's name
+// in C's zone, as the MTAs do: the address, or "" when there is none.
+func (l *lab) resolve(ip string) string {
+	rev, _, _ := strings.Cut(reverse4(ip), ".in-addr.arpa")
+	out, err := exec.Command("ip", "netns", "exec", l.hosts.Name, "dig", "+short", "+time=1", "+tries=1",
+		"@127.0.0.1", rev+"."+zone, "A").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// reverse4 is the in-addr.arpa name of an IPv4 address.
+func reverse4(ip string) string {
+	p := strings.Split(ip, ".")
+	return p[3] + "." + p[2] + "." + p[1] + "." + p[0] + ".in-addr.arpa"
 }
 
 func ms(d time.Duration) string { return d.Round(time.Millisecond).String() }

@@ -505,15 +505,16 @@ func truncate(m *dns.Msg, size int) {
 // ListenAndServe serves UDP and TCP on each address until ctx ends. Binding
 // happens before serving starts, so a bind error returns at once.
 func (s *Server) ListenAndServe(ctx context.Context, addrs []string) error {
-	var servers []*dns.Server
+	var (
+		pcs []net.PacketConn
+		ls  []net.Listener
+	)
 	closeAll := func() {
-		for _, sv := range servers {
-			if sv.PacketConn != nil {
-				sv.PacketConn.Close()
-			}
-			if sv.Listener != nil {
-				sv.Listener.Close()
-			}
+		for _, pc := range pcs {
+			pc.Close()
+		}
+		for _, l := range ls {
+			l.Close()
 		}
 	}
 	var lc net.ListenConfig
@@ -523,37 +524,21 @@ func (s *Server) ListenAndServe(ctx context.Context, addrs []string) error {
 			closeAll()
 			return fmt.Errorf("dnsbl: listen udp %s: %w", a, err)
 		}
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsigSecret()})
+		pcs = append(pcs, pc)
 		// Use the UDP port for TCP so ":0" yields one port for both.
 		ln, err := lc.Listen(ctx, "tcp", pc.LocalAddr().String())
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("dnsbl: listen tcp %s: %w", a, err)
 		}
-		servers = append(servers, &dns.Server{Listener: ln, Handler: s, TsigSecret: s.tsigSecret()})
+		ls = append(ls, ln)
 	}
 	if s.onListen != nil {
 		var bound []net.Addr
-		for _, sv := range servers {
-			if sv.PacketConn != nil {
-				bound = append(bound, sv.PacketConn.LocalAddr())
-			}
+		for _, pc := range pcs {
+			bound = append(bound, pc.LocalAddr())
 		}
 		s.onListen(bound)
 	}
-	errc := make(chan error, len(servers))
-	for _, sv := range servers {
-		go func() { errc <- sv.ActivateAndServe() }()
-	}
-	var err error
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-	}
-	for _, sv := range servers {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = sv.ShutdownContext(sctx)
-		cancel()
-	}
-	return err
+	return s.Serve(ctx, pcs, ls)
 }

@@ -262,6 +262,21 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 // a new one. Every site that holds the same reports counts the same.
 func episodesOf(b buckets, ip netip.Addr) (int, error) {
 	var hits []time.Time
+	err := eachReportOf(b, ip, func(_ []byte, rec reportRecord) error {
+		if !rec.Probation && !rec.Hit.IsZero() {
+			hits = append(hits, rec.Hit)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return countEpisodes(hits), nil
+}
+
+// eachReportOf calls fn with the Message-ID and record of every stored
+// report of ip, through the report address index.
+func eachReportOf(b buckets, ip netip.Addr, fn func(id []byte, rec reportRecord) error) error {
 	prefix := ipKey(ip)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -275,13 +290,13 @@ func episodesOf(b buckets, ip netip.Addr) (int, error) {
 		}
 		rec, err := decodeReportRecord(v)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if !rec.Probation && !rec.Hit.IsZero() {
-			hits = append(hits, rec.Hit)
+		if err := fn(id, rec); err != nil {
+			return err
 		}
 	}
-	return countEpisodes(hits), nil
+	return nil
 }
 
 // countEpisodes counts the clusters of hits separated by more than
@@ -378,25 +393,10 @@ func (db *DB) ReportsOf(ip netip.Addr) ([]ReportDetail, error) {
 	}
 	var out []ReportDetail
 	err = db.bdb.View(func(tx *bolt.Tx) error {
-		b := bucketsOf(tx)
-		prefix := ipKey(ip)
-		c := b.reportIP.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			_, id, ok := splitReportIPKey(k)
-			if !ok {
-				continue
-			}
-			v := b.reports.Get(id)
-			if v == nil {
-				continue
-			}
-			rec, err := decodeReportRecord(v)
-			if err != nil {
-				return err
-			}
+		return eachReportOf(bucketsOf(tx), ip, func(id []byte, rec reportRecord) error {
 			out = append(out, ReportDetail{MessageID: string(id), ReportInfo: ReportInfo(rec)})
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reports of %s: %w", ip, err)

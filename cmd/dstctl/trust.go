@@ -63,6 +63,8 @@ func (c *cli) why(ctx context.Context, args []string) int {
 	for _, r := range res.Reports {
 		counts := "counted"
 		switch {
+		case r.RelayOnly:
+			counts = "not counted: stored to relay only (" + r.RelayReason + ")"
 		case r.Probation:
 			counts = "not counted: origin on probation"
 		case r.Held:

@@ -54,6 +54,11 @@ type WhyReport struct {
 	Probation    bool   `json:"probation"`    // counted for nothing: its origin was on probation
 	Corroborated bool   `json:"corroborated"` // another operator reported the address within the window
 	Held         bool   `json:"held"`         // held pending by the rate cap
+	// RelayOnly: stored only to relay, counting for nothing here, for
+	// RelayReason (a class policy.list_classes leaves out, the site's own
+	// networks or allow list).
+	RelayOnly   bool   `json:"relay_only,omitempty"`
+	RelayReason string `json:"relay_reason,omitempty"`
 	// Received is the evidence: the Received field of the site's MX that
 	// names the address, as the report carries it (trap redacted by dstc).
 	Received string `json:"received,omitempty"`

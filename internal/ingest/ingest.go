@@ -229,7 +229,7 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		if !relayed || errors.Is(err, policy.ErrSpecial) {
 			return in.refuse(msgID, from, refused("policy", "%v", err))
 		}
-		p.RelayOnly = true
+		p.RelayOnly, p.RelayReason = true, err.Error()
 		in.o.Log.Info("report relayed, not listed here", "message_id", msgID, "ip", ip, "origin", origin, "from", from, "reason", err.Error(), "class", class)
 	}
 	unlisted := !pol.Lists(class)
@@ -239,6 +239,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		// Stored, counted and relayed (each peer applies its own
 		// policy.list_classes), never listed here.
 		p.RelayOnly = true
+		if p.RelayReason == "" {
+			p.RelayReason = "policy.list_classes leaves out " + class
+		}
 	}
 	r := store.Report{MessageID: msgID, IP: ip, Origin: origin, Date: date, Article: raw, Path: a.Get("Path"),
 		Probation: in.configuredProbation(kr, origin)}

@@ -69,7 +69,11 @@ func (s *Site) Why(_ context.Context, ip netip.Addr) (admin.WhyResult, error) {
 	kr := s.snap.Load().kr
 	for _, r := range reps {
 		w := admin.WhyReport{MessageID: r.MessageID, Origin: r.Origin, Operator: kr.Operator(r.Origin), Time: r.Hit,
-			Class: "spam", Probation: r.Probation, Corroborated: r.Corroborated, Held: r.Held, Signature: "article pruned"}
+			Class: "spam", Probation: r.Probation, Corroborated: r.Corroborated, Held: r.Held, Signature: "article pruned",
+			RelayOnly: r.RelayOnly, RelayReason: r.RelayReason}
+		if r.Class != "" {
+			w.Class = r.Class
+		}
 		raw, err := s.db.Article(r.MessageID)
 		if err != nil {
 			return res, err

@@ -102,8 +102,12 @@ func putReportRecord(b buckets, r Report, rec reportRecord) error {
 	return nil
 }
 
-// deleteReportRecord forgets a report's record (history pruning).
+// deleteReportRecord forgets a report's record (history pruning), or that
+// of a report stored only to relay.
 func deleteReportRecord(b buckets, id []byte) error {
+	if err := deleteRelayed(b, id); err != nil {
+		return err
+	}
 	v := b.reports.Get(id)
 	if v == nil {
 		return nil

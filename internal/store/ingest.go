@@ -68,6 +68,9 @@ type IngestParams struct {
 	// from reaching the other sites. Its event has CauseRelay, which only
 	// the feeds take.
 	RelayOnly bool
+	// RelayReason says why, for dstctl why ("policy.list_classes leaves
+	// out backscatter", "own network", ...).
+	RelayReason string
 }
 
 // Outcome says what AddReport did.
@@ -226,7 +229,11 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	}
 	if p.RelayOnly {
 		// No report record either: it counts for no listing here, so a
-		// cancel of it has nothing to undo (it is only relayed too).
+		// cancel of it has nothing to undo (it is only relayed too). It
+		// is only remembered apart, to be shown.
+		if err := putRelayed(b, r, relayedRecord{IP: r.IP, Origin: r.Origin, Hit: p.Now, Class: r.Class, Reason: p.RelayReason}); err != nil {
+			return 0, Listing{}, err
+		}
 		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
 			Cause: CauseRelay, Path: r.Path, Class: r.Class}
 		return Relayed, Listing{}, e.publish(b, ev)

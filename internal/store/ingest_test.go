@@ -425,3 +425,51 @@ func TestAddReportRelayOnly(t *testing.T) {
 		t.Errorf("the relayed report again = %v, want Duplicate", out)
 	}
 }
+
+// A report stored only to relay is shown by ReportsOf (dstctl why), with
+// its reason and class, and counts for nothing; pruning the history
+// forgets it.
+func TestRelayOnlyShown(t *testing.T) {
+	db := openTest(t)
+	p := params(t0, 1)
+	p.RelayOnly, p.RelayReason = true, "policy.list_classes leaves out backscatter"
+	r := report("<b1@a>", "203.0.113.7", "a.example")
+	r.Class = "backscatter"
+	if out, _, err := db.AddReport(r, p); err != nil || out != Relayed {
+		t.Fatalf("AddReport = %v %v, want Relayed", out, err)
+	}
+	// A counted report of the same address, from another origin.
+	if out, _, err := db.AddReport(report("<s1@b>", "203.0.113.7", "b.example"), params(t0.Add(time.Minute), 1)); err != nil || out != Listed {
+		t.Fatalf("spam report = %v %v, want Listed", out, err)
+	}
+	ip := netip.MustParseAddr("203.0.113.7")
+	reps, err := db.ReportsOf(ip)
+	if err != nil || len(reps) != 2 {
+		t.Fatalf("ReportsOf = %+v %v, want the relayed and the counted report", reps, err)
+	}
+	var relayed, counted ReportDetail
+	for _, d := range reps {
+		if d.RelayOnly {
+			relayed = d
+		} else {
+			counted = d
+		}
+	}
+	if relayed.MessageID != "<b1@a>" || relayed.Class != "backscatter" || relayed.RelayReason != p.RelayReason || relayed.Origin != "a.example" || !relayed.Hit.Equal(t0) {
+		t.Errorf("relayed report = %+v", relayed)
+	}
+	if counted.MessageID != "<s1@b>" || counted.RelayOnly {
+		t.Errorf("counted report = %+v", counted)
+	}
+	// The relayed one corroborated nothing and counts in no episode.
+	if counted.Corroborated {
+		t.Error("a relayed report corroborated a counted one")
+	}
+	if n, err := db.PruneHistory(t0.Add(time.Hour), 100); err != nil || n != 2 {
+		t.Fatalf("PruneHistory = %d %v, want 2", n, err)
+	}
+	if reps, err := db.ReportsOf(ip); err != nil || len(reps) != 0 {
+		t.Errorf("after pruning, ReportsOf = %+v %v, want none", reps, err)
+	}
+	checkConsistency(t, db)
+}

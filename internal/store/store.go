@@ -61,6 +61,12 @@ const (
 	bucketReports       = "reports"
 	bucketReportIP      = "report_ip"
 	bucketCancelMarks   = "cancel_marks"
+	// Reports stored only to relay (IngestParams.RelayOnly), kept apart
+	// from reports/report_ip so that nothing that counts reports sees
+	// them: relayed holds id -> record, relayed_ip indexes them by
+	// address for dstctl why.
+	bucketRelayed   = "relayed"
+	bucketRelayedIP = "relayed_ip"
 	bucketMeta          = "meta"
 )
 
@@ -184,7 +190,7 @@ func (db *DB) initLayout(tx *bolt.Tx) error {
 	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
 		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
 		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks,
-		bucketOrigins, bucketOriginRate} {
+		bucketOrigins, bucketOriginRate, bucketRelayed, bucketRelayedIP} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -285,6 +291,7 @@ type buckets struct {
 	sightings, sightingsTime, queues, meta *bolt.Bucket
 	reports, reportIP, cancelMarks *bolt.Bucket
 	origins, originRate            *bolt.Bucket
+	relayed, relayedIP             *bolt.Bucket
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
@@ -304,5 +311,7 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		cancelMarks:   tx.Bucket([]byte(bucketCancelMarks)),
 		origins:       tx.Bucket([]byte(bucketOrigins)),
 		originRate:    tx.Bucket([]byte(bucketOriginRate)),
+		relayed:       tx.Bucket([]byte(bucketRelayed)),
+		relayedIP:     tx.Bucket([]byte(bucketRelayedIP)),
 	}
 }

@@ -381,11 +381,17 @@ func (db *DB) Origins() ([]OriginRecord, error) {
 type ReportDetail struct {
 	MessageID string
 	ReportInfo
+	// RelayOnly: stored only to relay, counting for nothing here, for
+	// RelayReason (a class policy.list_classes leaves out, the site's own
+	// networks or allow list). Class is its class when it is not spam.
+	RelayOnly   bool
+	RelayReason string
+	Class       string
 }
 
-// ReportsOf returns the live (not cancelled, not pruned) reports of ip
-// that were stored to count here, oldest first. Reports only relayed are
-// not among them.
+// ReportsOf returns the live (not cancelled, not pruned) reports of ip,
+// oldest first: those stored to count here, and those stored only to relay
+// (RelayOnly).
 func (db *DB) ReportsOf(ip netip.Addr) ([]ReportDetail, error) {
 	ip, err := normalizeIP(ip)
 	if err != nil {
@@ -393,10 +399,17 @@ func (db *DB) ReportsOf(ip netip.Addr) ([]ReportDetail, error) {
 	}
 	var out []ReportDetail
 	err = db.bdb.View(func(tx *bolt.Tx) error {
-		return eachReportOf(bucketsOf(tx), ip, func(id []byte, rec reportRecord) error {
+		b := bucketsOf(tx)
+		err := eachReportOf(b, ip, func(id []byte, rec reportRecord) error {
 			out = append(out, ReportDetail{MessageID: string(id), ReportInfo: ReportInfo(rec)})
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		relayed, err := relayedOf(b, ip)
+		out = append(out, relayed...)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reports of %s: %w", ip, err)

@@ -67,7 +67,7 @@ const (
 	// address for dstctl why.
 	bucketRelayed   = "relayed"
 	bucketRelayedIP = "relayed_ip"
-	bucketMeta          = "meta"
+	bucketMeta      = "meta"
 )
 
 // Keys in the meta bucket. Each holds an 8-byte big-endian integer.

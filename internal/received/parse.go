@@ -38,6 +38,11 @@ const (
 	MessageLabs MTA = "messagelabs" // Symantec.cloud / Broadcom Email Security.cloud
 	InterScan   MTA = "interscan"   // Trend Micro InterScan VirusWall
 	Iomart      MTA = "iomart"      // iomart hosting (iomartmail.com)
+	IceWarp     MTA = "icewarp"     // IceWarp Mail Server, formerly Merak
+	Barracuda   MTA = "barracuda"   // Barracuda Spam Firewall and Email Security Service
+	TrendMicro  MTA = "trendmicro"  // Trend Micro Email Security (cloud)
+	Proofpoint  MTA = "proofpoint"  // Proofpoint Protection Server ("(PPS)")
+	Zimbra      MTA = "zimbra"      // Zimbra's MTA, a Postfix whose mark reads "(Zimbra)"
 )
 
 // Hop is what one Received field says about one transfer of the message.
@@ -736,6 +741,16 @@ func detectMTA(cl map[string][]token) MTA {
 			return NAVGW
 		case strings.HasPrefix(m, "InterScan "):
 			return InterScan
+		case strings.HasPrefix(m, "IceWarp "):
+			return IceWarp
+		case m == "Spam Firewall":
+			return Barracuda
+		case m == "Trend Micro Email Security":
+			return TrendMicro
+		case m == "PPS":
+			return Proofpoint
+		case m == "Zimbra":
+			return Zimbra
 		}
 	}
 	switch {
@@ -751,6 +766,10 @@ func detectMTA(cl map[string][]token) MTA {
 		return Iomart
 	case webShieldMark(cl):
 		return WebShield
+	case strings.HasSuffix(by, ".cudaops.com"):
+		// Barracuda Email Security Service: "from HELO (NAME [ip]) by
+		// mx1403.ess.rzc.cudaops.com (version=TLSv1.2 ...)", no mark.
+		return Barracuda
 	}
 	return Unknown
 }

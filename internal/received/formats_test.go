@@ -132,6 +132,19 @@ func TestFormats(t *testing.T) {
 	with ESMTP id 7f566d64.2520161200.282073.00-004.p02c11o142.mxlogic.net (envelope-from <mst@dev.mellanox.co.il>);
 	Thu, 30 Aug 2007 00:38:47 -0600 (MDT)`,
 			ip: "194.90.237.34", helo: "mtlexch01.mtl.com", mta: MXLogic},
+		// McAfee Email Gateway (the field carries "X-NAI-Header: Modified by
+		// McAfee Email Gateway"): WebShield's queue ids after "with smtp".
+		{name: "mcafee email gateway", src: archive + " (netdev, lfdr.de), Message-Id <20190923110838.E6FCBAD4B@gdf-correo.df.gob.mx>",
+			in: ` from correo.seciti.cdmx.gob.mx (gdf-correo.cdmx.gob.mx [10.250.102.17]) by mtaw.cdmx.gob.mx with smtp
+         id 3d88_590e_5ece906b_1875_45a3_b9d0_7fec54ca061d;
+        Mon, 23 Sep 2019 10:36:55 -0500`,
+			ip: "10.250.102.17", rev: "gdf-correo.cdmx.gob.mx", helo: "correo.seciti.cdmx.gob.mx", mta: McAfeeMEG},
+		{name: "mcafee email gateway TLS", src: archive + " (reiserfs-devel, lfdr.de), Message-Id <20191201160508.5CC691E37B9@cdmx.gob.mx>",
+			in: ` from cdmx.gob.mx (correo.cdmx.gob.mx [10.250.108.150]) by mtax.cdmx.gob.mx with smtp
+        (TLS: TLSv1/SSLv3,256bits,ECDHE-RSA-AES256-GCM-SHA384)
+         id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef;
+        Sun, 01 Dec 2019 10:27:07 -0600`,
+			ip: "10.250.108.150", rev: "correo.cdmx.gob.mx", helo: "cdmx.gob.mx", mta: McAfeeMEG},
 		{name: "trend interscan", src: saPM,
 			in: ` from 157.54.8.23 by inet-vrs-05.redmond.corp.microsoft.com (InterScan E-Mail VirusWall NT); Thu, 06 Mar 2003 12:02:35 -0800`,
 			ip: "157.54.8.23", mta: InterScan},
@@ -189,6 +202,12 @@ func TestFormats(t *testing.T) {
         by repre01.tmes.trendmicro.eu (Trend Micro Email Security) with ESMTPS id 0CE1C100010CF;
         Fri, 27 Oct 2023 17:03:31 +0000 (UTC)`,
 			ip: "104.47.7.169", helo: "DEU01-BE0-obe.outbound.protection.outlook.com", mta: TrendMicro},
+		{name: "trend micro hosted email security", src: archive + " (dri-devel, lfdr.de), Message-ID <20190430081646.23845-1-matt.redfearn@thinci.com>",
+			in: ` from IND01-BO1-obe.outbound.protection.outlook.com (unknown
+ [104.47.101.58])
+ by relay1.hes.trendmicro.com (TrendMicro Hosted Email Security) with ESMTPS id
+ C53AC142C0C3; Tue, 30 Apr 2019 08:17:09 +0000 (UTC)`,
+			ip: "104.47.101.58", helo: "IND01-BO1-obe.outbound.protection.outlook.com", mta: TrendMicro},
 		// Proofpoint Protection Server: the edge writes "(PPS)", not a
 		// Sendmail version, so its reverse name is not trusted; only its
 		// internal filter hop ("from pps.filterd (... [127.0.0.1]) by host
@@ -294,6 +313,8 @@ func TestForgedFields(t *testing.T) {
 		{"Trend Micro mark, literal HELO only", ` from [6.6.6.6] by x.tmes.trendmicro.eu (Trend Micro Email Security) with ESMTPS id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
 		{"cudaops by host, literal HELO only", ` from [6.6.6.6] by mx1.ess.rzc.cudaops.com (version=TLSv1.2 cipher=X bits=256 verify=NO); Sat, 28 Nov 2026 10:10:10 +0000`, ""},
 		{"HELO brings a cudaops by clause", ` from [6.6.6.6] by mx1.ess.cudaops.com (version=TLSv1.2) by mx1.example.net (Postfix) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"MEG ids, literal HELO only", ` from [6.6.6.6] by mx1.example.net with smtp id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"MEG ids, bare (IP) HELO", ` from (6.6.6.6) by mx1.example.net with smtp id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
 		{"IPv6 with a port-like tail is not cut", ` from x ([2001:db8::1:25]) by mx1.example.net (ecelerity 2.1) with ESMTP; Sat, 28 Nov 2026 10:10:10 +0000`, "2001:db8::1:25"},
 	}
 	for _, c := range cases {

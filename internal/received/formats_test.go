@@ -132,6 +132,19 @@ func TestFormats(t *testing.T) {
 	with ESMTP id 7f566d64.2520161200.282073.00-004.p02c11o142.mxlogic.net (envelope-from <mst@dev.mellanox.co.il>);
 	Thu, 30 Aug 2007 00:38:47 -0600 (MDT)`,
 			ip: "194.90.237.34", helo: "mtlexch01.mtl.com", mta: MXLogic},
+		// McAfee Email Gateway (the field carries "X-NAI-Header: Modified by
+		// McAfee Email Gateway"): WebShield's queue ids after "with smtp".
+		{name: "mcafee email gateway", src: archive + " (netdev, lfdr.de), Message-Id <20190923110838.E6FCBAD4B@gdf-correo.df.gob.mx>",
+			in: ` from correo.seciti.cdmx.gob.mx (gdf-correo.cdmx.gob.mx [10.250.102.17]) by mtaw.cdmx.gob.mx with smtp
+         id 3d88_590e_5ece906b_1875_45a3_b9d0_7fec54ca061d;
+        Mon, 23 Sep 2019 10:36:55 -0500`,
+			ip: "10.250.102.17", rev: "gdf-correo.cdmx.gob.mx", helo: "correo.seciti.cdmx.gob.mx", mta: McAfeeMEG},
+		{name: "mcafee email gateway TLS", src: archive + " (reiserfs-devel, lfdr.de), Message-Id <20191201160508.5CC691E37B9@cdmx.gob.mx>",
+			in: ` from cdmx.gob.mx (correo.cdmx.gob.mx [10.250.108.150]) by mtax.cdmx.gob.mx with smtp
+        (TLS: TLSv1/SSLv3,256bits,ECDHE-RSA-AES256-GCM-SHA384)
+         id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef;
+        Sun, 01 Dec 2019 10:27:07 -0600`,
+			ip: "10.250.108.150", rev: "correo.cdmx.gob.mx", helo: "cdmx.gob.mx", mta: McAfeeMEG},
 		{name: "trend interscan", src: saPM,
 			in: ` from 157.54.8.23 by inet-vrs-05.redmond.corp.microsoft.com (InterScan E-Mail VirusWall NT); Thu, 06 Mar 2003 12:02:35 -0800`,
 			ip: "157.54.8.23", mta: InterScan},
@@ -156,6 +169,104 @@ func TestFormats(t *testing.T) {
 		{name: "qmail-ldap envelope-sender after the address", src: saTest,
 			in: ` from unknown (HELO [81.64.159.45]) ([81.64.159.45]) (envelope-sender <xyz@example.org>) by 212.198.2.120 (qmail-ldap-1.03) with SMTP for <zyx@somewhere.net>; 28 Nov 2003 20:44:45 -0000`,
 			ip: "81.64.159.45", helo: "unknown"},
+		// IceWarp (formerly Merak): "from HELO ([ip]) by host (IceWarp
+		// version)". It records no reverse name.
+		{name: "icewarp", src: archive + " (qemu-devel, lfdr.de), Message-Id <F94AE129-7994-48B1-8215-EF429990C512@espressif.com>",
+			in: ` from cnmail.espressif.com ([140.206.114.118])
+ by hkmail.espressif.com (IceWarp 11.3.0.4 RHEL6 x64) with ESMTP (SSL) id
+ 201907161552152486
+ for <qemu-devel@nongnu.org>; Tue, 16 Jul 2019 15:52:15 +0800`,
+			ip: "140.206.114.118", helo: "cnmail.espressif.com", mta: IceWarp},
+		{name: "icewarp, literal HELO, authenticated", src: archive + " (linux-kernel, lfdr.de), Message-ID <5b4f8b92-d2ad-4eba-cd4f-4d0fddf92a52@sda1.eu>",
+			in: ` from [192.168.0.106] ([212.37.87.11])
+        by icewarp.savana.cz (IceWarp 11.2.1.1 RHEL6 x64) with ASMTP (SSL) id 202001172348481734;
+        Fri, 17 Jan 2020 23:48:48 +0100`,
+			ip: "212.37.87.11", helo: "[192.168.0.106]", mta: IceWarp},
+		// Barracuda Spam Firewall (appliance): "(Spam Firewall)" mark.
+		// Barracuda does not document a forward confirmation: the name is
+		// not trusted.
+		{name: "barracuda spam firewall", src: archive + " (git list), gmane.comp.version-control.git/39189, Message-ID <20070209182003.GE13381@always.joy.eth.net>",
+			in: ` from sceptre.pobox.com (sceptre.pobox.com [207.106.133.20])
+	by spam.laptop.org (Spam Firewall) with ESMTP id 13D76D6F9
+	for <sugar@laptop.org>; Fri,  9 Feb 2007 13:20:24 -0500 (EST)`,
+			ip: "207.106.133.20", rev: "sceptre.pobox.com", helo: "sceptre.pobox.com", mta: Barracuda},
+		// Barracuda Email Security Service: no mark, TLS details in the by
+		// comment, by host under cudaops.com.
+		{name: "barracuda ESS", src: archive + " (linux-mips), Message-ID <20171107225215.GN15260@jhogan-linux>",
+			in: ` from MIPSMAIL01.mipstec.com (mailrelay.mips.com [12.201.5.28]) by mx1403.ess.rzc.cudaops.com (version=TLSv1.2 cipher=ECDHE-RSA-AES256-SHA384 bits=256 verify=NO); Tue, 07 Nov 2017 22:53:18 +0000`,
+			ip: "12.201.5.28", rev: "mailrelay.mips.com", helo: "MIPSMAIL01.mipstec.com", mta: Barracuda},
+		// Trend Micro Email Security (cloud): Postfix's layout with its own
+		// mark at the edge; its inner hops are marked "(Postfix)".
+		{name: "trend micro email security", src: archive + " (linux-spi, lfdr.de), Message-ID <48327bf4-d656-7b1e-7112-bad29d934eb1@opensynergy.com>",
+			in: ` from DEU01-BE0-obe.outbound.protection.outlook.com (unknown [104.47.7.169])
+        by repre01.tmes.trendmicro.eu (Trend Micro Email Security) with ESMTPS id 0CE1C100010CF;
+        Fri, 27 Oct 2023 17:03:31 +0000 (UTC)`,
+			ip: "104.47.7.169", helo: "DEU01-BE0-obe.outbound.protection.outlook.com", mta: TrendMicro},
+		{name: "trend micro hosted email security", src: archive + " (dri-devel, lfdr.de), Message-ID <20190430081646.23845-1-matt.redfearn@thinci.com>",
+			in: ` from IND01-BO1-obe.outbound.protection.outlook.com (unknown
+ [104.47.101.58])
+ by relay1.hes.trendmicro.com (TrendMicro Hosted Email Security) with ESMTPS id
+ C53AC142C0C3; Tue, 30 Apr 2019 08:17:09 +0000 (UTC)`,
+			ip: "104.47.101.58", helo: "IND01-BO1-obe.outbound.protection.outlook.com", mta: TrendMicro},
+		// Proofpoint Protection Server: the edge writes "(PPS)", not a
+		// Sendmail version, so its reverse name is not trusted; only its
+		// internal filter hop ("from pps.filterd (... [127.0.0.1]) by host
+		// (8.17.1.19/8.17.1.19)") is Sendmail's, and that is loopback.
+		{name: "proofpoint PPS", src: archive + " (linux-arch, lfdr.de), Message-ID <6a6f5552fac1427eafbca1288fe5d5cb0cb6a333.camel@linux.ibm.com>",
+			in: ` from ppma02fra.de.ibm.com (47.49.7a9f.ip4.static.sl-reverse.com [159.122.73.71])
+        by mx0a-001b2d01.pphosted.com (PPS) with ESMTPS id 3qmt0msjan-1
+        (version=TLSv1.2 cipher=ECDHE-RSA-AES256-GCM-SHA384 bits=256 verify=NOT);
+        Wed, 17 May 2023 07:58:33 +0000`,
+			ip: "159.122.73.71", rev: "47.49.7a9f.ip4.static.sl-reverse.com", helo: "ppma02fra.de.ibm.com", mta: Proofpoint},
+		{name: "proofpoint, no mark", src: archive + " (uboot-stm32, lfdr.de), Message-ID <1564751242-683-4-git-send-email-patrick.delaunay@st.com>",
+			in: ` from beta.dmz-eu.st.com (beta.dmz-eu.st.com [164.129.1.35])
+ by mx08-00178001.pphosted.com with ESMTP id 2u2jp4us12-1
+ (version=TLSv1 cipher=ECDHE-RSA-AES256-SHA bits=256 verify=NOT);
+ Fri, 02 Aug 2019 15:08:20 +0200`,
+			ip: "164.129.1.35", rev: "beta.dmz-eu.st.com", helo: "beta.dmz-eu.st.com"},
+		{name: "proofpoint filter hop (sendmail, loopback)", src: archive + " (linux-arch, lfdr.de), Message-ID <6a6f5552fac1427eafbca1288fe5d5cb0cb6a333.camel@linux.ibm.com>",
+			in: ` from pps.filterd (m0353723.ppops.net [127.0.0.1])
+        by mx0a-001b2d01.pphosted.com (8.17.1.19/8.17.1.19) with ESMTP id 34H7fJEa012013;
+        Wed, 17 May 2023 07:58:34 GMT`,
+			ip: "127.0.0.1", rev: "m0353723.ppops.net", verified: true, helo: "pps.filterd", mta: Sendmail},
+		// Exchange 2010 (id 14.x) and 2013+ (id 15.x) on premises: "from
+		// HELO (ip) by host (ip) with Microsoft SMTP Server (TLS) id ...".
+		{name: "exchange 2010 TLS", src: archive + " (uboot-stm32, lfdr.de), Message-ID <1564751242-683-4-git-send-email-patrick.delaunay@st.com>",
+			in: ` from SAFEX1HUBCAS22.st.com (10.75.90.93) by SAFEX1HUBCAS23.st.com
+ (10.75.90.46) with Microsoft SMTP Server (TLS) id 14.3.439.0; Fri, 2 Aug 2019
+ 15:07:49 +0200`,
+			ip: "10.75.90.93", helo: "SAFEX1HUBCAS22.st.com", mta: Microsoft},
+		{name: "exchange 2010 literal HELO", src: archive + " (linux-nvme, lfdr.de), Message-ID <57d67526-c08c-2f4e-f4a3-77292657e045@mellanox.com>",
+			in: ` from [172.27.13.25] (172.27.13.25) by MTLCAS01.mtl.com (10.0.8.71)
+ with Microsoft SMTP Server (TLS) id 14.3.468.0; Mon, 16 Mar 2020 20:43:11
+ +0200`,
+			ip: "172.27.13.25", helo: "[172.27.13.25]", mta: Microsoft},
+		{name: "exchange 2013 frontend", src: archive + " (linux-nvme, lfdr.de), Message-ID <57d67526-c08c-2f4e-f4a3-77292657e045@mellanox.com>",
+			in: ` from MTLCAS01.mtl.com (10.0.8.71) by MTLCAS13.mtl.com (10.0.8.78)
+ with Microsoft SMTP Server (TLS) id 15.0.1178.4 via Frontend Transport; Mon,
+ 16 Mar 2020 20:43:57 +0200`,
+			ip: "10.0.8.71", helo: "MTLCAS01.mtl.com", mta: Microsoft},
+		{name: "exchange IPv6 (2603:...)", src: archive + " (linux-nvme, lfdr.de), Message-ID <57d67526-c08c-2f4e-f4a3-77292657e045@mellanox.com>",
+			in: ` from AM5EUR03FT016.eop-EUR03.prod.protection.outlook.com
+ (2603:10a6:20b:2e:cafe::8d) by AM6PR05CA0036.outlook.office365.com
+ (2603:10a6:20b:2e::49) with Microsoft SMTP Server (version=TLS1_2,
+ cipher=TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384) id 15.20.2814.21 via Frontend
+ Transport; Mon, 16 Mar 2020 18:44:04 +0000`,
+			ip: "2603:10a6:20b:2e:cafe::8d", helo: "AM5EUR03FT016.eop-EUR03.prod.protection.outlook.com", mta: Microsoft},
+		// Zimbra: its MTA is Postfix with the mark "(Zimbra)"; the name is
+		// not trusted on that mark (give Zimbra's hosts with -t).
+		{name: "zimbra MTA", src: archive + " (linux-kernel, vger), mail.siol.net, 31 Jul 2019",
+			in: ` from localhost (localhost [127.0.0.1])
+        by mail.siol.net (Zimbra) with ESMTP id 7B0A05209AE;
+        Wed, 31 Jul 2019 18:40:08 +0200 (CEST)`,
+			ip: "127.0.0.1", rev: "localhost", helo: "localhost", mta: Zimbra},
+		// Zimbra's mailbox server (LMTP delivery, inside the site).
+		{name: "zimbra LMTP", src: archive + " (edk2-devel, forwarded message), zmail17.collab.prod.int.phx2.redhat.com, 10 Jun 2015",
+			in: ` from zmta06.collab.prod.int.phx2.redhat.com (LHLO
+ zmta06.collab.prod.int.phx2.redhat.com) (10.5.81.13) by
+ zmail17.collab.prod.int.phx2.redhat.com with LMTP; Wed, 10 Jun 2015
+ 09:08:00 -0400 (EDT)`,
+			ip: "10.5.81.13", helo: "zmta06.collab.prod.int.phx2.redhat.com"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -195,6 +306,15 @@ func TestForgedFields(t *testing.T) {
 		{"authenticated user with an address", ` from x ([203.0.113.7]) (authenticated user [6.6.6.6]) by mx1.example.net (Kerio Connect 10.0.8) with ESMTPA; Sat, 28 Nov 2026 10:10:10 +0000`, "203.0.113.7"},
 		{"unknown (from ...) with an address", ` (from x@[6.6.6.6]) by mx1.example.net (8.17.1/8.17.1) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 GMT`, ""},
 		{"envelope sender imitates a mark", ` from (6.6.6.6) by mx1.example.net (envelope-from <"(ecelerity 1)"@x>) with ESMTP; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"IceWarp mark, literal HELO only", ` from [6.6.6.6] by mx1.example.net (IceWarp 11.3.0.4 RHEL6 x64) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"IceWarp mark, HELO imitates the comment", ` from ([6.6.6.6]) ([203.0.113.7]) by mx1.example.net (IceWarp 11.3.0.4 RHEL6 x64) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 +0000`, "203.0.113.7"},
+		{"Spam Firewall mark, literal HELO only", ` from [6.6.6.6] by mx1.example.net (Spam Firewall) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"PPS mark, HELO with spaces brings a comment", ` from x (unknown [6.6.6.6]) (x.example.org [203.0.113.7]) by mx0a-1.pphosted.com (PPS) with ESMTPS id 1; Sat, 28 Nov 2026 10:10:10 +0000`, "203.0.113.7"},
+		{"Trend Micro mark, literal HELO only", ` from [6.6.6.6] by x.tmes.trendmicro.eu (Trend Micro Email Security) with ESMTPS id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"cudaops by host, literal HELO only", ` from [6.6.6.6] by mx1.ess.rzc.cudaops.com (version=TLSv1.2 cipher=X bits=256 verify=NO); Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"HELO brings a cudaops by clause", ` from [6.6.6.6] by mx1.ess.cudaops.com (version=TLSv1.2) by mx1.example.net (Postfix) with ESMTP id 1; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"MEG ids, literal HELO only", ` from [6.6.6.6] by mx1.example.net with smtp id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
+		{"MEG ids, bare (IP) HELO", ` from (6.6.6.6) by mx1.example.net with smtp id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef; Sat, 28 Nov 2026 10:10:10 +0000`, ""},
 		{"IPv6 with a port-like tail is not cut", ` from x ([2001:db8::1:25]) by mx1.example.net (ecelerity 2.1) with ESMTP; Sat, 28 Nov 2026 10:10:10 +0000`, "2001:db8::1:25"},
 	}
 	for _, c := range cases {

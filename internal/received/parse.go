@@ -38,6 +38,12 @@ const (
 	MessageLabs MTA = "messagelabs" // Symantec.cloud / Broadcom Email Security.cloud
 	InterScan   MTA = "interscan"   // Trend Micro InterScan VirusWall
 	Iomart      MTA = "iomart"      // iomart hosting (iomartmail.com)
+	IceWarp     MTA = "icewarp"     // IceWarp Mail Server, formerly Merak
+	Barracuda   MTA = "barracuda"   // Barracuda Spam Firewall and Email Security Service
+	TrendMicro  MTA = "trendmicro"  // Trend Micro Email Security, formerly Hosted Email Security (cloud)
+	Proofpoint  MTA = "proofpoint"  // Proofpoint Protection Server ("(PPS)")
+	Zimbra      MTA = "zimbra"      // Zimbra's MTA, a Postfix whose mark reads "(Zimbra)"
+	McAfeeMEG   MTA = "mcafee-meg"  // McAfee (Trellix) Email Gateway, WebShield's successor
 )
 
 // Hop is what one Received field says about one transfer of the message.
@@ -736,6 +742,16 @@ func detectMTA(cl map[string][]token) MTA {
 			return NAVGW
 		case strings.HasPrefix(m, "InterScan "):
 			return InterScan
+		case strings.HasPrefix(m, "IceWarp "):
+			return IceWarp
+		case m == "Spam Firewall":
+			return Barracuda
+		case m == "Trend Micro Email Security" || m == "TrendMicro Hosted Email Security":
+			return TrendMicro
+		case m == "PPS":
+			return Proofpoint
+		case m == "Zimbra":
+			return Zimbra
 		}
 	}
 	switch {
@@ -751,6 +767,12 @@ func detectMTA(cl map[string][]token) MTA {
 		return Iomart
 	case webShieldMark(cl):
 		return WebShield
+	case megMark(cl):
+		return McAfeeMEG
+	case strings.HasSuffix(by, ".cudaops.com"):
+		// Barracuda Email Security Service: "from HELO (NAME [ip]) by
+		// mx1403.ess.rzc.cudaops.com (version=TLSv1.2 ...)", no mark.
+		return Barracuda
 	}
 	return Unknown
 }
@@ -783,6 +805,16 @@ func webShieldMark(cl map[string][]token) bool {
 	via, id := cl["via"], cl["id"]
 	return len(via) == 1 && strings.EqualFold(via[0].text, "smtp") && len(id) == 1 && webShieldIDs.MatchString(id[0].text)
 }
+
+// megMark recognises McAfee Email Gateway: "from HELO (NAME [ip]) by host
+// with smtp (TLS: ...) id 217f_635e_83e29499_ad20_4b04_a081_ac4515c041ef",
+// a queue id like WebShield's, with one more group, after "with smtp".
+func megMark(cl map[string][]token) bool {
+	with, id := cl["with"], cl["id"]
+	return len(with) > 0 && strings.EqualFold(with[0].text, "smtp") && len(id) == 1 && megIDs.MatchString(id[0].text)
+}
+
+var megIDs = regexp.MustCompile(`^[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{8}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{4}_[0-9a-f]{12}$`)
 
 func firstComment(toks []token) string {
 	for _, t := range toks {

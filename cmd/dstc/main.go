@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/classify"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/logging"
@@ -31,8 +32,6 @@ import (
 	"github.com/dst-traps/dst/internal/report"
 	"github.com/dst-traps/dst/internal/spool"
 )
-
-const version = "0.1.0"
 
 // Exit codes, from sysexits.h: MTAs know them.
 const (
@@ -240,7 +239,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitUsage
 	}
 	if o.printVersion {
-		fmt.Fprintln(stdout, "dstc", version)
+		fmt.Fprintln(stdout, buildinfo.Line("dstc"))
 		return exitOK
 	}
 	if o.trapHash != "" {
@@ -354,7 +353,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		SourceIP:  ans.IP,
 		Arrival:   time.Now(),
 		Host:      host,
-		UserAgent: "dstc/" + version,
+		UserAgent: "dstc/" + buildinfo.Release,
 		TrapHMAC:  trapHMAC,
 	}
 	if cls.Class != classify.Spam {

@@ -35,10 +35,9 @@ import (
 	"time"
 
 	"github.com/dst-traps/dst/internal/admin"
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/config"
 )
-
-const version = "0.1.0"
 
 // Exit statuses.
 const (
@@ -114,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	if cmd == "version" {
-		fmt.Fprintln(stdout, "dstctl", version)
+		fmt.Fprintln(stdout, buildinfo.Line("dstctl"))
 		return exitOK
 	}
 	var opts []admin.ClientOption

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dst-traps/dst/internal/admin"
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/store"
 )
@@ -257,7 +258,7 @@ func TestUsage(t *testing.T) {
 			t.Errorf("dstctl %q: exit %d, stderr %q; want exit 2 and a message", args, code, errOut)
 		}
 	}
-	if code, out, _ := dstctl(t, "version"); code != 0 || out != "dstctl "+version+"\n" {
+	if code, out, _ := dstctl(t, "version"); code != 0 || out != buildinfo.Line("dstctl")+"\n" {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 	if code, out, _ := dstctl(t, "help"); code != 0 || !strings.Contains(out, "usage: dstctl") {

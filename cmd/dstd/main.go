@@ -20,11 +20,10 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/site"
 )
-
-const version = "0.1.0"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -59,7 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "version":
-		fmt.Fprintln(stdout, "dstd", version)
+		fmt.Fprintln(stdout, buildinfo.Line("dstd"))
 		return 0
 	case "keygen", "":
 	default:
@@ -96,7 +95,7 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	s, err := site.New(cfg, site.WithLogger(log), site.WithVersion(version), site.WithConfigPath(confPath))
+	s, err := site.New(cfg, site.WithLogger(log), site.WithVersion(buildinfo.Read().String()), site.WithConfigPath(confPath))
 	if err != nil {
 		return err
 	}

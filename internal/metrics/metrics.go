@@ -114,3 +114,14 @@ func RegisterStore(reg prometheus.Registerer, listings, pending func() float64) 
 			Help: "IP addresses reported but below the listing threshold."}, pending),
 	)
 }
+
+// RegisterBuildInfo exports dst_build_info, always 1, whose labels say which
+// DST runs (as `dstd version` prints it), so a dashboard can show the
+// version of every site and notice one that was not upgraded.
+func RegisterBuildInfo(reg prometheus.Registerer, version, revision, goVersion string) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dst", Name: "build_info",
+		Help:        "Always 1; the labels say which DST runs (dstd version).",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion}})
+	g.Set(1)
+	reg.MustRegister(g)
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/dst-traps/dst/internal/action"
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/article"
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/dnsupdate"
@@ -181,6 +182,8 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.met = metrics.New(s.reg)
+	bi := buildinfo.Read()
+	metrics.RegisterBuildInfo(s.reg, bi.Version, bi.Revision, bi.Go)
 	metrics.RegisterStore(s.reg,
 		func() float64 { st, _ := s.db.Stats(); return float64(st.Listings) },
 		func() float64 { st, _ := s.db.Stats(); return float64(st.Pending) })

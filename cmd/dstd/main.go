@@ -3,6 +3,7 @@
 //
 //	dstd [-c FILE]             run (no file: embedded defaults)
 //	dstd keygen [-c FILE]      create the site's DKIM key, print its public record
+//	dstd check [-c FILE] [-n]  check the configuration (-n: print it), no side effects
 //	dstd version
 //
 // SIGHUP reloads the configuration file, SIGUSR1 resynchronises the DNS
@@ -21,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/dst-traps/dst/internal/buildinfo"
+	"github.com/dst-traps/dst/internal/check"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/site"
 )
@@ -40,9 +42,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("dstd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	confPath := fs.String("c", "", "configuration file (TOML); none: embedded defaults")
+	printConf := fs.Bool("n", false, "check: print the effective configuration as TOML")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: dstd [-c FILE]          run the site daemon\n"+
 			"       dstd keygen [-c FILE]   create the site's DKIM key and print what to give peers\n"+
+			"       dstd check [-c FILE] [-n]\n"+
+			"                               check the configuration and the files it names, changing\n"+
+			"                               nothing; run it as the user that runs dstd (-n: print it)\n"+
 			"       dstd version\n\n")
 		fs.PrintDefaults()
 	}
@@ -60,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.Line("dstd"))
 		return 0
+	case "check":
+		return check.Main(*confPath, *printConf, stdout, stderr)
 	case "keygen", "":
 	default:
 		fmt.Fprintf(stderr, "dstd: unknown command %q\n", cmd)

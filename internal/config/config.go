@@ -289,7 +289,7 @@ func Load(path string) (*Config, error) {
 			for i, k := range und {
 				keys[i] = k.String()
 			}
-			return nil, fmt.Errorf("config %s: unknown key(s): %s", path, strings.Join(keys, ", "))
+			return nil, fmt.Errorf("config %s: %s", path, unknownKeys(keys))
 		}
 	}
 	c.fillPaths()

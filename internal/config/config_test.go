@@ -48,7 +48,7 @@ addresses = ["192.0.2.20", "2001:db8::/64"]
 
 func TestBadConfigs(t *testing.T) {
 	for _, tc := range []struct{ file, want string }{
-		{`sight = "typo.example"`, "unknown key(s): sight"},
+		{`sight = "typo.example"`, "unknown key sight (did you mean site?)"},
 		{`[listing]
 expire = "forever"`, "want e.g. 90s, 36h or 30d"},
 		{`site = "bad site"`, `site "bad site"`},

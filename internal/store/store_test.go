@@ -401,6 +401,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeItem(QueueItem{Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("2001:db8::1"), MessageID: "<m>"}}))
 	f.Add(encodeSightings(sightings{FirstSeen: t0, Hits: 1, List: []sighting{{"a", t0}}}))
 	f.Add([]byte{formatV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Add(encodeReportRecord(reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Probation: true, Held: true}))
+	f.Add(encodeRelayed(relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Class: "backscatter", Reason: "r"}))
+	f.Add(encodeOrigin(OriginRecord{Origin: "a", Reports: 3, Addresses: 2, First: t0, Last: t0}))
 	key16 := ipKey(netip.MustParseAddr("192.0.2.1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if l, err := decodeListing(key16, b); err == nil {
@@ -416,6 +419,21 @@ func FuzzDecode(f *testing.F) {
 		if s, err := decodeSightings(b); err == nil {
 			if again, err := decodeSightings(encodeSightings(s)); err != nil || !reflect.DeepEqual(again, s) {
 				t.Errorf("sightings %+v come back as %+v, %v", s, again, err)
+			}
+		}
+		if r, err := decodeReportRecord(b); err == nil {
+			if again, err := decodeReportRecord(encodeReportRecord(r)); err != nil || !reflect.DeepEqual(again, r) {
+				t.Errorf("report record %+v comes back as %+v, %v", r, again, err)
+			}
+		}
+		if r, err := decodeRelayed(b); err == nil {
+			if again, err := decodeRelayed(encodeRelayed(r)); err != nil || !reflect.DeepEqual(again, r) {
+				t.Errorf("relayed record %+v comes back as %+v, %v", r, again, err)
+			}
+		}
+		if o, err := decodeOrigin("a", b); err == nil {
+			if again, err := decodeOrigin("a", encodeOrigin(o)); err != nil || !reflect.DeepEqual(again, o) {
+				t.Errorf("origin record %+v comes back as %+v, %v", o, again, err)
 			}
 		}
 	})

@@ -1,15 +1,7 @@
 package feeds_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,42 +11,12 @@ import (
 	"github.com/dst-traps/dst/internal/dsttest"
 )
 
-// selfSigned writes a self-signed certificate for name (valid for
-// 127.0.0.1 too) and its key into dir, and returns their paths.
-func selfSigned(t *testing.T, dir, name string) (certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
-	return certPath, keyPath
-}
-
 // TestTLSFeeds links A -> B with STARTTLS, B requiring A's client
 // certificate, and B -> A with implicit TLS and AUTHINFO.
 func TestTLSFeeds(t *testing.T) {
 	dir := t.TempDir()
-	aCert, aKey := selfSigned(t, dir, "site-a.test")
-	bCert, bKey := selfSigned(t, dir, "site-b.test")
+	aCert, aKey, _ := dsttest.SelfSigned(t, dir, "site-a.test")
+	bCert, bKey, _ := dsttest.SelfSigned(t, dir, "site-b.test")
 	a := dsttest.NewDstd(t, "site-a.test", "")
 	b := dsttest.NewDstd(t, "site-b.test", "")
 	aTLS := fmt.Sprintf("127.0.0.1:%d", dsttest.FreePort(t))
@@ -112,8 +74,8 @@ password = "s3cret pass"
 // feeds in clear, so nothing crosses, and A's dstctl says why.
 func TestTLSPeerWithoutCredentialsCannotFeed(t *testing.T) {
 	dir := t.TempDir()
-	aCert, _ := selfSigned(t, dir, "site-a.test")
-	bCert, bKey := selfSigned(t, dir, "site-b.test")
+	aCert, _, _ := dsttest.SelfSigned(t, dir, "site-a.test")
+	bCert, bKey, _ := dsttest.SelfSigned(t, dir, "site-b.test")
 	a := dsttest.NewDstd(t, "site-a.test", "")
 	b := dsttest.NewDstd(t, "site-b.test", "")
 	keyring := a.KeyringLine() + "\n" + b.KeyringLine() + "\n"

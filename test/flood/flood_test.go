@@ -7,17 +7,11 @@ package flood_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/netip"
 	"os"
@@ -59,7 +53,7 @@ func newSite(t *testing.T) *site {
 	}
 	b := dsttest.NewDstd(t, "site-b.test", "") // never started: its key signs the peer's reports
 	a := dsttest.NewDstd(t, "site-a.test", "")
-	certPath, keyPath, pool := selfSigned(t, t.TempDir(), "site-a.test")
+	certPath, keyPath, pool := dsttest.SelfSigned(t, t.TempDir(), "site-a.test")
 	s := &site{Dstd: a, tlsAddr: fmt.Sprintf("127.0.0.1:%d", dsttest.FreePort(t)), cert: pool}
 	// The handshake deadline is far beyond the test's waits: a
 	// connection closed at once was refused, not timed out. The flood
@@ -232,49 +226,6 @@ func (s *site) ihave(t *testing.T, opts nntp.DialOptions, addr, ip string) int {
 func trapMessage(client string) []byte {
 	return []byte(fmt.Sprintf("Received: from spam.example (unknown [%s])\r\n\tby mx1.example.net (Postfix) with ESMTP id 1\r\n\tfor <trap@example.net>; %s\r\n"+
 		"From: <a@spam.example>\r\nTo: <trap@example.net>\r\nSubject: offer for %s\r\n\r\nbuy\r\n", client, time.Now().Format(time.RFC1123Z), client))
-}
-
-// selfSigned writes a self-signed certificate for name and 127.0.0.1 and
-// its key into dir; the pool trusts it.
-func selfSigned(t *testing.T, dir, name string) (certPath, keyPath string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{name},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPath, keyPath = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPath, keyPath, pool
 }
 
 // needFiles makes sure this process may hold n more open files: Go raises

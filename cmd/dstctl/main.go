@@ -198,12 +198,14 @@ func (c *cli) parseArgs(fs *flag.FlagSet, args []string, nargs int, synopsis str
 	return true, 0
 }
 
-func (c *cli) ipArg(s string) (netip.Addr, bool) {
+// ipArg parses a command's IP argument; ok false: it is not one, the
+// usage error is printed and code is the exit status.
+func (c *cli) ipArg(s string) (ip netip.Addr, code int, ok bool) {
 	ip, err := netip.ParseAddr(s)
 	if err != nil || ip.Zone() != "" {
-		return netip.Addr{}, false
+		return netip.Addr{}, c.usageError("%q is not an IPv4 or IPv6 address", s), false
 	}
-	return ip.Unmap(), true
+	return ip.Unmap(), 0, true
 }
 
 // fetch runs a command that takes no arguments and makes one request.
@@ -253,9 +255,9 @@ func (c *cli) lookup(ctx context.Context, args []string) int {
 	if ok, code := c.parseArgs(fs, args, 1, "lookup IP"); !ok {
 		return code
 	}
-	ip, ok := c.ipArg(fs.Arg(0))
+	ip, code, ok := c.ipArg(fs.Arg(0))
 	if !ok {
-		return c.usageError("%q is not an IPv4 or IPv6 address", fs.Arg(0))
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -326,9 +328,9 @@ func (c *cli) delist(ctx context.Context, args []string) int {
 	if ok, code := c.parseArgs(fs, args, 1, "delist [-allow] IP"); !ok {
 		return code
 	}
-	ip, ok := c.ipArg(fs.Arg(0))
+	ip, code, ok := c.ipArg(fs.Arg(0))
 	if !ok {
-		return c.usageError("%q is not an IPv4 or IPv6 address", fs.Arg(0))
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()

@@ -41,9 +41,9 @@ func (c *cli) why(ctx context.Context, args []string) int {
 	if ok, code := c.parseArgs(fs, args, 1, "why IP"); !ok {
 		return code
 	}
-	ip, ok := c.ipArg(fs.Arg(0))
+	ip, code, ok := c.ipArg(fs.Arg(0))
 	if !ok {
-		return c.usageError("%q is not an IPv4 or IPv6 address", fs.Arg(0))
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()

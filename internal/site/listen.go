@@ -207,19 +207,36 @@ func (s *Site) listenDNS() error {
 		return nil
 	}
 	for _, a := range s.cfg.DNS.Listen {
-		pc, err := net.ListenPacket("udp", a.String())
+		pc, l, err := listenUDPTCP(a.String(), a.Port == "0")
 		if err != nil {
 			return fmt.Errorf("DNS listener: %w (dns.listen: stop what holds the port, or pick another port)", err)
 		}
 		s.dnsPCs = append(s.dnsPCs, pc)
-		// TCP on the port UDP got, so that ":0" yields one port for both.
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			return fmt.Errorf("DNS listener: %w (dns.listen: stop what holds the port, or pick another port)", err)
-		}
 		s.dnsLs = append(s.dnsLs, l)
 	}
 	return nil
+}
+
+// listenUDPTCP binds UDP and then TCP on the port UDP got, so that ":0"
+// yields one port for both. The kernel picks the UDP port without looking
+// at TCP, where that port may be some connection's local end; with
+// anyPort, another port is tried then, as the administrator asked for
+// none in particular.
+func listenUDPTCP(addr string, anyPort bool) (net.PacketConn, net.Listener, error) {
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		if !anyPort || try == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 // listenUnix replaces a stale socket file left by a crash; the store's lock

@@ -16,10 +16,10 @@ import (
 func (s *Server) Serve(ctx context.Context, pcs []net.PacketConn, ls []net.Listener) error {
 	var servers []*dns.Server
 	for _, pc := range pcs {
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsigSecret()})
+		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, TsigSecret: s.tsigSecret(), MsgAcceptFunc: s.acceptFunc(pc)})
 	}
 	for _, l := range ls {
-		servers = append(servers, &dns.Server{Listener: l, Handler: s, TsigSecret: s.tsigSecret()})
+		servers = append(servers, &dns.Server{Listener: l, Handler: s, TsigSecret: s.tsigSecret(), MsgAcceptFunc: s.acceptFunc(nil)})
 	}
 	if len(servers) == 0 {
 		<-ctx.Done()

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dst-traps/dst/internal/dnsutil"
 )
@@ -42,6 +43,9 @@ type Config struct {
 	TransferKey *TSIGKey
 	Notify      []string // host:port of secondaries
 	Log         *slog.Logger
+	// Queries, if set, counts the answers by qtype, rcode and proto
+	// (dst_dns_queries_total); New resolves every child once.
+	Queries *prometheus.CounterVec
 }
 
 // TSIGKey is a TSIG key as BIND's key statement has it.
@@ -107,6 +111,7 @@ type Server struct {
 	tsigName, tsigAlg string
 	// onListen, if set (tests), receives the bound addresses.
 	onListen func([]net.Addr)
+	queries  *queryCounters // nil: not counted
 }
 
 // New validates c and returns a server for the listings in x.
@@ -176,7 +181,7 @@ func New(c Config, x *Index) (*Server, error) {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{c: c, x: x, zone: zone, log: c.Log, txt: parseTXT(c.TXT),
-		ttl: uint32(c.TTL / time.Second), negTTL: uint32(c.NegativeTTL / time.Second)}
+		ttl: uint32(c.TTL / time.Second), negTTL: uint32(c.NegativeTTL / time.Second), queries: newQueryCounters(c.Queries)}
 	if c.TransferKey != nil {
 		var err error
 		if s.tsigName, s.tsigAlg, err = c.TransferKey.canonical(); err != nil {
@@ -467,6 +472,7 @@ func (s *Server) reply(w dns.ResponseWriter, r *dns.Msg, m *dns.Msg) {
 		truncate(m, size)
 	}
 	s.signReply(w, r, m)
+	s.countReply(w, r, m)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dnsbl: write reply", "remote", w.RemoteAddr(), "err", err)
 	}

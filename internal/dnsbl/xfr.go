@@ -162,6 +162,7 @@ func (s *Server) stream(w dns.ResponseWriter, r *dns.Msg, fill func(emit func(dn
 // consistent snapshot, so concurrent updates cannot tear the transfer.
 func (s *Server) axfr(w dns.ResponseWriter, r *dns.Msg, qname string) {
 	serial, ls, sets := s.x.snapshot()
+	s.queries.count(r.Question[0].Qtype, dns.RcodeSuccess, false)
 	s.log.Info("dnsbl: AXFR", "remote", w.RemoteAddr(), "serial", serial, "listings", len(ls))
 	s.stream(w, r, func(emit func(dns.RR) bool) {
 		soa := s.soa(s.zone, serial, s.soaTTL)
@@ -200,6 +201,7 @@ func isTestPoint(ip netip.Addr) bool {
 // SOA(new), then for each change SOA(old) deletions SOA(new) additions,
 // then SOA(new).
 func (s *Server) ixfr(w dns.ResponseWriter, r *dns.Msg, qname string, cur, from uint32, cs []change) {
+	s.queries.count(dns.TypeIXFR, dns.RcodeSuccess, false)
 	s.log.Info("dnsbl: IXFR", "remote", w.RemoteAddr(), "from", from, "to", cur, "changes", len(cs))
 	s.stream(w, r, func(emit func(dns.RR) bool) {
 		if !emit(s.soa(s.zone, cur, s.soaTTL)) {

@@ -100,7 +100,7 @@ func (s *Site) buildDNS() error {
 		srv, err := dnsbl.New(dnsbl.Config{
 			Zone: c.Zone, A: a, Graded: c.Graded, TXT: c.TXT, TTL: c.TTL.Duration, NegativeTTL: c.NegativeTTL.Duration,
 			NS: c.NS, Mbox: c.Mbox, AllowTransfer: c.AllowTransfer.Netip(), Notify: c.Notify.Strings(), Log: s.log.With("component", "dns"),
-			TransferKey: transferKey(c),
+			TransferKey: transferKey(c), Queries: s.met.DNSQueries,
 		}, p.index)
 		if err != nil {
 			return fmt.Errorf("dns: %w", err)

@@ -49,6 +49,9 @@ func (s *Site) committed(c store.Commit) {
 					"expires", l.Expires.UTC().Format(time.RFC3339))
 			}
 			s.dnsRefresh(l.IP, &l)
+			if !s.simulating() {
+				s.observeListed(ch, time.Now())
+			}
 			continue
 		}
 		s.dnsRefresh(l.IP, nil)

@@ -61,6 +61,7 @@ func (s *Site) Reload(cfg *config.Config) error {
 	s.snap.Store(snap)
 	s.in.SetKeyring(snap.kr)
 	s.in.SetPolicy(snap.pol)
+	s.initMetrics() // the keyring's new origins
 	if s.reportLog != nil {
 		if err := s.reportLog.Reopen(); err != nil {
 			s.log.Error("cannot reopen the report log", "err", err)

@@ -200,6 +200,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 	if err := s.subscribe(); err != nil {
 		return nil, err
 	}
+	s.initMetrics()
 	s.in = ingest.New(ingest.Options{
 		Site:        cfg.Site,
 		Store:       s.db,

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 // The store routes the events its writes make: each queue has one
@@ -96,6 +97,11 @@ type Change struct {
 	// Listing is the listing after the change; for a removal, the one
 	// removed.
 	Listing Listing
+	// Origin and Date are those of the report that made a ChangeListed
+	// or ChangeExtended (zero for the other kinds), for the trap-to-listed
+	// latency.
+	Origin string
+	Date   time.Time
 }
 
 // Commit is what one committed write changed, as the observers see it.
@@ -188,6 +194,11 @@ func (db *DB) committed(e *effects) {
 // listing records a change to a listing.
 func (e *effects) listing(kind ChangeKind, l Listing) {
 	e.c.Listings = append(e.c.Listings, Change{Kind: kind, Listing: l})
+}
+
+// reported records a change a report made to a listing.
+func (e *effects) reported(kind ChangeKind, l Listing, r Report) {
+	e.c.Listings = append(e.c.Listings, Change{Kind: kind, Listing: l, Origin: r.Origin, Date: r.Date})
 }
 
 // publish enqueues ev on every queue whose subscriber wants it, inside the

@@ -153,7 +153,8 @@ func TestOnCommit(t *testing.T) {
 	if err != nil || out != Listed {
 		t.Fatal(out, err)
 	}
-	want := []Commit{{Listings: []Change{{Kind: ChangeListed, Listing: l}}, Queued: map[string]int{"log": 1}}}
+	// The change names the report that made it (trap-to-listed latency).
+	want := []Commit{{Listings: []Change{{Kind: ChangeListed, Listing: l, Origin: "a.example", Date: t0}}, Queued: map[string]int{"log": 1}}}
 	if got := o.take(); !reflect.DeepEqual(got, want) {
 		t.Errorf("listed: commits %+v, want %+v", got, want)
 	}

@@ -331,9 +331,9 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin, Path: r.Path, Class: r.Class}
 	switch out {
 	case Listed:
-		e.listing(ChangeListed, lst)
+		e.reported(ChangeListed, lst, r)
 	case Extended:
-		e.listing(ChangeExtended, lst)
+		e.reported(ChangeExtended, lst, r)
 	}
 	if out == Listed || out == Extended {
 		ev.Listed, ev.Expires = true, lst.Expires

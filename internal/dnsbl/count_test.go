@@ -51,7 +51,7 @@ func TestQueryCounters(t *testing.T) {
 			t.Fatalf("no answer to %s %s", q.name, dns.TypeToString[q.qt])
 		}
 	}
-	s.ServeDNS(newRecorder(false), two)  // FORMERR, qtype other
+	s.ServeDNS(newRecorder(false), two) // FORMERR, qtype other
 	s.ServeDNS(newRecorder(true), axfr) // streamed transfer
 	s.acceptFunc(nil)(dns.Header{Bits: uint16(dns.OpcodeUpdate) << 11, Qdcount: 1})
 

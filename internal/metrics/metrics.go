@@ -211,7 +211,7 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "DNS queries the embedded DNSBL server answered, by query type, response code and protocol (other: a type or code not listed)."},
 			[]string{"qtype", "rcode", "proto"}),
 		TrapToListed: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "dst", Name: "trap_to_listed_seconds",
-			Help: "Time from a report's Date (its trap hit) to the listing it made here, by the report's origin (other: not in the keyring file).",
+			Help:    "Time from a report's Date (its trap hit) to the listing it made here, by the report's origin (other: not in the keyring file).",
 			Buckets: TrapToListedBuckets}, []string{"origin"}),
 		TrapToListedFuture: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Name: "trap_to_listed_future_dates_total",
 			Help: "Listings made by a report dated in the future (the origin's clock is ahead); dst_trap_to_listed_seconds counts them as 0 s."},

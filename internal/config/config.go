@@ -89,6 +89,9 @@ type TLS struct {
 type Log struct {
 	Level       LogLevel     `toml:"level"`
 	Destination logging.Mode `toml:"destination"` // auto, stderr, syslog
+	// Format of each line: text (key=value) or json, one object per
+	// line for a log collector.
+	Format logging.Format `toml:"format"`
 }
 
 // NNTP is the server dstc and peers talk to.
@@ -222,7 +225,7 @@ func Default() *Config {
 	c := &Config{
 		Site:    defaultSite(),
 		DataDir: DefaultDataDir(),
-		Log:     Log{Level: LogLevel{slog.LevelInfo}, Destination: logging.Auto},
+		Log:     Log{Level: LogLevel{slog.LevelInfo}, Destination: logging.Auto, Format: logging.Text},
 		NNTP: NNTP{
 			Listen: HostPorts{{Host: "127.0.0.1", Port: "1119"}},
 			// Nobody may POST over TCP unless listed: whoever can POST

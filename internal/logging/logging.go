@@ -47,10 +47,58 @@ func (m *Mode) UnmarshalText(b []byte) error {
 // MarshalText implements encoding.TextMarshaler.
 func (m Mode) MarshalText() ([]byte, error) { return []byte(m), nil }
 
-// New returns a logger for the program tag. When syslog is wanted but cannot
-// be reached (no /dev/log in a container), it falls back to stderr and says
-// so once. The returned function closes the syslog connection.
+// Format is how each log line is written.
+type Format string
+
+// The formats: Text is slog's key=value lines, JSON one JSON object per
+// line (time, level, msg and the attributes), for a log collector
+// (journald's or Loki's JSON parsing, jq).
+const (
+	Text Format = "text"
+	JSON Format = "json"
+)
+
+// ParseFormat checks a log.format value.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(s); f {
+	case Text, JSON:
+		return f, nil
+	}
+	return "", fmt.Errorf("unknown log format %q (want text or json)", s)
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler (ParseFormat).
+func (f *Format) UnmarshalText(b []byte) error {
+	v, err := ParseFormat(string(b))
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (f Format) MarshalText() ([]byte, error) { return []byte(f), nil }
+
+// handler is the slog handler of format f writing to w.
+func (f Format) handler(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+	if f == JSON {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
+}
+
+// New returns a logger for the program tag, in the text format (see
+// NewFormat).
 func New(tag string, mode Mode, level slog.Level, stderr io.Writer) (*slog.Logger, func()) {
+	return NewFormat(tag, mode, Text, level, stderr)
+}
+
+// NewFormat returns a logger for the program tag whose lines are in
+// format. When syslog is wanted but cannot be reached (no /dev/log in a
+// container), it falls back to stderr and says so once. The returned
+// function closes the syslog connection.
+func NewFormat(tag string, mode Mode, format Format, level slog.Level, stderr io.Writer) (*slog.Logger, func()) {
 	if mode == Auto {
 		mode = Syslog
 		if f, ok := stderr.(*os.File); ok {
@@ -63,29 +111,30 @@ func New(tag string, mode Mode, level slog.Level, stderr io.Writer) (*slog.Logge
 	if mode == Syslog {
 		w, err := syslog.New(syslog.LOG_MAIL|syslog.LOG_INFO, tag)
 		if err == nil {
-			return slog.New(newSyslogHandler(w, opts)), func() { w.Close() }
+			return slog.New(newSyslogHandler(w, format, opts)), func() { w.Close() }
 		}
-		l := slog.New(slog.NewTextHandler(stderr, opts))
+		l := slog.New(format.handler(stderr, opts))
 		l.Warn("syslog unavailable, logging to stderr", "err", err)
 		return l, func() {}
 	}
-	return slog.New(slog.NewTextHandler(stderr, opts)), func() {}
+	return slog.New(format.handler(stderr, opts)), func() {}
 }
 
-// syslogHandler formats records as slog's text format does, without the
-// time (syslog adds its own), and sends each at the syslog priority that
-// matches its level.
+// syslogHandler formats records as slog's text or JSON format does,
+// without the time (syslog adds its own), and sends each at the syslog
+// priority that matches its level.
 type syslogHandler struct {
-	w    *syslog.Writer
-	opts *slog.HandlerOptions
+	w      *syslog.Writer
+	format Format
+	opts   *slog.HandlerOptions
 	// with replays WithAttrs and WithGroup calls, in order, on the text
 	// handler that formats each record.
 	with []func(slog.Handler) slog.Handler
 	mu   *sync.Mutex
 }
 
-func newSyslogHandler(w *syslog.Writer, opts *slog.HandlerOptions) *syslogHandler {
-	return &syslogHandler{w: w, opts: opts, mu: new(sync.Mutex)}
+func newSyslogHandler(w *syslog.Writer, format Format, opts *slog.HandlerOptions) *syslogHandler {
+	return &syslogHandler{w: w, format: format, opts: opts, mu: new(sync.Mutex)}
 }
 
 func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool {
@@ -94,15 +143,17 @@ func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool {
 
 func (h *syslogHandler) Handle(ctx context.Context, r slog.Record) error {
 	var buf bytes.Buffer
-	th := slog.Handler(slog.NewTextHandler(&buf, &slog.HandlerOptions{
+	th := h.format.handler(&buf, &slog.HandlerOptions{
 		Level: h.opts.Level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			// Syslog has the time and the priority; a JSON line keeps
+			// its level, for the collector that parses it.
+			if len(groups) == 0 && (a.Key == slog.TimeKey || (a.Key == slog.LevelKey && h.format != JSON)) {
 				return slog.Attr{}
 			}
 			return a
 		},
-	}))
+	})
 	for _, f := range h.with {
 		th = f(th)
 	}

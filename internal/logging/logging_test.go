@@ -2,6 +2,8 @@ package logging
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"log/syslog"
 	"net"
@@ -45,7 +47,7 @@ func TestSyslogPriorities(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	l := slog.New(newSyslogHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("ip", "203.0.113.7").WithGroup("g")
+	l := slog.New(newSyslogHandler(w, Text, &slog.HandlerOptions{Level: slog.LevelInfo})).With("ip", "203.0.113.7").WithGroup("g")
 	l.Error("cannot spool", "k", "v")
 	l.Info("reported")
 	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -63,5 +65,71 @@ func TestSyslogPriorities(t *testing.T) {
 		if i == 0 && (!strings.Contains(got, `msg="cannot spool"`) || !strings.Contains(got, " g.k=v")) {
 			t.Errorf("message %d = %q, want the group applied", i, got)
 		}
+	}
+}
+
+// log.format = "json": one JSON object per line, with time, level, msg and
+// the attributes; to syslog, without the time, which syslog adds.
+func TestJSON(t *testing.T) {
+	var buf bytes.Buffer
+	l, done := NewFormat("dstd", Stderr, JSON, slog.LevelInfo, &buf)
+	defer done()
+	l.With("component", "dns").Info("listing expired", "ip", "203.0.113.7")
+	l.Warn(`a "quoted" message`)
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %q", len(lines), buf.String())
+	}
+	for i, want := range []map[string]string{
+		{"level": "INFO", "msg": "listing expired", "component": "dns", "ip": "203.0.113.7"},
+		{"level": "WARN", "msg": `a "quoted" message`},
+	} {
+		var got map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &got); err != nil {
+			t.Fatalf("line %d %q is not JSON: %v", i, lines[i], err)
+		}
+		if _, err := time.Parse(time.RFC3339Nano, fmt.Sprint(got["time"])); err != nil {
+			t.Errorf("line %d: time %v: %v", i, got["time"], err)
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("line %d: %s = %v, want %q", i, k, got[k], v)
+			}
+		}
+	}
+	for _, s := range []string{"text", "json"} {
+		if _, err := ParseFormat(s); err != nil {
+			t.Errorf("ParseFormat(%q): %v", s, err)
+		}
+	}
+	if _, err := ParseFormat("logfmt"); err == nil {
+		t.Error("ParseFormat accepted an unknown format")
+	}
+
+	sock := filepath.Join(t.TempDir(), "log")
+	pc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	w, err := syslog.Dial("unixgram", sock, syslog.LOG_MAIL|syslog.LOG_INFO, "dstd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	slog.New(newSyslogHandler(w, JSON, &slog.HandlerOptions{Level: slog.LevelInfo})).Info("reported", "ip", "203.0.113.7")
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 2048)
+	n, err := pc.Read(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := string(b[:n])
+	var got map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(msg[strings.Index(msg, "{"):])), &got); err != nil {
+		t.Fatalf("syslog message %q holds no JSON object: %v", msg, err)
+	}
+	if _, ok := got["time"]; ok || got["level"] != "INFO" || got["msg"] != "reported" || got["ip"] != "203.0.113.7" {
+		t.Errorf("syslog JSON %v, want level, msg and ip and no time", got)
 	}
 }

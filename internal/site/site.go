@@ -117,10 +117,10 @@ func WithVersion(v string) Option { return func(s *Site) { s.version = v } }
 // WithConfigPath names the configuration file in the start-up log line.
 func WithConfigPath(p string) Option { return func(s *Site) { s.confPath = p } }
 
-// NewLogger is dstd's logger as log.level and log.destination ask; call
-// the function it returns at exit.
+// NewLogger is dstd's logger as log.level, log.destination and log.format
+// ask; call the function it returns at exit.
 func NewLogger(c config.Log, stderr io.Writer) (*slog.Logger, func()) {
-	return logging.New("dstd", c.Destination, c.Level.Level, stderr)
+	return logging.NewFormat("dstd", c.Destination, c.Format, c.Level.Level, stderr)
 }
 
 // New builds the site cfg describes and binds all its listeners, so that a

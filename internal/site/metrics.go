@@ -26,11 +26,8 @@ func (s *Site) initMetrics() {
 	for _, a := range s.actions {
 		k.Actions = append(k.Actions, a.Name())
 	}
-	for _, c := range []string{nntp.ClassLocal, nntp.ClassPeer, nntp.ClassOther} {
-		for _, r := range []string{nntp.RefusedLimit, nntp.RefusedKeyLimit} {
-			k.NNTPRefusals = append(k.NNTPRefusals, refusedLabel(nntp.Class{Name: c}, r))
-		}
-	}
+	// The peers' pool has no total limit (nntp.Pools), so no peer-limit.
+	k.NNTPRefusals = append(k.NNTPRefusals, "local-limit", "local-client-limit", "peer-client-limit", "other-limit", "other-client-limit")
 	for _, c := range classify.Known {
 		k.Classes = append(k.Classes, string(c))
 	}

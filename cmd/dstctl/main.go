@@ -20,9 +20,9 @@
 // Finding dstd: -admin ADDR, else $DSTCTL_ADMIN, else admin.socket of the
 // dstd configuration -c FILE, else admin.socket of /etc/dst/dstd.toml
 // when that file exists (the packaged dstd's), else the default socket
-// (/var/lib/dst/admin.sock for root). ADDR is a socket path (anything with
-// a '/' but http://host:port) or host:port. On TCP, a dstd with
-// admin.token_file wants its token: -token-file FILE, else
+// (/var/lib/dst/admin.sock when it exists or for root). ADDR is a socket
+// path (anything with a '/' but http://host:port) or host:port. On TCP, a
+// dstd with admin.token_file wants its token: -token-file FILE, else
 // $DST_ADMIN_TOKEN_FILE, else admin.token_file of the configuration read.
 //
 // -json, before or after the command, prints the admin API's answer

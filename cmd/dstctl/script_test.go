@@ -265,3 +265,13 @@ func TestJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestUsageListsExitCodes: help names every exit status a script may see.
+func TestUsageListsExitCodes(t *testing.T) {
+	code, out, _ := ctlIn(t, "", "help")
+	for _, s := range []string{"0  done; yes", "1  no: not listed", "2  usage", "3  dstd unreachable", "4  dstd refused or failed", "5  local error", "$DSTCTL_ADMIN", "-json"} {
+		if code != exitOK || !strings.Contains(out, s) {
+			t.Errorf("dstctl help (exit %d) does not say %q:\n%s", code, s, out)
+		}
+	}
+}

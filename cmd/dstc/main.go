@@ -129,6 +129,10 @@ type options struct {
 	// given, since an empty value is the null sender.
 	sender    string
 	senderSet bool
+	// confPath is -c: dstd's configuration, read for -spool, -s and
+	// -max-article when they are not given (the *Set fields say which).
+	confPath                           string
+	serverSet, spoolSet, maxArticleSet bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, error) {
@@ -136,7 +140,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs := flag.NewFlagSet("dstc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-r TRAP] [-f SENDER] [-secret FILE] [-n] [-v] [-s ADDR] [-spool DIR] < message\n"+
+		fmt.Fprintf(stderr, "usage: dstc -m MX-GLOB [-m ...] [-t CIDR ...] [-r TRAP] [-f SENDER] [-secret FILE] [-n] [-v] [-c DSTD.TOML | -s ADDR -spool DIR] < message\n"+
 			"       dstc -trap-hash TRAP [-secret FILE]\n\n"+
 			"Reports the address that handed a trapped message to the site's MX.\n\n")
 		fs.PrintDefaults()
@@ -145,8 +149,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 	fs.Var(&o.trusted, "t", "CIDR of the site's own hosts, trusted whatever their names; repeatable")
 	fs.BoolVar(&o.dryRun, "n", false, "dry run: print the report article on stdout, submit nothing")
 	fs.BoolVar(&o.verbose, "v", false, "log each Received field as it is walked")
-	fs.StringVar(&o.server, "s", "", "dstd's NNTP address: the path of its Unix socket, or host:port (then dstd's nntp.post_allow must list this host) (default: nntp.sock in the -spool directory)")
-	fs.StringVar(&o.spoolDir, "spool", defaultSpool(), "spool directory: dstd's submission socket is there, and reports are written there when dstd cannot be reached")
+	fs.StringVar(&o.server, "s", "", "dstd's NNTP address: the path of its Unix socket, or host:port (then dstd's nntp.post_allow must list this host) (default: -c's nntp.socket, else nntp.sock in the -spool directory)")
+	fs.StringVar(&o.spoolDir, "spool", "", "spool directory: dstd's submission socket is there, and reports are written there when dstd cannot be reached (default: -c's spool_dir, else "+defaultSpool()+")")
+	fs.StringVar(&o.confPath, "c", "", "dstd's configuration file: -spool, -s and -max-article default to its spool_dir, nntp.socket and nntp.max_article_bytes; it must be readable by the user dstc runs as")
 	fs.TextVar(&o.logMode, "log", logging.Auto, "where to log: auto (stderr on a terminal, else syslog), stderr, syslog")
 	fs.IntVar(&o.maxMessage, "max-message", mailmsg.DefaultLimits().MaxKeep, "largest message carried whole in the report; larger ones carry their header only")
 	fs.IntVar(&o.maxArticle, "max-article", config.DefaultMaxArticleBytes, "largest report dstd takes (its nntp.max_article_bytes); a report that would be larger carries the message's header only")
@@ -165,6 +170,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 			o.secretSet = true
 		case "f":
 			o.senderSet = true
+		case "s":
+			o.serverSet = true
+		case "spool":
+			o.spoolSet = true
+		case "max-article":
+			o.maxArticleSet = true
 		}
 	})
 	if o.trapHash != "" {
@@ -172,10 +183,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, *received.Site, erro
 			return nil, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
 		return o, nil, nil
-	}
-	if o.server == "" {
-		// "unix:" keeps a relative -spool a socket path, not a host.
-		o.server = "unix:" + config.SubmitSocket(o.spoolDir)
 	}
 	if o.printVersion {
 		return o, nil, nil
@@ -288,6 +295,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		log.Error("cannot read the message; the MTA will retry", "err", err)
 		return exitTempFail
 	}
+	// Read once the message is: exiting before it would leave the MTA
+	// writing to a closed pipe, an error of its own on top of ours.
+	if err := o.locate(); err != nil {
+		// The message is safe with the MTA until the file is fixed.
+		log.Error("cannot read dstd's configuration (-c); the MTA will retry", "err", err)
+		return exitTempFail
+	}
 	if msg.HeaderTruncated {
 		log.Warn("header section larger than the limit, only its beginning was read", "limit", lim.MaxHeader)
 	}
@@ -393,6 +407,37 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return exitOK
 	}
 	return submit(ctx, log.With("trap_hmac", trapHMAC, "class", cls.Class), o, ans.IP, id, wire)
+}
+
+// locate fills in what -s, -spool and -max-article did not give: from
+// dstd's configuration (-c) when there is one, so that the MTA's command
+// line need not repeat it, else the defaults.
+func (o *options) locate() error {
+	var cfg *config.Config
+	if o.confPath != "" {
+		var err error
+		if cfg, err = config.Load(o.confPath); err != nil {
+			return fmt.Errorf("-c: %w (dstc reads spool_dir and nntp.socket there: make the file readable by this user, or give -spool and -s instead)", err)
+		}
+	}
+	if !o.spoolSet {
+		o.spoolDir = defaultSpool()
+		if cfg != nil {
+			o.spoolDir = cfg.SpoolDir
+		}
+	}
+	if !o.serverSet {
+		if cfg != nil {
+			o.server = "unix:" + cfg.NNTP.Socket
+		} else {
+			// "unix:" keeps a relative -spool a socket path, not a host.
+			o.server = "unix:" + config.SubmitSocket(o.spoolDir)
+		}
+	}
+	if !o.maxArticleSet && cfg != nil {
+		o.maxArticle = int(cfg.NNTP.MaxArticleBytes)
+	}
+	return nil
 }
 
 // trapAddresses returns the trap address the report names by its hash

@@ -213,7 +213,7 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancel without brackets: exit %d, %q", code, out)
 	}
 	code, _, errOut := dstctl(t, "-admin", sock, "cancel", "<nope@site-a.example>")
-	if code != 1 || !strings.Contains(errOut, "no accepted report") {
+	if code != exitRefused || !strings.Contains(errOut, "no accepted report") {
 		t.Errorf("cancel of an unknown report: exit %d, %q", code, errOut)
 	}
 }
@@ -274,8 +274,11 @@ func TestDefaultAddressIsTheDataDirSocket(t *testing.T) {
 	if _, err := os.Stat(sock); err == nil {
 		t.Skipf("%s exists: a dstd runs here", sock)
 	}
-	code, _, errOut := dstctl(t, "status")
-	if code != 3 || !strings.Contains(errOut, "cannot reach dstd at "+sock+":") {
+	var out, errBuf bytes.Buffer
+	c := &cli{stdout: &out, stderr: &errBuf, systemConfig: filepath.Join(t.TempDir(), "none.toml")}
+	t.Setenv(adminEnv, "")
+	code, errOut := c.run(context.Background(), []string{"status"}), errBuf.String()
+	if code != 3 || !strings.Contains(errOut, "cannot reach dstd at "+sock+" (the default: give -admin, $DSTCTL_ADMIN or -c):") {
 		t.Errorf("status with the default address: exit %d, %q; want exit 3 naming %s", code, errOut, sock)
 	}
 }
@@ -359,8 +362,8 @@ func TestTokenFile(t *testing.T) {
 	t.Setenv(tokenFileEnv, "")
 
 	code, _, errOut := dstctl(t, "-admin", addr, "delist", "203.0.113.7")
-	if code != 1 || !strings.Contains(errOut, "-token-file") {
-		t.Errorf("delist without the token: exit %d, %q; want exit 1 saying to give -token-file", code, errOut)
+	if code != exitRefused || !strings.Contains(errOut, "-token-file") {
+		t.Errorf("delist without the token: exit %d, %q; want exit %d saying to give -token-file", code, errOut, exitRefused)
 	}
 	if _, ok, _ := b.Lookup(context.Background(), netip.MustParseAddr("203.0.113.7")); !ok {
 		t.Fatal("delisted without the token")
@@ -376,13 +379,13 @@ func TestTokenFile(t *testing.T) {
 
 	wrong := filepath.Join(dir, "wrong.token")
 	os.WriteFile(wrong, []byte("not-the-token-0123456789\n"), 0o600)
-	if code, _, errOut := dstctl(t, "-admin", addr, "-token-file", wrong, "status"); code != 1 || !strings.Contains(errOut, "wrong admin token") {
+	if code, _, errOut := dstctl(t, "-admin", addr, "-token-file", wrong, "status"); code != exitRefused || !strings.Contains(errOut, "wrong admin token") {
 		t.Errorf("status with a wrong token: exit %d, %q", code, errOut)
 	}
 	if err := os.Chmod(tokFile, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, errOut := dstctl(t, "-admin", addr, "status"); code != 2 || !strings.Contains(errOut, "chmod 600 "+tokFile) {
-		t.Errorf("a world-readable token file: exit %d, %q; want exit 2 saying chmod 600", code, errOut)
+	if code, _, errOut := dstctl(t, "-admin", addr, "status"); code != exitLocal || !strings.Contains(errOut, "chmod 600 "+tokFile) {
+		t.Errorf("a world-readable token file: exit %d, %q; want exit %d saying chmod 600", code, errOut, exitLocal)
 	}
 }

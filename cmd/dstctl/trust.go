@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/dst-traps/dst/internal/admin"
 )
 
 // origins shows each origin's record: what its reports did here, and what
@@ -14,24 +16,23 @@ func (c *cli) origins(ctx context.Context, args []string) int {
 	if !ok {
 		return code
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ORIGIN\tOPERATOR\tSTATE\tWEIGHT\tREPORTS\tCORROBORATED\tDELISTED BY ADMIN\tHELD\tLAST REPORT")
-	for _, o := range os {
-		state := o.State
-		if state != "trusted" {
-			state = fmt.Sprintf("%s (%d/%d corroborated)", state, o.Earned, o.Needed)
+	return c.emit(os, func() error {
+		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ORIGIN\tOPERATOR\tSTATE\tWEIGHT\tREPORTS\tCORROBORATED\tDELISTED BY ADMIN\tHELD\tLAST REPORT")
+		for _, o := range os {
+			state := o.State
+			if state != "trusted" {
+				state = fmt.Sprintf("%s (%d/%d corroborated)", state, o.Earned, o.Needed)
+			}
+			if !o.InKeyring {
+				state += ", key from DNS"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\t%d (%.0f%%)\t%d of %d addresses (%.0f%%)\t%d\t%s\n",
+				o.Origin, o.Operator, state, o.Weight, o.Reports, o.Corroborated, 100*o.CorroboratedShare,
+				o.Disputed, o.Addresses, 100*o.DisputedShare, o.Held, fmtTime(o.Last))
 		}
-		if !o.InKeyring {
-			state += ", key from DNS"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d\t%d (%.0f%%)\t%d of %d addresses (%.0f%%)\t%d\t%s\n",
-			o.Origin, o.Operator, state, o.Weight, o.Reports, o.Corroborated, 100*o.CorroboratedShare,
-			o.Disputed, o.Addresses, 100*o.DisputedShare, o.Held, fmtTime(o.Last))
-	}
-	if err := tw.Flush(); err != nil {
-		return c.fail(fmt.Errorf("writing the origins: %w", err))
-	}
-	return exitOK
+		return tw.Flush()
+	})
 }
 
 // why shows every report of an address this site holds: who reported it,
@@ -51,14 +52,25 @@ func (c *cli) why(ctx context.Context, args []string) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	switch {
-	case res.Listed:
+	if !res.Listed && len(res.Reports) == 0 {
+		// Exit 1, like lookup: nothing here. -json still prints the
+		// answer, which says so.
+		if code := c.emit(res, func() error {
+			_, err := fmt.Fprintf(c.stdout, "%s is not listed, and no report of it is held here\n", res.IP)
+			return err
+		}); code != exitOK {
+			return code
+		}
+		return exitNo
+	}
+	return c.emit(res, func() error { return c.whyText(res) })
+}
+
+func (c *cli) whyText(res admin.WhyResult) error {
+	if res.Listed {
 		fmt.Fprintf(c.stdout, "%s is listed until %s (%d hits)\n", res.IP, fmtTime(res.Listing.Expires), res.Listing.Hits)
-	case len(res.Reports) > 0:
+	} else {
 		fmt.Fprintf(c.stdout, "%s is not listed\n", res.IP)
-	default:
-		fmt.Fprintf(c.stdout, "%s is not listed, and no report of it is held here\n", res.IP)
-		return exitFail
 	}
 	for _, r := range res.Reports {
 		counts := "counted"
@@ -84,8 +96,8 @@ func (c *cli) why(ctx context.Context, args []string) int {
 		row("status", counts)
 		row("evidence", orNone(oneLine(r.Received)))
 		if err := tw.Flush(); err != nil {
-			return c.fail(fmt.Errorf("writing the reports: %w", err))
+			return err
 		}
 	}
-	return exitOK
+	return nil
 }

@@ -57,7 +57,7 @@ func TestWhy(t *testing.T) {
 			t.Errorf("why: exit %d, %q: output lacks %q:\n%s", code, errOut, s, out)
 		}
 	}
-	if code, out, _ := dstctl(t, "-admin", sock, "why", "203.0.113.8"); code != exitFail || !strings.Contains(out, "no report of it") {
+	if code, out, _ := dstctl(t, "-admin", sock, "why", "203.0.113.8"); code != exitNo || !strings.Contains(out, "no report of it") {
 		t.Errorf("why of an unknown address: exit %d, %q; want exit 1", code, out)
 	}
 	if code, _, _ := dstctl(t, "-admin", sock, "why", "nonsense"); code != exitUsage {

@@ -10,7 +10,8 @@
 // refuses what a web page could send (guard.go): any request with an
 // Origin header (403), and a POST whose body is not application/json (415).
 //
-// Routes (JSON bodies; errors are {"error": "..."}):
+// Routes (JSON bodies; errors are {"error": "..."}; docs/API.md describes
+// each, its fields and examples, and TestAPIDocumented keeps it complete):
 //
 //	GET  /healthz           200 "ok"
 //	GET  /metrics           Prometheus text format

@@ -28,6 +28,7 @@ const maxListingLine = 1 << 20
 // concurrent use.
 type Client struct {
 	addr  string
+	from  string // where addr came from, for errors; "" when the user gave it
 	base  string // URL prefix, "http://host:port" or "http://dstd" for a socket
 	token string // sent as a bearer token when not empty
 	hc    *http.Client
@@ -42,6 +43,19 @@ func WithToken(token string) ClientOption {
 	return func(c *Client) { c.token = token }
 }
 
+// WithAddrSource says where the address came from ("admin.socket of
+// /etc/dst/dstd.toml"), so that an error reaching it names the source to
+// fix as well as the address.
+func WithAddrSource(from string) ClientOption {
+	return func(c *Client) { c.from = from }
+}
+
+// IsSocket reports whether NewClient takes addr for a Unix socket path
+// rather than a TCP address.
+func IsSocket(addr string) bool {
+	return !strings.HasPrefix(addr, "http://") && strings.Contains(addr, "/")
+}
+
 // NewClient returns a client for addr: host:port or http://host:port for
 // TCP, else (anything with a '/') a Unix socket path.
 func NewClient(addr string, opts ...ClientOption) *Client {
@@ -53,7 +67,7 @@ func NewClient(addr string, opts ...ClientOption) *Client {
 	if hp, ok := strings.CutPrefix(addr, "http://"); ok {
 		tr.Proxy = nil // never send admin requests through an HTTP proxy
 		c.base = "http://" + strings.TrimSuffix(hp, "/")
-	} else if strings.Contains(addr, "/") {
+	} else if IsSocket(addr) {
 		var d net.Dialer
 		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
 			return d.DialContext(ctx, "unix", addr)
@@ -77,6 +91,7 @@ func (c *Client) Addr() string { return c.addr }
 // answering with an error.
 type UnreachableError struct {
 	Addr string
+	From string // where Addr came from (WithAddrSource), or ""
 	Err  error
 }
 
@@ -90,7 +105,11 @@ func (e *UnreachableError) Error() string {
 			hint = "run dstctl as root, as dstd's user, or as a member of admin.group (docs/ADMIN.md 1.3)"
 		}
 	}
-	return fmt.Sprintf("cannot reach dstd at %s: %s — %s", e.Addr, reason, hint)
+	addr := e.Addr
+	if e.From != "" {
+		addr += " (" + e.From + ")"
+	}
+	return fmt.Sprintf("cannot reach dstd at %s: %s — %s", addr, reason, hint)
 }
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
@@ -134,7 +153,7 @@ func (c *Client) do(ctx context.Context, method, path string, in any, want int) 
 		if errors.As(err, &uerr) {
 			err = uerr.Err // drop the placeholder URL, which means nothing to the user
 		}
-		return nil, &UnreachableError{Addr: c.addr, Err: err}
+		return nil, &UnreachableError{Addr: c.addr, From: c.from, Err: err}
 	}
 	if resp.StatusCode == want {
 		return resp, nil

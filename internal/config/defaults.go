@@ -26,8 +26,22 @@ func DefaultDataDir() string {
 	return "dst-data"
 }
 
-// DefaultAdminSocket is the admin endpoint dstctl talks to by default.
+// systemAdminSocket is the admin socket of a dstd on the system data
+// directory.
+const systemAdminSocket = "/var/lib/dst/admin.sock"
+
+// DefaultAdminSocket is the admin endpoint dstctl talks to by default: the
+// system dstd's when it exists (an operator in admin.group can see it,
+// the data directory letting the group through) or for root; else that
+// of a dstd this user runs without a configuration, as dstc's default
+// spool is.
 func DefaultAdminSocket() string {
+	if os.Geteuid() == 0 {
+		return systemAdminSocket
+	}
+	if _, err := os.Stat(systemAdminSocket); err == nil {
+		return systemAdminSocket
+	}
 	return filepath.Join(DefaultDataDir(), "admin.sock")
 }
 

@@ -91,7 +91,7 @@ func query(t *testing.T, server, name string, qtype uint16) *dns.Msg {
 func TestEmbeddedServerWithDig(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", "[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n")
 	d.Start()
-	if out, code := d.Ctl("resync"); code != 1 || !strings.Contains(out, "no DNS UPDATE server") {
+	if out, code := d.Ctl("resync"); code != 4 || !strings.Contains(out, "no DNS UPDATE server") {
 		t.Errorf("dstctl resync without [dns.update]: exit %d: %s", code, out)
 	}
 	post(t, d, "203.0.113.7")
@@ -274,8 +274,8 @@ func TestBINDUpdate(t *testing.T) {
 	if r, _ := b.Query(reverse("203.0.113.31"), dns.TypeA); r != nil && len(r.Answer) > 0 {
 		t.Error("BIND took an update signed with a wrong key")
 	}
-	if out, code := w.Ctl("resync"); code != 1 || !strings.Contains(strings.ToLower(out), "resynchronisation") {
-		t.Errorf("dstctl resync with a refused key: exit %d, want 1 and the error: %s", code, out)
+	if out, code := w.Ctl("resync"); code != 4 || !strings.Contains(strings.ToLower(out), "resynchronisation") {
+		t.Errorf("dstctl resync with a refused key: exit %d, want 4 (dstd failed the request) and the error: %s", code, out)
 	}
 	// dstctl queues shows the UPDATE queue with its failures and why.
 	out, _ := w.Ctl("queues")

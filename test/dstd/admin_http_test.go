@@ -143,8 +143,8 @@ func TestAdminHTTPNotACrossSiteTarget(t *testing.T) {
 		t.Errorf("GET /healthz without a token: %d %q", code, body)
 	}
 
-	if out, code := ctl("-admin", addr, "lookup", "203.0.113.7"); code != 1 || !strings.Contains(out, "-token-file") {
-		t.Errorf("dstctl over TCP without the token: exit %d: %s; want exit 1 saying to give -token-file", code, out)
+	if out, code := ctl("-admin", addr, "lookup", "203.0.113.7"); code != 4 || !strings.Contains(out, "-token-file") {
+		t.Errorf("dstctl over TCP without the token: exit %d: %s; want exit 4 (dstd refused) saying to give -token-file", code, out)
 	}
 	if out, code := ctl("-admin", addr, "-token-file", tokFile, "delist", "203.0.113.7"); code != 0 || !strings.Contains(out, "203.0.113.7 delisted") {
 		t.Errorf("dstctl -token-file delist: exit %d: %s", code, out)

@@ -68,10 +68,10 @@ func TestCancel(t *testing.T) {
 	}
 
 	// Only the origin may ask, and only for a report it has.
-	if out, code := nw.sites[1].Ctl("cancel", id); code != 1 || !strings.Contains(out, "only its origin") {
+	if out, code := nw.sites[1].Ctl("cancel", id); code != 4 || !strings.Contains(out, "only its origin") {
 		t.Errorf("dstctl cancel at another site: exit %d, %q", code, out)
 	}
-	if out, code := nw.sites[0].Ctl("cancel", "<nope@site-0.test>"); code != 1 || !strings.Contains(out, "no accepted report") {
+	if out, code := nw.sites[0].Ctl("cancel", "<nope@site-0.test>"); code != 4 || !strings.Contains(out, "no accepted report") {
 		t.Errorf("dstctl cancel of an unknown report: exit %d, %q", code, out)
 	}
 

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -33,20 +34,33 @@ var (
 	handedOut   = map[int]bool{}
 )
 
+// Ports handed out come from below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range, 32768 and up by default): a port the
+// kernel picked for some connection's local end, or for another test's
+// ":0", can then never be the one a dstd is about to bind. Only tests that
+// pick the same way can collide, and each checks the port is free first.
+const (
+	portLow  = 20000
+	portHigh = 32767
+)
+
 // freePort returns a loopback port that was free for TCP, and for UDP too
 // when udp is set, a moment ago, and that this process never handed out.
 func freePort(t testing.TB, udp bool) int {
 	t.Helper()
 	handedOutMu.Lock()
 	defer handedOutMu.Unlock()
-	for range 100 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	for range 1000 {
+		port := portLow + rand.IntN(portHigh-portLow+1)
+		if handedOut[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		ok := !handedOut[port]
-		if ok && udp {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ok := true
+		if udp {
 			u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 			if ok = err == nil; ok {
 				u.Close()

@@ -51,7 +51,7 @@ var (
 func TestPackage(t *testing.T) {
 	dsttest.RequireRoot(t, "dpkg -i of the dst package")
 	for _, p := range [][2]string{{"dpkg", "dpkg"}, {"go-md2man", "go-md2man"}, {"systemd-analyze", "systemd"},
-		{"logrotate", "logrotate"}, {"setpriv", "util-linux"}, {"runuser", "util-linux"}, {"useradd", "passwd"}} {
+		{"logrotate", "logrotate"}, {"man", "man-db"}, {"setpriv", "util-linux"}, {"runuser", "util-linux"}, {"useradd", "passwd"}} {
 		dsttest.Require(t, p[0], p[1])
 	}
 	dsttest.LockHost(t, dsttest.HostDirs)

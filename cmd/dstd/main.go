@@ -24,6 +24,7 @@ import (
 	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/check"
 	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/sdnotify"
 	"github.com/dst-traps/dst/internal/site"
 )
 
@@ -94,35 +95,51 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serve runs the site until ctx ends, turning SIGHUP and SIGUSR1 into
-// Reload and RequestResync.
+// Reload and RequestResync. Under systemd (Type=notify) it says READY=1
+// once every listener is served, RELOADING=1 and READY=1 around a reload,
+// and STOPPING=1 when it stops.
 func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.Writer) error {
 	log, closeLog := site.NewLogger(cfg.Log, stderr)
 	defer closeLog()
+	notify := sdnotify.FromEnv()
+	tell := func(err error) {
+		if err != nil {
+			log.Warn("cannot notify systemd", "err", err)
+		}
+	}
 	// Subscribe before the site exists, so that a signal sent as soon as
 	// the start is logged is not lost to the default action.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
-	s, err := site.New(cfg, site.WithLogger(log), site.WithVersion(buildinfo.Read().String()), site.WithConfigPath(confPath))
+	s, err := site.New(cfg, site.WithLogger(log), site.WithVersion(buildinfo.Read().String()), site.WithConfigPath(confPath),
+		site.WithReady(func() { tell(notify.Ready()) }))
 	if err != nil {
 		return err
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
+	stopping := ctx.Done()
 	for {
 		select {
 		case err := <-done:
 			return err
+		case <-stopping:
+			tell(notify.Stopping())
+			stopping = nil // Run is shutting down: wait for done
 		case sig := <-sigs:
 			if sig == syscall.SIGUSR1 {
 				s.RequestResync()
 				continue
 			}
+			tell(notify.Reloading())
 			if c, err := config.Load(confPath); err != nil {
 				log.Error("reload failed, keeping the running configuration", "err", err)
 			} else {
 				s.Reload(c) // logs what it did, or why not
 			}
+			// Running on, with the new configuration or the old one.
+			tell(notify.Ready())
 		}
 	}
 }

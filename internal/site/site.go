@@ -93,6 +93,9 @@ type Site struct {
 	// admin.group, -1 when unset.
 	submitGID, adminGID int
 
+	// ready is called once Run serves every listener (WithReady).
+	ready func()
+
 	ran    atomic.Bool
 	closed sync.Once
 }
@@ -116,6 +119,10 @@ func WithVersion(v string) Option { return func(s *Site) { s.version = v } }
 
 // WithConfigPath names the configuration file in the start-up log line.
 func WithConfigPath(p string) Option { return func(s *Site) { s.confPath = p } }
+
+// WithReady sets what Run calls once every listener is served: dstd tells
+// systemd READY=1 there.
+func WithReady(f func()) Option { return func(s *Site) { s.ready = f } }
 
 // NewLogger is dstd's logger as log.level, log.destination and log.format
 // ask; call the function it returns at exit.
@@ -319,6 +326,11 @@ func (s *Site) Run(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	// The listeners were bound by New and each has its server now: a
+	// client that connects from here on is answered.
+	if s.ready != nil {
+		s.ready()
 	}
 	<-gctx.Done()
 	s.log.Info("dstd stopping")

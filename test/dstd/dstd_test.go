@@ -300,6 +300,9 @@ func TestDelistAndAllow(t *testing.T) {
 // judges a report, and stops cleanly on SIGTERM.
 func TestNoConfigFile(t *testing.T) {
 	dsttest.RequireRoot(t, "dstd as user nobody")
+	// dstc's default spool is /var/spool/dst when it exists: not while
+	// test/pkg has the package installed.
+	dsttest.LockHost(t, dsttest.HostDirs)
 	state := t.TempDir()
 	os.Chmod(state, 0o777)
 	os.Chmod(filepath.Dir(state), 0o755)

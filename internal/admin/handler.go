@@ -45,6 +45,9 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/resync", route(http.MethodPost, http.HandlerFunc(h.resync)))
 	mux.Handle("/v1/queues", route(http.MethodGet, http.HandlerFunc(h.queues)))
 	mux.Handle("/v1/peers", route(http.MethodGet, http.HandlerFunc(h.peers)))
+	for _, p := range []string{"/v1/peers/refeed", "/v1/peers/flush", "/v1/peers/test"} {
+		mux.Handle(p, route(http.MethodPost, http.HandlerFunc(h.peerControl)))
+	}
 	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
 	mux.Handle("/v1/origins", route(http.MethodGet, http.HandlerFunc(h.origins)))
 	mux.Handle("/v1/why", route(http.MethodGet, http.HandlerFunc(h.why)))

@@ -261,8 +261,7 @@ client_cert = %q
 	// Refeeding before the fix only gets the same refusal, and the report
 	// is kept again: B did not remember it as refused for good.
 	if out, code := a.Ctl("peers", "refeed", "site-b.test"); code != 0 || !strings.Contains(out, "1 refused reports offered again") {
-		t.Errorf("dstctl peers refeed before the fix: exit %d:
-%s", code, out)
+		t.Errorf("dstctl peers refeed before the fix: exit %d:\n%s", code, out)
 	}
 	dsttest.WaitFor(t, 30*time.Second, "B to refuse the refed report again, and A to keep it", func() bool {
 		p := peersOf(t, a)["site-b.test"]

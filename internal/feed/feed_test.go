@@ -52,10 +52,10 @@ type peer struct {
 	conns    []net.Conn
 
 	// Misbehaviour, set before the feed starts.
-	closeAt    int             // after this many articles, hang up once
-	checkLater map[string]int  // answer 431 this many times for the ID
-	takeLater  map[string]int  // answer TAKETHIS with 400 (and close) this many times
-	refuse     map[string]bool // answer TAKETHIS with 439
+	closeAt    int               // after this many articles, hang up once
+	checkLater map[string]int    // answer 431 this many times for the ID
+	takeLater  map[string]int    // answer TAKETHIS with 400 (and close) this many times
+	refuse     map[string]bool   // answer TAKETHIS with 439
 	refuseText map[string]string // answer TAKETHIS with 439 and this text
 	deny       int               // refuse this many connections with 502
 	// With tlsCert, the server offers STARTTLS and AUTHINFO, and lets

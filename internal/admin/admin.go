@@ -84,7 +84,7 @@ type KeyStatus struct {
 }
 
 // PeerStatus describes one peer since dstd started: the outgoing feed to
-// it (the fields up to LastErrorTime, and TLS to Kept; Outgoing false and
+// it (the fields up to LastErrorTime, and TLSMode to RetryAt; Outgoing false and
 // zero when it has none), and what it feeds this site (Incoming).
 type PeerStatus struct {
 	Name          string    `json:"name"`

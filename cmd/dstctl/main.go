@@ -105,7 +105,11 @@ commands:
   delist [-allow] IP  remove IP's listing; -allow also keeps it from being listed again
   cancel MESSAGE-ID   withdraw a report this site sent, here and at every site it reached
   queues              the action queues: waiting events, successes, failures
-  peers               the outgoing feeds: connected, waiting reports, sent, refused, last error
+  peers [-json]       every peer: outgoing feed (state, waiting, sent, refused by reason, TLS), incoming sessions
+  peers refeed [-reason keyring|clock|all] NAME
+                      offer NAME again the reports it refused for a keyring or clock reason, once fixed
+  peers flush NAME    connect to NAME now, skipping the backoff; deferred reports are due at once
+  peers test NAME     a round trip to NAME without a report: connect, TLS, MODE STREAM, CHECK, QUIT (exit 1: failed)
   keys                the DKIM keys reports are verified with (keyring and own key)
   resync              repair the DNS UPDATE server's zone from the listings, and say what changed
   origins             every origin: operator, trust state and weight, reports, corroborated, delisted by you, held
@@ -654,36 +658,6 @@ func (c *cli) queues(ctx context.Context, args []string) int {
 				lastErr = fmtTime(q.LastErrorTime) + " " + oneLine(q.LastError)
 			}
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", q.Name, q.Depth, q.Done, q.Failures, fmtTime(q.LastSuccess), lastErr)
-		}
-		return tw.Flush()
-	})
-}
-
-func (c *cli) peers(ctx context.Context, args []string) int {
-	ps, code, ok := fetch(ctx, c, args, "peers", c.c.Peers)
-	if !ok {
-		return code
-	}
-	return c.emit(ps, func() error {
-		if len(ps) == 0 {
-			_, err := fmt.Fprintln(c.stdout, "no outgoing feeds configured")
-			return err
-		}
-		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PEER\tADDRESS\tSTATE\tWAITING\tSENT\tREFUSED\tDEFERRED\tLAST SUCCESS\tLAST ERROR")
-		for _, p := range ps {
-			state := "disconnected"
-			if p.Connected {
-				state = "connected (IHAVE)"
-				if p.Streaming {
-					state = "connected (streaming)"
-				}
-			}
-			lastErr := "-"
-			if p.LastError != "" {
-				lastErr = fmtTime(p.LastErrorTime) + " " + oneLine(p.LastError)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", p.Name, p.Addr, state, p.Depth, p.Sent, p.Refused, p.Deferred, fmtTime(p.LastSuccess), lastErr)
 		}
 		return tw.Flush()
 	})

@@ -283,21 +283,6 @@ func TestDefaultAddressIsTheDataDirSocket(t *testing.T) {
 	}
 }
 
-func (b *backend) Peers(context.Context) ([]admin.PeerStatus, error) {
-	return []admin.PeerStatus{{Name: "site-b.test", Addr: "192.0.2.20:1119", Connected: true, Streaming: true, Depth: 3, Sent: 10}}, nil
-}
-
-func TestPeers(t *testing.T) {
-	sock := serve(t, newBackend())
-	code, out, _ := dstctl(t, "-admin", sock, "peers")
-	want := `PEER         ADDRESS          STATE                  WAITING  SENT  REFUSED  DEFERRED  LAST SUCCESS  LAST ERROR
-site-b.test  192.0.2.20:1119  connected (streaming)  3        10    0        0         -             -
-`
-	if code != 0 || out != want {
-		t.Errorf("peers: exit %d:\n%s\nwant:\n%s", code, out, want)
-	}
-}
-
 func (b *backend) Keys(context.Context) ([]admin.KeyStatus, error) {
 	return []admin.KeyStatus{
 		{Site: "site-a.test", Selector: "dst", PublicKey: "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", Own: true},

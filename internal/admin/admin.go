@@ -22,7 +22,10 @@
 //	POST /v1/cancel         CancelRequest {"id": MESSAGE-ID}; CancelResult (400: not a report this site can cancel)
 //	POST /v1/resync         {} or no body; ResyncResult, once done (400: no DNS UPDATE server)
 //	GET  /v1/queues         []QueueStatus
-//	GET  /v1/peers          []PeerStatus
+//	GET  /v1/peers          []PeerStatus: outgoing feeds and incoming peers
+//	POST /v1/peers/refeed   PeerRequest; RefeedResult (see PeerControl)
+//	POST /v1/peers/flush    PeerRequest; FlushResult
+//	POST /v1/peers/test     PeerRequest; TestResult
 //	GET  /v1/keys           []KeyStatus
 //	GET  /v1/origins        []OriginStatus
 //	GET  /v1/why?ip=IP      WhyResult: the listing and every report of the address
@@ -59,7 +62,8 @@ type Backend interface {
 	// returns a *RequestError.
 	Resync(ctx context.Context) (ResyncResult, error)
 	Queues(ctx context.Context) ([]QueueStatus, error)
-	// Peers describes the outgoing feeds.
+	// Peers describes the configured peers: the outgoing feeds, and
+	// what each peer feeds this site.
 	Peers(ctx context.Context) ([]PeerStatus, error)
 	// Keys lists the DKIM keys reports are verified with.
 	Keys(ctx context.Context) ([]KeyStatus, error)
@@ -80,7 +84,9 @@ type KeyStatus struct {
 	Probation bool   `json:"probation,omitempty"`
 }
 
-// PeerStatus describes the outgoing feed to one peer since dstd started.
+// PeerStatus describes one peer since dstd started: the outgoing feed to
+// it (the fields up to LastErrorTime, and TLSMode to RetryAt; Outgoing false and
+// zero when it has none), and what it feeds this site (Incoming).
 type PeerStatus struct {
 	Name          string    `json:"name"`
 	Addr          string    `json:"addr"`
@@ -93,6 +99,22 @@ type PeerStatus struct {
 	LastSuccess   time.Time `json:"last_success,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time,omitzero"`
+
+	Outgoing bool   `json:"outgoing"`           // this site feeds the peer
+	TLSMode  string `json:"tls_mode,omitempty"` // configured: none, starttls, implicit
+	// TLS is the last outgoing connection's state (none before the first).
+	TLS *TLSState `json:"tls,omitempty"`
+	// Refusals are the peer's refusals by reason.
+	Refusals []RefusalCount `json:"refusals,omitempty"`
+	// Kept is how many reports it refused for a keyring or clock reason
+	// wait to be offered again (dstctl peers refeed).
+	Kept int `json:"kept"`
+	// RetryAt: after a failure, when the feed reconnects (dstctl peers
+	// flush: now).
+	RetryAt time.Time `json:"retry_at,omitzero"`
+	// Incoming is what the peer feeds this site; nil when it may not
+	// (no address in its [[peer]] table).
+	Incoming *IncomingStatus `json:"incoming,omitempty"`
 }
 
 // Status describes the running dstd.

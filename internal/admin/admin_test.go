@@ -30,8 +30,10 @@ type fakeBackend struct {
 	listings map[netip.Addr]store.Listing
 	order    []netip.Addr
 	delisted []string
-	failList error // returned by List after the first listing
-	fail     error // returned by every other method
+	// peerCalls records the PeerControl calls: "refeed site-b.test keyring".
+	peerCalls []string
+	failList  error // returned by List after the first listing
+	fail      error // returned by every other method
 	// extra generated listings follow the fixed ones; List then waits
 	// for hold to close (if not nil) before it returns.
 	extra int

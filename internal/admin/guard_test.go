@@ -53,6 +53,9 @@ var v1Routes = []struct{ method, path, body string }{
 	{"POST", "/v1/delist", `{"ip": "203.0.113.7"}`},
 	{"POST", "/v1/cancel", `{"id": "<r1@site-a.example>"}`},
 	{"POST", "/v1/resync", `{}`},
+	{"POST", "/v1/peers/refeed", `{"peer": "site-b.test", "reason": "keyring"}`},
+	{"POST", "/v1/peers/flush", `{"peer": "site-b.test"}`},
+	{"POST", "/v1/peers/test", `{"peer": "site-b.test"}`},
 }
 
 // TestOriginRefused: whatever a web page sends, cross-site or not, carries
@@ -74,8 +77,8 @@ func TestOriginRefused(t *testing.T) {
 			}
 		}
 	}
-	if len(b.delisted) != 0 {
-		t.Errorf("a request with Origin delisted: %v", b.delisted)
+	if len(b.delisted) != 0 || len(b.peerCalls) != 0 {
+		t.Errorf("a request with Origin delisted %v or controlled peers %v", b.delisted, b.peerCalls)
 	}
 	// Read-only and answered to anyone: a page cannot read them across
 	// origins anyway, and a scraper must not need anything.
@@ -104,7 +107,7 @@ func TestNonJSONPostRefused(t *testing.T) {
 		"":                                  `{"ip": "203.0.113.7"}`,
 		"application/jsonx":                 `{"ip": "203.0.113.7"}`,
 	}
-	for _, path := range []string{"/v1/delist", "/v1/cancel", "/v1/resync"} {
+	for _, path := range []string{"/v1/delist", "/v1/cancel", "/v1/resync", "/v1/peers/refeed", "/v1/peers/flush", "/v1/peers/test"} {
 		for ct, body := range forms {
 			h := map[string]string{}
 			if ct != "" {
@@ -116,8 +119,8 @@ func TestNonJSONPostRefused(t *testing.T) {
 			}
 		}
 	}
-	if len(b.delisted) != 0 {
-		t.Errorf("a form delisted: %v", b.delisted)
+	if len(b.delisted) != 0 || len(b.peerCalls) != 0 {
+		t.Errorf("a form delisted %v or controlled peers %v", b.delisted, b.peerCalls)
 	}
 	code, _, body := do(t, "POST", srv.URL+"/v1/delist", `{"ip": "203.0.113.7", "allow": true}`,
 		map[string]string{"Content-Type": "application/json; charset=utf-8"})
@@ -164,6 +167,9 @@ func TestForTCPToken(t *testing.T) {
 	}
 	if want := []string{"203.0.113.7 allow=false"}; strings.Join(b.delisted, ",") != want[0] {
 		t.Errorf("backend saw delists %v, want only the one with the token", b.delisted)
+	}
+	if len(b.peerCalls) != 3 {
+		t.Errorf("backend saw peer controls %v, want only the three with the token", b.peerCalls)
 	}
 	for _, path := range []string{"/healthz", "/metrics"} {
 		if code, _, body := do(t, "GET", srv.URL+path, "", map[string]string{"Host": "prometheus.example:9100"}); code != 200 {

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dst-traps/dst/internal/article"
@@ -78,6 +79,12 @@ type Source interface {
 	store.Queue
 	// Article returns the stored article, or nil once it has been pruned.
 	Article(messageID string) ([]byte, error)
+	// QueueMove, QueueTrim and QueueReschedule keep the reports the peer
+	// refused for a reason its administrator can fix (refused.go), and
+	// make deferred reports due at once (Flush).
+	QueueMove(from, to string, seqs []uint64, by string) (int, error)
+	QueueTrim(queue string, keep int) (int, error)
+	QueueReschedule(queue string, at time.Time) (int, error)
 }
 
 // QueueName is the name of the store queue that holds the reports for peer.
@@ -164,6 +171,19 @@ type Status struct {
 	LastSuccess   time.Time
 	LastError     string
 	LastErrorTime time.Time
+	// TLSMode is the configured mode (TLSNone, TLSStartTLS, TLSImplicit);
+	// TLS what the last connection had (zero before the first).
+	TLSMode string
+	TLS     TLSInfo
+	// Refusals counts the peer's refusals by reason (RefusalReason),
+	// with its last answer for each.
+	Refusals []Refusal
+	// Kept is how many refused reports wait in the refused queue for
+	// Refeed (at most MaxKept).
+	Kept int
+	// RetryAt is when the feed reconnects after a failure, while it
+	// waits (Flush cuts the wait short); zero otherwise.
+	RetryAt time.Time
 }
 
 // Feeder feeds one peer. Run does the work; Status may be called from any
@@ -175,8 +195,15 @@ type Feeder struct {
 	queue string
 	log   *slog.Logger
 
-	mu sync.Mutex
-	st Status
+	mu       sync.Mutex
+	st       Status
+	refusals map[string]*Refusal // by reason
+
+	// poke wakes Run from any wait (Refeed, Flush); flushReq says the
+	// poke is a Flush, which also cuts a reconnection backoff short.
+	poke     chan struct{}
+	flushReq atomic.Bool
+	refused  string // the refused queue's name
 
 	// The rest belongs to Run's goroutine, except settled, which the
 	// settling goroutines send on.
@@ -195,14 +222,17 @@ func New(p Peer, src Source, o Options) *Feeder {
 	p.Window = min(p.Window, maxWindow)
 	o = o.withDefaults()
 	return &Feeder{
-		peer:    p,
-		src:     src,
-		o:       o,
-		queue:   QueueName(p.Name),
-		log:     o.Log.With("peer", p.Name, "addr", p.Addr),
-		st:      Status{Name: p.Name, Addr: p.Addr},
-		busy:    make(map[uint64]bool),
-		settled: make(chan settleResult, maxSettling),
+		peer:     p,
+		src:      src,
+		o:        o,
+		queue:    QueueName(p.Name),
+		log:      o.Log.With("peer", p.Name, "addr", p.Addr),
+		st:       Status{Name: p.Name, Addr: p.Addr, TLSMode: p.TLS},
+		refusals: make(map[string]*Refusal),
+		poke:     make(chan struct{}, 1),
+		refused:  RefusedQueueName(p.Name),
+		busy:     make(map[uint64]bool),
+		settled:  make(chan settleResult, maxSettling),
 	}
 }
 
@@ -210,9 +240,13 @@ func New(p Peer, src Source, o Options) *Feeder {
 func (f *Feeder) Status() Status {
 	f.mu.Lock()
 	s := f.st
+	s.Refusals = f.refusalList()
 	f.mu.Unlock()
 	if n, err := f.src.QueueDepth(f.queue); err == nil {
 		s.Depth = n
+	}
+	if n, err := f.src.QueueDepth(f.refused); err == nil {
+		s.Kept = n
 	}
 	return s
 }
@@ -256,7 +290,12 @@ func (f *Feeder) Run(ctx context.Context) error {
 		delay := retry.Backoff(failures, f.o.MinBackoff, f.o.MaxBackoff)
 		f.failed(err)
 		f.log.Warn("feed to peer failed; will reconnect", "err", err, "retry_in", delay.Round(time.Millisecond))
-		f.sleep(ctx, delay)
+		f.setRetryAt(f.o.Now().Add(delay))
+		if f.sleep(ctx, delay) {
+			f.log.Info("reconnecting now: the administrator flushed the feed (dstctl peers flush)")
+			failures = 0
+		}
+		f.setRetryAt(time.Time{})
 	}
 	return nil
 }
@@ -285,13 +324,18 @@ func (f *Feeder) session(ctx context.Context) (progress bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	f.flushReq.Store(false) // connected: a flush asked for before is done
 	streaming, err := c.ModeStream(ctx)
 	if err != nil {
 		c.Close()
 		return false, err
 	}
+	ti := describeClientTLS(c, f.peer.Addr)
+	f.mu.Lock()
+	f.st.TLS = ti
+	f.mu.Unlock()
 	f.setConnected(true, streaming)
-	f.log.Info("connected to peer", "streaming", streaming, "tls", c.TLS())
+	f.log.Info("connected to peer", "streaming", streaming, "tls", ti.String())
 	if streaming {
 		progress, err = f.stream(ctx, c)
 	} else {
@@ -397,6 +441,8 @@ func (f *Feeder) stream(ctx context.Context, c *nntp.Client) (progress bool, err
 			f.takeSettled1(s)
 			continue
 		case <-f.o.Kick:
+			continue
+		case <-f.poke:
 			continue
 		case <-ctx.Done():
 			return progress, nil
@@ -515,6 +561,7 @@ func (f *Feeder) prepare(it store.QueueItem) *flight {
 	if article.PathContains(path, f.peer.Name) {
 		log.Debug("not offering a report to a peer already in its Path", "path", path)
 		f.count(outcomeRefused, 1)
+		f.noteRefusal(ReasonInPath, 0, "the peer is in the report's Path already; not offered")
 		f.settle(it.Seq, time.Time{})
 		return nil
 	}
@@ -528,8 +575,16 @@ func (f *Feeder) outcome(fl *flight, r nntp.Result) {
 		f.count(outcomeSent, 1)
 		f.settle(fl.seq, time.Time{})
 	case nntp.Refuse: // 438, 439, 435, 437: the peer has it or will never take it
-		f.log.Debug("peer refused a report", "message_id", fl.id, "code", r.Code, "reason", r.Text)
+		reason := RefusalReason(r.Code, r.Text)
+		f.log.Debug("peer refused a report", "message_id", fl.id, "code", r.Code, "reason", r.Text, "kind", reason)
 		f.count(outcomeRefused, 1)
+		f.noteRefusal(reason, r.Code, r.Text)
+		if Fixable(reason) {
+			// Kept, not dropped: once the peer's administrator has
+			// fixed the cause, dstctl peers refeed offers it again.
+			f.settleOp(settleOp{seq: fl.seq, keep: keptBy(reason, r.Code, r.Text)})
+			return
+		}
 		f.settle(fl.seq, time.Time{})
 	default: // 431, 436
 		next := f.o.Now().Add(retry.Backoff(fl.attempts+1, f.o.MinBackoff, f.o.MaxBackoff))
@@ -546,25 +601,42 @@ type settleResult struct {
 	err     error
 }
 
+// settleOp is what to do with an item the feed is done with for now: keep
+// it in the refused queue (keep: why), schedule it again (retryAt), or
+// acknowledge it (neither).
+type settleOp struct {
+	seq     uint64
+	retryAt time.Time
+	keep    string
+}
+
 // settle acknowledges the item (retryAt zero) or schedules it again, in
-// the background. The item stays busy until the store has done it, so it
-// is not read again in the meantime.
+// the background.
 func (f *Feeder) settle(seq uint64, retryAt time.Time) {
+	f.settleOp(settleOp{seq: seq, retryAt: retryAt})
+}
+
+// settleOp does op in the background. The item stays busy until the store
+// has done it, so it is not read again in the meantime.
+func (f *Feeder) settleOp(op settleOp) {
 	for f.nSettling >= maxSettling {
 		f.takeSettled1(<-f.settled)
 	}
-	f.busy[seq] = true
+	f.busy[op.seq] = true
 	f.nSettling++
 	f.settleWG.Add(1)
 	go func() {
 		defer f.settleWG.Done()
 		var err error
-		if retryAt.IsZero() {
-			err = f.src.QueueAck(f.queue, seq)
-		} else {
-			err = f.src.QueueRetry(f.queue, seq, retryAt)
+		switch {
+		case op.keep != "":
+			err = f.keep(op.seq, op.keep)
+		case op.retryAt.IsZero():
+			err = f.src.QueueAck(f.queue, op.seq)
+		default:
+			err = f.src.QueueRetry(f.queue, op.seq, op.retryAt)
 		}
-		f.settled <- settleResult{seq, retryAt, err} // cannot block: at most maxSettling in flight
+		f.settled <- settleResult{op.seq, op.retryAt, err} // cannot block: at most maxSettling in flight
 	}()
 }
 
@@ -616,6 +688,7 @@ func (f *Feeder) wait(ctx context.Context, until time.Time) bool {
 	select {
 	case <-ctx.Done():
 	case <-f.o.Kick:
+	case <-f.poke:
 	case s := <-f.settled:
 		f.takeSettled1(s)
 	case <-t.C:
@@ -624,17 +697,23 @@ func (f *Feeder) wait(ctx context.Context, until time.Time) bool {
 	return false
 }
 
-// sleep waits for d or ctx, whichever comes first; kicks do not cut a
-// backoff short (a flood of reports must not make a flood of reconnects).
-func (f *Feeder) sleep(ctx context.Context, d time.Duration) {
+// sleep waits for d or ctx, whichever comes first, and reports whether a
+// Flush cut it short. Kicks do not (a flood of reports must not make a
+// flood of reconnects), nor does a Refeed: only the administrator's
+// flush.
+func (f *Feeder) sleep(ctx context.Context, d time.Duration) (flushed bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
-			return
+			return false
+		case <-f.poke:
+			if f.flushReq.Swap(false) {
+				return true
+			}
 		case s := <-f.settled:
 			f.takeSettled1(s)
 		}

@@ -52,10 +52,12 @@ type peer struct {
 	conns    []net.Conn
 
 	// Misbehaviour, set before the feed starts.
-	closeAt    int             // after this many articles, hang up once
-	checkLater map[string]int  // answer 431 this many times for the ID
-	takeLater  map[string]int  // answer TAKETHIS with 400 (and close) this many times
-	refuse     map[string]bool // answer TAKETHIS with 439
+	closeAt    int               // after this many articles, hang up once
+	checkLater map[string]int    // answer 431 this many times for the ID
+	takeLater  map[string]int    // answer TAKETHIS with 400 (and close) this many times
+	refuse     map[string]bool   // answer TAKETHIS with 439
+	refuseText map[string]string // answer TAKETHIS with 439 and this text
+	deny       int               // refuse this many connections with 502
 	// With tlsCert, the server offers STARTTLS and AUTHINFO, and lets
 	// only user "feeder" with password "s3cret" feed.
 	tlsCert *tls.Certificate
@@ -95,6 +97,9 @@ func (p *peer) Receive(_ context.Context, _ *nntp.Session, id string, art []byte
 	}
 	if p.refuse[id] {
 		return nntp.Refused("bad signature")
+	}
+	if text, ok := p.refuseText[id]; ok {
+		return nntp.Refused(text)
 	}
 	if _, ok := p.received[id]; ok {
 		return nntp.Refused("duplicate")
@@ -141,6 +146,10 @@ func (p *peer) serve(t *testing.T, ln net.Listener) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			if s.TLS == nil && s.User == "" { // the connection arrives
+				if p.deny > 0 {
+					p.deny--
+					return s, false
+				}
 				p.conns = append(p.conns, c)
 			}
 			return nntp.Session{CanFeed: p.tlsCert == nil || s.User == "feeder", Peer: site}, true

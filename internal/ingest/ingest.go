@@ -41,6 +41,12 @@ type Verdict struct {
 	Reason string
 	// Refusal is the metrics label of a refusal (signature, date, ...).
 	Refusal string
+	// Fixable: refused for a reason this site's administrator can fix
+	// (a key missing from the keyring or out of date, a Date outside the
+	// window: a clock). Such a Message-ID is not remembered, so that the
+	// sender may offer the report again once it is fixed (dstctl peers
+	// refeed).
+	Fixable bool
 }
 
 func refused(label, format string, a ...any) Verdict {
@@ -189,7 +195,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	}
 	origin, err := in.keyring.Load().Verify(raw)
 	if err != nil {
-		return in.refuse(msgID, from, refused("signature", "signature: %v", err))
+		v := refused("signature", "signature: %v", err)
+		v.Fixable = errors.Is(err, dkim.ErrUnknownKey) || errors.Is(err, dkim.ErrBadSignature)
+		return in.refuse(msgID, from, v)
 	}
 	now := in.o.Now()
 	date, err := mail.ParseDate(a.Get("Date"))
@@ -197,9 +205,13 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	case err != nil:
 		return in.refuse(msgID, from, refused("date", "unreadable Date %q", a.Get("Date")))
 	case date.Before(now.Add(-in.o.HistoryKeep)):
-		return in.refuse(msgID, from, refused("date", "Date %s is older than the history (%s)", date.UTC().Format(time.RFC3339), in.o.HistoryKeep))
+		v := refused("date", "Date %s is older than the history (%s)", date.UTC().Format(time.RFC3339), in.o.HistoryKeep)
+		v.Fixable = true
+		return in.refuse(msgID, from, v)
 	case date.After(now.Add(in.o.MaxFuture)):
-		return in.refuse(msgID, from, refused("date", "Date %s is in the future", date.UTC().Format(time.RFC3339)))
+		v := refused("date", "Date %s is in the future", date.UTC().Format(time.RFC3339))
+		v.Fixable = true
+		return in.refuse(msgID, from, v)
 	}
 	if report.IsControl(a) {
 		v, _ := in.acceptCancel(a, msgID, raw, origin, from, relayed, now)
@@ -328,11 +340,12 @@ func (in *Ingester) notListed(reason string) {
 }
 
 // refuse logs and counts a refusal, and records the Message-ID so that the
-// article is not offered again (docs/PROTOCOL.md §2.7).
+// article is not offered again (docs/PROTOCOL.md §2.7), unless the reason
+// is one the administrator can fix (Verdict.Fixable).
 func (in *Ingester) refuse(msgID, from string, v Verdict) Verdict {
 	in.count(v)
 	in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "reason", v.Reason)
-	if msgID != "" && article.ValidMessageID(msgID) {
+	if msgID != "" && article.ValidMessageID(msgID) && !v.Fixable {
 		if err := in.o.Store.RecordRefused(msgID, in.o.Now()); err != nil {
 			in.o.Log.Error("cannot record a refused Message-ID", "message_id", msgID, "err", err)
 		}

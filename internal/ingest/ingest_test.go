@@ -178,14 +178,17 @@ func TestReceive(t *testing.T) {
 		id      string // announced Message-ID; "" = the article's
 		want    Kind
 		refusal string
+		// fixable: refused for a reason the administrator can fix
+		// (keyring, clock), so not remembered: it may come again.
+		fixable bool
 	}{
 		{name: "valid", ip: "203.0.113.20", date: f.now, want: Accepted},
-		{name: "old", ip: "203.0.113.21", date: f.now.Add(-31 * 24 * time.Hour), want: Refused, refusal: "date"},
-		{name: "future", ip: "203.0.113.22", date: f.now.Add(2 * time.Hour), want: Refused, refusal: "date"},
+		{name: "old", ip: "203.0.113.21", date: f.now.Add(-31 * 24 * time.Hour), want: Refused, refusal: "date", fixable: true},
+		{name: "future", ip: "203.0.113.22", date: f.now.Add(2 * time.Hour), want: Refused, refusal: "date", fixable: true},
 		{name: "special-purpose", ip: "10.0.0.1", date: f.now, want: Refused, refusal: "policy"},
 		{name: "wrong group", ip: "203.0.113.23", date: f.now, edit: func(a *article.Article) { a.Set("Newsgroups", "alt.test") }, want: Refused, refusal: "malformed"},
 		{name: "announced id differs", ip: "203.0.113.24", date: f.now, id: "<other@site-b.test>", want: Refused, refusal: "malformed"},
-		{name: "body altered", ip: "203.0.113.25", date: f.now, mangle: func(b []byte) []byte { return bytes.Replace(b, []byte("203.0.113.25"), []byte("203.0.113.99"), -1) }, want: Refused, refusal: "signature"},
+		{name: "body altered", ip: "203.0.113.25", date: f.now, mangle: func(b []byte) []byte { return bytes.Replace(b, []byte("203.0.113.25"), []byte("203.0.113.99"), -1) }, want: Refused, refusal: "signature", fixable: true},
 		{name: "garbage", ip: "203.0.113.26", date: f.now, mangle: func([]byte) []byte { return []byte("no header\r\n") }, want: Refused, refusal: "malformed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -203,6 +206,15 @@ func TestReceive(t *testing.T) {
 			_, listed, _ := f.db.Lookup(netip.MustParseAddr(tc.ip))
 			if listed != (tc.want == Accepted) {
 				t.Errorf("listed = %v", listed)
+			}
+			if v.Fixable != tc.fixable {
+				t.Errorf("Fixable = %v, want %v", v.Fixable, tc.fixable)
+			}
+			if tc.fixable {
+				if v := f.in.Offer(id); v.Kind != Accepted {
+					t.Errorf("Offer after a refusal the administrator can fix = %+v, want Accepted (refeed)", v)
+				}
+				return
 			}
 			if seen, _ := f.db.Seen(id); !seen {
 				t.Error("Message-ID not in the history: it would be offered again")

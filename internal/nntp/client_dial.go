@@ -313,3 +313,34 @@ func (c *Client) readLine() (string, error) {
 
 // TLS reports whether the session is encrypted.
 func (c *Client) TLS() bool { return c.tls }
+
+// ConnectionState returns the TLS state of the session (version, cipher
+// suite, the server's certificates), and false when it is not encrypted.
+func (c *Client) ConnectionState() (tls.ConnectionState, bool) {
+	if tc, ok := c.conn.(*tls.Conn); ok && c.tls {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
+
+// Date asks for the server's time (RFC 3977 §7.1): a command that
+// changes nothing, to see that a session works.
+func (c *Client) Date(ctx context.Context) (t time.Time, err error) {
+	if err := c.usableForCommand(); err != nil {
+		return time.Time{}, fmt.Errorf("nntp: DATE to %s: %w", c.addr, err)
+	}
+	end := c.begin(ctx)
+	defer func() { err = end(err) }()
+	code, text, err := c.command("DATE")
+	if err != nil {
+		return time.Time{}, c.fail("DATE", err)
+	}
+	if code != 111 {
+		return time.Time{}, fmt.Errorf("nntp: DATE to %s: %w", c.addr, &Error{Code: code, Text: text})
+	}
+	t, err = time.Parse("20060102150405", strings.TrimSpace(text))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("nntp: DATE to %s: unreadable answer %q", c.addr, text)
+	}
+	return t, nil
+}

@@ -128,6 +128,10 @@ type Server struct {
 	// OnConnChange, if set, is called with +1 and -1 as connections are
 	// admitted and end, to drive a gauge. It must not block.
 	OnConnChange func(delta int)
+	// OnSessionEnd, if set, is called when a session Authorize let in
+	// ends, with the session as it last was (facts and grants): to keep
+	// a list of who is connected. It must not block.
+	OnSessionEnd func(s Session)
 	// Classify, if set, decides which pool a connection counts against
 	// (see Class, and Pools for dstd's), when it arrives: from what the
 	// connection is (its addresses, whether it is implicit TLS) and
@@ -298,6 +302,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) {
 		}
 		cn.refuse("502 " + text) // RFC 3977 §5.1.1
 		return
+	}
+	if s.OnSessionEnd != nil {
+		defer func() { s.OnSessionEnd(cn.sess) }()
 	}
 	cn.serve(ctx)
 }

@@ -104,8 +104,9 @@ func (s *Site) incomingPeers() []peerAuth {
 func (s *Site) nntpServer() *nntp.Server {
 	postAllow := s.cfg.NNTP.PostAllow.Netip()
 	peers := s.incomingPeers()
+	s.incoming = newIncoming()
 	srv := &nntp.Server{
-		Handler:  ingest.NNTPHandler(s.in),
+		Handler:  countingHandler{ingest.NNTPHandler(s.in), s.incoming},
 		Log:      s.log.With("component", "nntp"),
 		Hostname: s.cfg.Site,
 		Limits: nntp.Limits{
@@ -133,6 +134,9 @@ func (s *Site) nntpServer() *nntp.Server {
 			if !ok && sess.Remote != nil {
 				s.met.NNTPRefused.WithLabelValues("address").Inc()
 			}
+			if ok {
+				s.incoming.authorized(sess)
+			}
 			return sess, ok
 		},
 		// A refused address is most often a local program posting over
@@ -149,6 +153,7 @@ func (s *Site) nntpServer() *nntp.Server {
 				host, orNone(s.cfg.NNTP.Socket))
 		},
 		OnConnChange: func(delta int) { s.met.NNTPConnections.WithLabelValues("all").Add(float64(delta)) },
+		OnSessionEnd: s.incoming.ended,
 		TLSConfig:    s.serverTLS(),
 	}
 	creds := map[string]string{}

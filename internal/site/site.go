@@ -74,6 +74,7 @@ type Site struct {
 	feeders   []*feed.Feeder
 	feedKicks []chan struct{}
 	feedPeers []string
+	incoming  *incoming // the peers feeding this site, for dstctl peers
 	// kickOf wakes the consumer of a queue, by queue name.
 	kickOf map[string]chan struct{}
 	dns    *dnsParts

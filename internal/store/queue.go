@@ -40,7 +40,10 @@ type Event struct {
 	Origin    string    // EventReport
 	Listed    bool      // EventReport: the address is listed after this report (false: below threshold)
 	Expires   time.Time // EventReport when Listed
-	By        string    // EventDelisted: who ("dstctl", ...)
+	// By is, for EventDelisted, who delisted ("dstctl", ...); for a
+	// report kept in a feed's refused queue (QueueMove), why the peer
+	// refused it.
+	By string
 	// Class is an EventReport's class (DST-Class) when it is not spam:
 	// "backscatter", "auto-reply", or a name a newer site sent. "" is
 	// spam, as for a report without the field.

@@ -5,7 +5,8 @@
 # man pages (from docs/man/*.md), logrotate and bash completion. What goes
 # where is packaging/nfpm.yaml.
 #
-#   scripts/package.sh [VERSION]     default: internal/buildinfo's Release
+#   scripts/package.sh [VERSION]     default: internal/buildinfo's Release;
+#                                    VERSION is Release or Release-N
 #
 # It needs Go and go-md2man (Debian: apt-get install go-md2man); it
 # installs nfpm, at the pinned version below, into a directory of its own
@@ -15,7 +16,15 @@ cd "$(dirname "$0")/.."
 
 nfpm_pkg=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 
-version=${1:-$(sed -n 's/^const Release = "\(.*\)"$/\1/p' internal/buildinfo/buildinfo.go)}
+release=$(sed -n 's/^const Release = "\(.*\)"$/\1/p' internal/buildinfo/buildinfo.go)
+version=${1:-$release}
+# The programs print buildinfo's Release: a package named otherwise would
+# say one version in dpkg -l and another in dstd version. A Debian
+# revision (-1, -2...) may follow it.
+if [[ ${version%%-*} != "$release" ]]; then
+	echo "package.sh: version $version does not match the programs' release $release (internal/buildinfo): change Release there, or give $release or $release-N" >&2
+	exit 2
+fi
 if ! [[ $version =~ ^[0-9][A-Za-z0-9.+~-]*$ ]]; then
 	echo "package.sh: $version is not a Debian version (digits first, then letters, digits, . + ~ -)" >&2
 	exit 2

@@ -25,6 +25,8 @@
 //	GET  /v1/keys           []KeyStatus
 //	GET  /v1/origins        []OriginStatus
 //	GET  /v1/why?ip=IP      WhyResult: the listing and every report of the address
+//	GET  /v1/refusals       []Refusal: the last articles refused, the most recent first
+//	GET  /                  the status page (HTML; see page.go)
 //
 // A bad IP address or JSON body is 400, a missing or wrong token 401, a
 // wrong method 405. When /v1/listings fails part way, its last line is

@@ -93,6 +93,9 @@ type Site struct {
 	// admin.group, -1 when unset.
 	submitGID, adminGID int
 
+	// refused holds the last refusals, for the status page.
+	refused refusalRing
+
 	ran    atomic.Bool
 	closed sync.Once
 }
@@ -219,6 +222,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 		NewOriginProbation: cfg.Policy.NewOrigin == config.OriginProbation,
 		Metrics:            s.met,
 		Log:                s.log,
+		OnRefuse:           s.refused.add,
 	}, snap.kr, snap.pol)
 	s.srv = s.nntpServer()
 

@@ -91,8 +91,8 @@ esac
 
 # Debian packages of the real components the integration tests start
 # (unbound is the blocking site's resolver in test/e2e; iproute2 makes its
-# network namespaces).
-packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2)
+# network namespaces; chromium loads the status page in test/statuspage).
+packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2 chromium)
 # Exim conflicts with Postfix as a package: test/e2e runs the real Debian
 # exim4 binary unpacked from its .deb (below), which needs its libraries.
 exim_pkgs=(exim4-daemon-light exim4-base)

@@ -6,7 +6,8 @@
 // administrative read or change of a running site goes through here. The
 // socket's file mode (0660) is its access control. The TCP listener
 // (admin.listen) is on loopback, or needs a bearer token (admin.token_file)
-// on every route but /healthz and /metrics; see ForTCP. On both, the API
+// on every route but /healthz and /metrics (a browser gives it for the
+// status page, GET / alone, as its basic-auth password); see ForTCP. On both, the API
 // refuses what a web page could send (guard.go): any request with an
 // Origin header (403), and a POST whose body is not application/json (415).
 //

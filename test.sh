@@ -94,8 +94,9 @@ esac
 # network namespaces; prometheus has promtool, which test/monitoring runs
 # on the example alert rules; go-md2man, logrotate and man-db are for
 # test/pkg, which builds the Debian package with scripts/package.sh,
-# installs it, reads its man pages and rotates its report log).
-packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2 prometheus go-md2man logrotate man-db)
+# installs it, reads its man pages and rotates its report log; chromium
+# loads the status page in test/statuspage).
+packages=(postfix inn2 rbldnsd dnsperf bind9 bind9-dnsutils unbound iproute2 prometheus go-md2man logrotate man-db chromium)
 # Exim conflicts with Postfix as a package: test/e2e runs the real Debian
 # exim4 binary unpacked from its .deb (below), which needs its libraries.
 exim_pkgs=(exim4-daemon-light exim4-base)

@@ -6,7 +6,8 @@
 // administrative read or change of a running site goes through here. The
 // socket's file mode (0660) is its access control. The TCP listener
 // (admin.listen) is on loopback, or needs a bearer token (admin.token_file)
-// on every route but /healthz and /metrics; see ForTCP. On both, the API
+// on every route but /healthz and /metrics (a browser gives it for the
+// status page, GET / alone, as its basic-auth password); see ForTCP. On both, the API
 // refuses what a web page could send (guard.go): any request with an
 // Origin header (403), and a POST whose body is not application/json (415).
 //
@@ -29,6 +30,8 @@
 //	GET  /v1/keys           []KeyStatus
 //	GET  /v1/origins        []OriginStatus
 //	GET  /v1/why?ip=IP      WhyResult: the listing and every report of the address
+//	GET  /v1/refusals       []Refusal: the last articles refused, the most recent first
+//	GET  /                  the status page (HTML; see page.go)
 //
 // A bad IP address or JSON body is 400, a missing or wrong token 401, a
 // wrong method 405. When /v1/listings fails part way, its last line is

@@ -81,22 +81,46 @@ func jsonBody(w http.ResponseWriter, r *http.Request) bool {
 // loopback, which the configuration checks), the Host header must be an
 // IP address or localhost. The Unix socket needs neither: its file mode
 // decides who may connect, and no browser can reach it.
+//
+// A browser cannot send a bearer token, so the status page (GET / only)
+// also takes the token as the password of HTTP basic authentication, any
+// user name: the browser asks for it once and sends it again by itself.
+// Because it sends it again to this address whatever page makes the
+// request, that password opens the page and nothing else: every other
+// route, and every method but GET and HEAD, still wants the bearer
+// token, so a page elsewhere cannot use the browser's remembered
+// password to change a listing (nor to read anything: the page is
+// refused to frames, and its answer cannot be read across origins).
 func ForTCP(h http.Handler, token string) http.Handler {
 	// Comparing digests keeps the time of the comparison independent of
 	// the token's length as well as of its bytes.
 	want := sha256.Sum256([]byte("Bearer " + token))
+	wantPass := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if openPath(r.URL.Path) {
 			h.ServeHTTP(w, r)
 			return
 		}
+		page := r.URL.Path == "/" && (r.Method == http.MethodGet || r.Method == http.MethodHead)
 		if token != "" {
 			got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
-			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			ok := subtle.ConstantTimeCompare(got[:], want[:]) == 1
+			if _, pass, basic := r.BasicAuth(); page && basic {
+				gotPass := sha256.Sum256([]byte(pass))
+				ok = subtle.ConstantTimeCompare(gotPass[:], wantPass[:]) == 1
+			}
+			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="dstd admin"`)
+				if page {
+					// The browser asks for a password: the token.
+					w.Header().Add("WWW-Authenticate", `Basic realm="dstd admin: any user name, the admin token as password", charset="UTF-8"`)
+				}
 				msg := "missing admin token: give dstctl -token-file with the file of admin.token_file, or send Authorization: Bearer TOKEN"
 				if r.Header.Get("Authorization") != "" {
 					msg = "wrong admin token: use the token in dstd's admin.token_file"
+				}
+				if page {
+					msg = "the status page needs the admin token: give it as the password your browser asks for (any user name), from dstd's admin.token_file"
 				}
 				writeError(w, http.StatusUnauthorized, msg)
 				return

@@ -51,6 +51,11 @@ func Handler(b Backend, gatherer prometheus.Gatherer, log *slog.Logger) http.Han
 	mux.Handle("/v1/keys", route(http.MethodGet, http.HandlerFunc(h.keys)))
 	mux.Handle("/v1/origins", route(http.MethodGet, http.HandlerFunc(h.origins)))
 	mux.Handle("/v1/why", route(http.MethodGet, http.HandlerFunc(h.why)))
+	if sp, ok := b.(StatusPager); ok {
+		// "/{$}" is / alone: any other unknown path stays a 404.
+		mux.Handle("/{$}", route(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.page(w, r, sp) })))
+		mux.Handle("/v1/refusals", route(http.MethodGet, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.refusals(w, r, sp) })))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint: %s", r.URL.Path))
 	})

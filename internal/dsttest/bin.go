@@ -173,9 +173,11 @@ func moduleRoot() (string, error) {
 }
 
 // sourceKey hashes what the programs are built from: the Go version, the
-// build settings, go.mod, go.sum, and every non-test Go file of the module
-// (the go command ignores directories named testdata or starting with .
-// or _). A change to any of them makes a new build.
+// build settings, go.mod, go.sum, every non-test Go file of the module,
+// and every other file under cmd/ and internal/, which a //go:embed may
+// put into a program (the status page's template and style sheet) (the
+// go command ignores directories named testdata or starting with . or
+// _). A change to any of them makes a new build.
 func sourceKey(root string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s race=%t %s/%s", runtime.Version(), raceEnabled, runtime.GOOS, runtime.GOARCH)
@@ -193,7 +195,10 @@ func sourceKey(root string) (string, error) {
 			}
 			return nil
 		}
-		if name != "go.mod" && name != "go.sum" && (!strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go")) {
+		rel, _ := filepath.Rel(root, p)
+		embeddable := !strings.HasSuffix(name, ".go") &&
+			(strings.HasPrefix(rel, "cmd"+string(filepath.Separator)) || strings.HasPrefix(rel, "internal"+string(filepath.Separator)))
+		if name != "go.mod" && name != "go.sum" && !embeddable && (!strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go")) {
 			return nil
 		}
 		f, err := os.Open(p)
@@ -201,7 +206,6 @@ func sourceKey(root string) (string, error) {
 			return err
 		}
 		defer f.Close()
-		rel, _ := filepath.Rel(root, p)
 		fmt.Fprintf(h, "\x00%s\x00", rel)
 		_, err = io.Copy(h, f)
 		return err

@@ -21,8 +21,8 @@ func TestBinRace(t *testing.T) {
 	}
 }
 
-// TestSourceKey: a change to a program's source makes a new build; a
-// change to a test does not.
+// TestSourceKey: a change to a program's source, embedded files included,
+// makes a new build; a change to a test does not.
 func TestSourceKey(t *testing.T) {
 	root := t.TempDir()
 	write := func(name, text string) {
@@ -53,8 +53,14 @@ func TestSourceKey(t *testing.T) {
 		t.Errorf("a test, testdata and a README changed the key")
 	}
 	write("cmd/a/main.go", "package main\n\nfunc main() {}\n")
-	if k := key(); k == k0 {
+	k1 := key()
+	if k1 == k0 {
 		t.Errorf("a changed source file kept the key")
+	}
+	// A file a //go:embed may put into a program (a page's template).
+	write("internal/p/page.tmpl", "<p>one</p>\n")
+	if k := key(); k == k1 {
+		t.Errorf("a new template under internal/ kept the key")
 	}
 }
 

@@ -40,6 +40,7 @@ func (in *Ingester) acceptCancel(a *article.Article, msgID string, raw []byte, s
 		// The store has recorded the Message-ID as refused.
 		v := refused("cancel-origin", "cancel of %s signed by %s, but only its origin %s may cancel it", target, signer, res.Origin)
 		in.count(v)
+		in.noteRefusal(msgID, from, v)
 		in.o.Log.Warn("cancel refused", "message_id", msgID, "from", from, "cancels", target, "reason", v.Reason)
 		return v, res
 	}

@@ -73,6 +73,26 @@ type Options struct {
 	Metrics            *metrics.Metrics
 	Log                *slog.Logger
 	Now                func() time.Time
+	// OnRefuse, if set, is told of every refused article or report (not
+	// of duplicates nor of temporary failures): the status page's list of
+	// the last refusals. It must be quick; it runs in the request.
+	OnRefuse func(Refusal)
+}
+
+// Refusal is one refused article, as Options.OnRefuse is told of it.
+type Refusal struct {
+	Time      time.Time
+	MessageID string // "" when the article had none that could be read
+	From      string // the peer's name, or the local poster
+	Label     string // the metrics label: signature, date, policy, ...
+	Reason    string // as given to the sender and logged
+}
+
+// noteRefusal tells Options.OnRefuse of a refusal.
+func (in *Ingester) noteRefusal(msgID, from string, v Verdict) {
+	if in.o.OnRefuse != nil && v.Kind == Refused {
+		in.o.OnRefuse(Refusal{Time: in.o.Now(), MessageID: msgID, From: from, Label: v.Refusal, Reason: v.Reason})
+	}
 }
 
 // Ingester checks and stores reports. Keyring and Policy can be replaced
@@ -276,6 +296,7 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		// The store has recorded the Message-ID as refused.
 		v := refused("cancelled", "%s cancelled this report before it arrived", origin)
 		in.count(v)
+		in.noteRefusal(msgID, from, v)
 		in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "ip", ip, "origin", origin, "reason", v.Reason)
 		return v
 	}
@@ -344,6 +365,7 @@ func (in *Ingester) notListed(reason string) {
 // is one the administrator can fix (Verdict.Fixable).
 func (in *Ingester) refuse(msgID, from string, v Verdict) Verdict {
 	in.count(v)
+	in.noteRefusal(msgID, from, v)
 	in.o.Log.Warn("report refused", "message_id", msgID, "from", from, "reason", v.Reason)
 	if msgID != "" && article.ValidMessageID(msgID) && !v.Fixable {
 		if err := in.o.Store.RecordRefused(msgID, in.o.Now()); err != nil {

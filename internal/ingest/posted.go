@@ -68,6 +68,7 @@ func (in *Ingester) refuseControl(a *article.Article, field, poster string) Verd
 	}
 	v := refused("control", "%s (the article has %s)", RefusedControl, what)
 	in.count(v)
+	in.noteRefusal(a.Get("Message-ID"), poster, v)
 	value := a.Get(field)
 	if len(value) > 200 {
 		value = value[:200] + "..."

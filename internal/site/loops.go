@@ -66,6 +66,18 @@ func (s *Site) sweepOnce(now time.Time, prune bool) {
 	} else if n > 0 {
 		s.log.Info("history pruned", "message_ids", n)
 	}
+	// The status page plots the listings of the last 14 days; the log
+	// behind that plot keeps a day more.
+	for {
+		n, err := s.db.PruneListingLog(now.Add(-statusListingLogKeep), 10000)
+		if err != nil {
+			s.log.Error("cannot prune the listing log", "err", err)
+			break
+		}
+		if n < 10000 {
+			break
+		}
+	}
 	for {
 		n, err := s.db.PruneSightings(now.Add(-s.cfg.Policy.Window.Duration), 10000)
 		if err != nil {

@@ -97,6 +97,9 @@ type Site struct {
 	// ready is called once Run serves every listener (WithReady).
 	ready func()
 
+	// refused holds the last refusals, for the status page.
+	refused refusalRing
+
 	ran    atomic.Bool
 	closed sync.Once
 }
@@ -228,6 +231,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 		NewOriginProbation: cfg.Policy.NewOrigin == config.OriginProbation,
 		Metrics:            s.met,
 		Log:                s.log,
+		OnRefuse:           s.refused.add,
 	}, snap.kr, snap.pol)
 	s.srv = s.nntpServer()
 

@@ -26,6 +26,10 @@ type reportRecord struct {
 	Probation    bool      // its origin was on probation here when it came
 	Corroborated bool      // another operator reported the address within the window
 	Held         bool      // it would have listed, but its origin was over its rate cap
+	// Added with the status page; a record without them reads as a
+	// report that listed nothing, of unknown Date.
+	Listed bool      // it listed or extended its address's listing here when it came
+	Date   time.Time // the article's Date, for the trap-to-listed latency
 }
 
 // Flags of the report record.
@@ -33,6 +37,7 @@ const (
 	recProbation byte = 1 << iota
 	recCorroborated
 	recHeld
+	recListed
 )
 
 func encodeReportRecord(r reportRecord) []byte {
@@ -56,7 +61,11 @@ func encodeReportRecord(r reportRecord) []byte {
 	if r.Held {
 		f |= recHeld
 	}
+	if r.Listed {
+		f |= recListed
+	}
 	e.byte(f)
+	e.time(r.Date)
 	return e.b
 }
 
@@ -71,6 +80,10 @@ func decodeReportRecord(v []byte) (reportRecord, error) {
 		r.Hit = d.time()
 		f := d.byte()
 		r.Probation, r.Corroborated, r.Held = f&recProbation != 0, f&recCorroborated != 0, f&recHeld != 0
+		r.Listed = f&recListed != 0
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Date = d.time()
 	}
 	if err := d.done(); err != nil {
 		return reportRecord{}, fmt.Errorf("report record: %w", err)
@@ -151,6 +164,8 @@ type ReportInfo struct {
 	Probation    bool
 	Corroborated bool
 	Held         bool
+	Listed       bool
+	Date         time.Time
 }
 
 // ReportOf returns the record of an accepted report, and false if there is
@@ -356,7 +371,7 @@ func withdraw(b buckets, e *effects, target string, r reportRecord, p CancelPara
 			l.Origins = slices.DeleteFunc(l.Origins, func(o string) bool { return o == r.Origin })
 		}
 		if len(l.Origins) == 0 || countOperators(l.Origins, p.OperatorOf) < p.Threshold {
-			if err := deleteListing(b, l); err != nil {
+			if err := deleteListing(b, l, p.Now); err != nil {
 				return err
 			}
 			res.Delisted = true

@@ -259,7 +259,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	if corroborated {
 		credit(&o, p.ProbationCorroborations)
 	}
-	rec := reportRecord{IP: r.IP, Origin: r.Origin, Hit: hit, Probation: probation, Corroborated: corroborated}
+	rec := reportRecord{IP: r.IP, Origin: r.Origin, Hit: hit, Probation: probation, Corroborated: corroborated, Date: r.Date}
 	if err := putReportRecord(b, r, rec); err != nil {
 		return 0, Listing{}, err
 	}
@@ -289,6 +289,10 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 			return 0, Listing{}, err
 		}
 		out = Extended
+		rec.Listed = true
+		if err := putReportRecord(b, r, rec); err != nil {
+			return 0, Listing{}, err
+		}
 	} else {
 		capped := p.MaxNewListingsPerHour > 0 && newListingsThisHour(b, r.Origin, p.Now) >= int64(p.MaxNewListingsPerHour)
 		var st sightOutcome
@@ -307,6 +311,13 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 				return 0, Listing{}, err
 			}
 			if err := addCounter(b.meta, countListings, 1); err != nil {
+				return 0, Listing{}, err
+			}
+			if err := logListing(b, p.Now, r.IP, true); err != nil {
+				return 0, Listing{}, err
+			}
+			rec.Listed = true
+			if err := putReportRecord(b, r, rec); err != nil {
 				return 0, Listing{}, err
 			}
 			if p.MaxNewListingsPerHour > 0 {

@@ -46,14 +46,18 @@ func putListing(b buckets, l Listing, oldExpires time.Time) error {
 	return nil
 }
 
-// deleteListing removes a listing and its expiry index entry.
-func deleteListing(b buckets, l Listing) error {
+// deleteListing removes a listing and its expiry index entry, and logs
+// the removal at time at (listing_log).
+func deleteListing(b buckets, l Listing, at time.Time) error {
 	key := ipKey(l.IP)
 	if err := b.listings.Delete(key); err != nil {
 		return fmt.Errorf("remove listing of %s: %w", l.IP, err)
 	}
 	if err := b.expiry.Delete(joinKey(timeKey(l.Expires), key)); err != nil {
 		return fmt.Errorf("remove expiry index entry of %s: %w", l.IP, err)
+	}
+	if err := logListing(b, at, l.IP, false); err != nil {
+		return err
 	}
 	return addCounter(b.meta, countListings, -1)
 }
@@ -162,7 +166,7 @@ func delist(b buckets, e *effects, ip netip.Addr, now time.Time, by string) (boo
 	if err != nil {
 		return false, err
 	}
-	if err := deleteListing(b, l); err != nil {
+	if err := deleteListing(b, l, now); err != nil {
 		return false, err
 	}
 	e.listing(ChangeDelisted, l)
@@ -229,7 +233,9 @@ func (db *DB) Expire(now time.Time, limit int) ([]Listing, error) {
 				}
 				continue
 			}
-			if err := deleteListing(b, l); err != nil {
+			// Logged at its expiry rather than now: the sweeper may run
+			// late (dstd was down), and the address was unlisted then.
+			if err := deleteListing(b, l, l.Expires); err != nil {
 				return err
 			}
 			e.listing(ChangeExpired, l)

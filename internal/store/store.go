@@ -26,6 +26,7 @@
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
 //	origin_rate   origin || 0 || 8-byte hour number -> new listings the origin caused in that hour
+//	listing_log   timeKey(t) || 16-byte address || 1 (listed) or 0 (removed) -> empty; the listing count's past (activity.go)
 //	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
 //	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
 //
@@ -68,6 +69,10 @@ const (
 	bucketRelayed   = "relayed"
 	bucketRelayedIP = "relayed_ip"
 	bucketMeta      = "meta"
+	// bucketListingLog records when each address was listed and
+	// unlisted, so the count of listings at a past time can be
+	// computed (DB.ListingCounts).
+	bucketListingLog = "listing_log"
 )
 
 // Keys in the meta bucket. Each holds an 8-byte big-endian integer.
@@ -84,8 +89,10 @@ const (
 // comment. Change it, with a migration, whenever an existing file would be
 // misread. The cancel buckets were added without a change: an older file
 // simply gets them (its reports cannot be cancelled, see Cancel), and an
-// older dstd ignores them. So were the origin buckets, and the fields
-// appended to listing and report records (read as absent from older ones).
+// older dstd ignores them. So were the origin buckets, the listing
+// log (an older file's listings are taken as listed all along), and the
+// fields appended to listing and report records (read as absent from
+// older ones).
 const layoutVersion = 1
 
 // Limits on what callers store, so that bad input gets a clear error rather
@@ -190,7 +197,7 @@ func (db *DB) initLayout(tx *bolt.Tx) error {
 	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
 		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
 		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks,
-		bucketOrigins, bucketOriginRate, bucketRelayed, bucketRelayedIP} {
+		bucketOrigins, bucketOriginRate, bucketRelayed, bucketRelayedIP, bucketListingLog} {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -292,6 +299,7 @@ type buckets struct {
 	reports, reportIP, cancelMarks *bolt.Bucket
 	origins, originRate            *bolt.Bucket
 	relayed, relayedIP             *bolt.Bucket
+	listingLog                     *bolt.Bucket
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
@@ -313,5 +321,6 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		originRate:    tx.Bucket([]byte(bucketOriginRate)),
 		relayed:       tx.Bucket([]byte(bucketRelayed)),
 		relayedIP:     tx.Bucket([]byte(bucketRelayedIP)),
+		listingLog:    tx.Bucket([]byte(bucketListingLog)),
 	}
 }

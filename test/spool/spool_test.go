@@ -161,12 +161,23 @@ func TestSpoolBoundedMemory(t *testing.T) {
 		t.Errorf("bad/ is %v, %v; want a directory only dstd writes", fi, err)
 	}
 
-	for _, c := range []struct{ what, name, msg, more string }{
+	// The move into bad/ comes before its count and its log line: wait for
+	// those too, or the checks below race dstd.
+	cases := []struct{ what, name, msg, more string }{
 		{"the big file", big, "larger than nntp.max_article_bytes", fmt.Sprintf("size=%d limit=1000000", size)},
 		{"the big file", big, "larger than nntp.max_article_bytes", "raise nntp.max_article_bytes"},
 		{"the FIFO", fifo, "not a regular file", "a FIFO"},
 		{"the junk", junk, "not a report dstd can read", "moved_to="},
-	} {
+	}
+	dsttest.WaitFor(t, 30*time.Second, "three quarantines counted and logged", func() bool {
+		for _, c := range cases {
+			if logLine(d, c.name, c.msg, c.more) == "" {
+				return false
+			}
+		}
+		return strings.Contains(d.Metrics(), "dst_spool_quarantined_total 3\n")
+	})
+	for _, c := range cases {
 		if line := logLine(d, c.name, c.msg, c.more); line == "" {
 			t.Errorf("no log line about %s with %q and %q", c.what, c.msg, c.more)
 		} else if !strings.Contains(line, "level=WARN") {

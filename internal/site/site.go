@@ -103,6 +103,9 @@ type snapshot struct {
 	cfg *config.Config
 	pol *policy.Policy
 	kr  *dkim.Keyring
+	// krFile: kr was read from the keyring file (not an empty keyring
+	// for a file that does not exist).
+	krFile bool
 }
 
 // Option sets what New cannot read from the configuration.
@@ -160,7 +163,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 		s.log.Info("created the site's DKIM key; give peers this keyring line (dstd keygen prints it again)",
 			"file", cfg.DKIM.PrivateKey, "keyring_line", dkim.KeyringLine(cfg.Site, cfg.DKIM.Selector, s.own))
 	}
-	snap, err := s.load(cfg)
+	snap, err := s.load(cfg, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -220,6 +220,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 			MaxNewListingsPerHour:   cfg.Policy.MaxNewListingsPerHour,
 		},
 		NewOriginProbation: cfg.Policy.NewOrigin == config.OriginProbation,
+		PeerNames:          peerNames(cfg.Peers),
 		Metrics:            s.met,
 		Log:                s.log,
 	}, snap.kr, snap.pol)
@@ -426,6 +427,14 @@ func (s *Site) buildActions() error {
 		}))
 	}
 	return nil
+}
+
+func peerNames(peers []config.Peer) []string {
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		names[i] = p.Name
+	}
+	return names
 }
 
 func orNone(s string) string {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dkim"
 )
 
 // Severity is how bad a finding is.
@@ -109,8 +110,14 @@ func Check(c *config.Config) []Finding {
 	} else if err != nil {
 		add(Error, "dkim.private_key", "%v", err)
 	}
-	if err := readable(c.DKIM.Keyring); errors.Is(err, fs.ErrNotExist) {
-		if len(c.Peers) > 0 {
+	// dstd reads the keyring as it does (dkim.LoadKeyring): a line it
+	// would refuse is an error here too. A keyring the file names must
+	// exist; one left to its default may not, yet.
+	if _, err := dkim.LoadKeyring(c.DKIM.Keyring); errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case c.IsSet("dkim.keyring"):
+			add(Error, "dkim.keyring", "the keyring file %s does not exist, and dstd will not start without it: create it with a line per peer (each peer's `dstd keygen` prints its line), or remove dkim.keyring", c.DKIM.Keyring)
+		case len(c.Peers) > 0:
 			add(Warning, "dkim.keyring", "peers are configured but the keyring %s does not exist: their reports cannot be verified unless DNS has their keys", c.DKIM.Keyring)
 		}
 	} else if err != nil {

@@ -216,8 +216,17 @@ tls = "starttls"
 	if err != nil {
 		t.Fatalf("printed configuration does not load: %v\n%s", err, out.String())
 	}
-	if !reflect.DeepEqual(c, c2) {
-		t.Errorf("printed configuration loads differently:\n%+v\n%+v", c, c2)
+	// Printed, every key is set (config.IsSet): compare the values, as
+	// printed again.
+	var again bytes.Buffer
+	if err := Print(&again, c2); err != nil {
+		t.Fatal(err)
+	}
+	if again.String() != out.String() {
+		t.Errorf("printed configuration loads differently:\n%s\n%s", out.String(), again.String())
+	}
+	if !reflect.DeepEqual(c.Peers, c2.Peers) || !reflect.DeepEqual(c.NNTP, c2.NNTP) {
+		t.Errorf("the peers load differently: %+v, %+v", c.Peers, c2.Peers)
 	}
 }
 
@@ -228,5 +237,28 @@ func TestMainLoadError(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := Main(p, false, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), "did you mean nntp.listen?") || !strings.HasSuffix(errOut.String(), "dstd check: 1 error, 0 warnings\n") {
 		t.Errorf("Main = %d %q", code, errOut.String())
+	}
+}
+
+// A keyring the file names must exist (dstd refuses to start without it);
+// one that exists must parse as dstd reads it.
+func TestKeyring(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "keyring")
+	c, _ := load(t, "[dkim]\nkeyring = \""+missing+"\"\n")
+	got := Check(c)
+	only(t, got, Error, "dkim.keyring", missing+" does not exist")
+	var out bytes.Buffer
+	if code := Report(&out, got); code != 1 {
+		t.Errorf("Report = %d, want 1: %s", code, out.String())
+	}
+	write(t, missing, "site-b.example dst not-a-key\n")
+	only(t, Check(c), Error, "dkim.keyring", "line 1")
+	// Left to its default, a missing keyring is no error.
+	c, _ = load(t, "")
+	for _, f := range Check(c) {
+		if f.Key == "dkim.keyring" {
+			t.Errorf("default keyring missing, no peers: %v", f)
+		}
 	}
 }

@@ -38,7 +38,15 @@ type Config struct {
 	TLS      TLS     `toml:"tls"`
 	DNS      DNS     `toml:"dns"`
 	Peers    []Peer  `toml:"peer"`
+
+	// set are the keys the file gave a value ("dkim.keyring"): a file
+	// the administrator named must exist, one only defaulted may not.
+	set map[string]bool
 }
+
+// IsSet tells whether the configuration file set key (dotted, as the file
+// spells it: "dkim.keyring"), rather than leaving it to its default.
+func (c *Config) IsSet(key string) bool { return c.set[key] }
 
 // DNS is the blocklist: the embedded server, DNS UPDATE into another
 // server, and the rbldnsd export.
@@ -286,6 +294,10 @@ func Load(path string) (*Config, error) {
 		}
 		if err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		c.set = make(map[string]bool)
+		for _, k := range md.Keys() {
+			c.set[k.String()] = true
 		}
 		if und := md.Undecoded(); len(und) > 0 {
 			keys := make([]string, len(und))

@@ -190,3 +190,25 @@ func TestListClasses(t *testing.T) {
 		t.Errorf("policy.list_classes = %v", c.Policy.ListClasses)
 	}
 }
+
+// IsSet tells a key the file set from one left to its default, even when
+// both give the same value: a keyring the administrator named must exist.
+func TestIsSet(t *testing.T) {
+	c, err := Load(write(t, "site = \"site-a.example\"\ndata_dir = \"/tmp/x\"\n[dkim]\nkeyring = \"/tmp/x/keyring\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.IsSet("dkim.keyring") || !c.IsSet("site") {
+		t.Error("IsSet is false for keys the file sets")
+	}
+	if c.IsSet("dkim.private_key") || c.IsSet("policy.allow_file") {
+		t.Error("IsSet is true for keys left to their defaults")
+	}
+	d, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.IsSet("dkim.keyring") {
+		t.Error("IsSet is true without a file")
+	}
+}

@@ -179,6 +179,8 @@ feed = "192.0.2.30:1119"
 	if err != nil {
 		t.Fatalf("the printed configuration does not load: %v\n%s", err, b.String())
 	}
+	// Printed, every key is set: compare the values alone.
+	c.set, again.set = nil, nil
 	if !reflect.DeepEqual(c, again) {
 		t.Errorf("printed and loaded again, the configuration differs:\n%+v\n%+v\nprinted:\n%s", c, again, b.String())
 	}
@@ -197,6 +199,7 @@ func TestExample(t *testing.T) {
 	}
 	// The example writes "key = []" where the default is no list.
 	emptyToNil(reflect.ValueOf(c).Elem())
+	c.set = nil // which keys the file set; compare the values alone
 	if !reflect.DeepEqual(c, d) {
 		t.Errorf("examples/dstd.toml disagrees with the defaults:\n%+v\n%+v", c, d)
 	}

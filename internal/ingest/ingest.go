@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -70,9 +71,14 @@ type Options struct {
 	// NewOriginProbation is policy.new_origin = "probation": an origin
 	// whose key came from DNS, not the keyring file, starts on probation.
 	NewOriginProbation bool
-	Metrics            *metrics.Metrics
-	Log                *slog.Logger
-	Now                func() time.Time
+	// PeerNames are the names of the configured peers ([[peer]] name).
+	// A relayed article whose Path starts with one of them came from that
+	// peer: peers that share an address are known by the first one's
+	// name until they authenticate.
+	PeerNames []string
+	Metrics   *metrics.Metrics
+	Log       *slog.Logger
+	Now       func() time.Time
 	// OnRefuse, if set, is told of every refused article or report (not
 	// of duplicates nor of temporary failures): the status page's list of
 	// the last refusals. It must be quick; it runs in the request.
@@ -101,6 +107,9 @@ type Ingester struct {
 	o       Options
 	keyring atomic.Pointer[dkim.Keyring]
 	policy  atomic.Pointer[policy.Policy]
+	// misnamed holds the peers already warned about (checkPeerName),
+	// so that the warning comes once per peer and run, not per article.
+	misnamed sync.Map
 }
 
 // New returns an Ingester with its initial keyring and policy.
@@ -219,6 +228,9 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		v.Fixable = errors.Is(err, dkim.ErrUnknownKey) || errors.Is(err, dkim.ErrBadSignature)
 		return in.refuse(msgID, from, v)
 	}
+	if relayed {
+		in.checkPeerName(from, a.Get("Path"), origin, msgID)
+	}
 	now := in.o.Now()
 	date, err := mail.ParseDate(a.Get("Date"))
 	switch {
@@ -333,6 +345,34 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	in.o.Log.Info("report accepted", "message_id", msgID, "ip", ip, "origin", origin, "from", from,
 		"relayed", relayed, "outcome", out.String(), "expires", l.Expires.UTC().Format(time.RFC3339), "class", class)
 	return Verdict{Kind: Accepted, Reason: "stored"}
+}
+
+// checkPeerName warns, once per peer and run, when the configured name of
+// the peer an article came from is neither the first name in its Path
+// (every relaying site puts its own name there) nor its signer's (DKIM
+// d=): the [[peer]] name is then most likely mistyped, and since this site
+// feeds a peer only the reports whose Path lacks its name, every report
+// from it would be offered back to it. A Path that starts with another
+// configured peer's name is that peer's, sharing an address.
+func (in *Ingester) checkPeerName(peer, path, domain, msgID string) {
+	if peer == "" {
+		return
+	}
+	head, _, _ := strings.Cut(path, "!")
+	head = strings.TrimSpace(head)
+	if strings.EqualFold(head, peer) || strings.EqualFold(domain, peer) {
+		return
+	}
+	for _, n := range in.o.PeerNames {
+		if strings.EqualFold(head, n) {
+			return
+		}
+	}
+	if _, warned := in.misnamed.LoadOrStore(strings.ToLower(peer), true); warned {
+		return
+	}
+	in.o.Log.Warn("a peer's configured name matches neither the Path nor the DKIM d= of what it sends: check the name of its [[peer]] (it must be the peer's site name), or reports from it are offered back to it; told once per peer until dstd restarts",
+		"peer", peer, "path_first", head, "dkim_domain", domain, "message_id", msgID)
 }
 
 // trustParams are the listing parameters with the keyring in force: the

@@ -3,6 +3,7 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -264,4 +265,62 @@ func TestLocalPolicyRelaysPeersReports(t *testing.T) {
 			t.Errorf("own report about %s: %+v, want refused by policy", ip, v)
 		}
 	}
+}
+
+// A peer whose configured name is neither the first name in the Path nor
+// the signer of what it sends is warned about, with both names, once per
+// peer; a Path that starts with another configured peer is that peer's.
+func TestPeerNameMismatchWarned(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	var buf syncBuffer
+	f.in.o.Log = slog.New(slog.NewTextHandler(&buf, nil))
+	f.in.o.PeerNames = []string{"site-b.tset", "site-c.test", "site-x.test", "site-d.test"} // as configured: site-b.test mistyped
+	withPath := func(raw []byte, path string) []byte {
+		return bytes.Replace(raw, []byte("Path: site-b.test!not-for-mail"), []byte("Path: "+path), 1)
+	}
+	for i, tc := range []struct {
+		name, from, path string
+		warn             bool
+	}{
+		{"named right", "site-b.test", "site-b.test!not-for-mail", false},
+		{"signer's name, another Path", "site-b.test", "relay.test!site-b.test!not-for-mail", false},
+		{"Path starts with another configured peer", "site-c.test", "site-x.test!site-b.test!not-for-mail", false},
+		{"mistyped", "site-b.tset", "site-b.test!not-for-mail", true},
+		{"mistyped, again", "site-b.tset", "site-b.test!not-for-mail", false},
+		{"mistyped, in other letter case", "SITE-B.TSET", "site-b.test!not-for-mail", false},
+		{"another mistyped peer", "site-d.test", "relay.test!site-b.test!not-for-mail", true},
+	} {
+		before := strings.Count(buf.String(), "matches neither the Path nor the DKIM d=")
+		id, raw := f.relayed(t, fmt.Sprintf("203.0.113.%d", 100+i), f.now, nil)
+		if v := f.in.Receive(ctx, id, withPath(raw, tc.path), tc.from); v.Kind != Accepted {
+			t.Fatalf("%s: Receive = %+v", tc.name, v)
+		}
+		if got := strings.Count(buf.String(), "matches neither the Path nor the DKIM d=") - before; got != map[bool]int{true: 1}[tc.warn] {
+			t.Errorf("%s: %d warnings, want warned %v:\n%s", tc.name, got, tc.warn, buf.String())
+		}
+	}
+	want := `level=WARN msg="a peer's configured name matches neither the Path nor the DKIM d= of what it sends`
+	if !strings.Contains(buf.String(), want) || !strings.Contains(buf.String(), "peer=site-b.tset path_first=site-b.test dkim_domain=site-b.test") ||
+		!strings.Contains(buf.String(), "peer=site-d.test path_first=relay.test dkim_domain=site-b.test") {
+		t.Errorf("the warnings do not name both names:\n%s", buf.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -28,7 +28,7 @@ type Metrics struct {
 
 	// NNTP connections: label listener kind ("tcp", "unix").
 	NNTPConnections *prometheus.GaugeVec
-	NNTPRefused     *prometheus.CounterVec // label reason: "address", "<class>-limit", "<class>-client-limit", "tls-not-peer", "tls-handshake", "draining"
+	NNTPRefused     *prometheus.CounterVec // label reason: "address", "<class>-limit", "<class>-client-limit", "tls-not-peer", "peer-cert-mismatch", "tls-handshake", "draining"
 
 	// Outgoing feeds: label peer = the peer's name.
 	FeedConnected *prometheus.GaugeVec   // 1 while connected

@@ -130,7 +130,7 @@ func (s *Site) addToAllowFile(ip netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	s.snap.Store(&snapshot{cfg: cur.cfg, pol: pol, kr: cur.kr})
+	s.snap.Store(&snapshot{cfg: cur.cfg, pol: pol, kr: cur.kr, krFile: cur.krFile})
 	s.in.SetPolicy(pol)
 	return nil
 }

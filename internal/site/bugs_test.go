@@ -70,28 +70,6 @@ func TestReloadDelistRace(t *testing.T) {
 	}
 }
 
-// A reload names the keys that changed but need a restart.
-func TestReloadNamesRestartKeys(t *testing.T) {
-	cfg := testConfig(t, "a.test", nil)
-	r := start(t, cfg)
-	next := *cfg
-	next.NNTP.Listen = config.HostPorts{config.MustParseHostPort("127.0.0.1:1")}
-	next.Listing.Expire = config.Duration{Duration: time.Hour}
-	next.Policy.AllowDocumentation = true
-	if err := r.Reload(&next); err != nil {
-		t.Fatal(err)
-	}
-	log := r.log.String()
-	for _, k := range []string{"key=nntp.listen", "key=listing.expire"} {
-		if !strings.Contains(log, k) {
-			t.Errorf("the reload does not say that %s needs a restart:\n%s", k, log)
-		}
-	}
-	if strings.Contains(log, "key=policy.allow_documentation") {
-		t.Error("the reload says policy.allow_documentation needs a restart; it was applied")
-	}
-}
-
 // An rbldnsd export that cannot be written is logged (it used to fail in
 // silence), and retried.
 func TestRbldnsdExportErrorLogged(t *testing.T) {

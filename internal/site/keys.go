@@ -54,18 +54,33 @@ func loadOrCreateKey(path string) (ed25519.PrivateKey, bool, error) {
 	return key, true, nil
 }
 
-// loadKeyring reads the keyring file (missing: empty) and adds the site's
-// own key, so reports this site injects always verify here.
-func loadKeyring(cfg *config.Config, own ed25519.PublicKey, log *slog.Logger) (*dkim.Keyring, error) {
-	kr, err := dkim.LoadKeyring(cfg.DKIM.Keyring)
+// loadKeyring reads the keyring file (the caller adds the site's own
+// key). A missing file is an
+// empty keyring only when the configuration left dkim.keyring to its
+// default and required is false: a keyring the administrator named, or
+// one the running site has read (required, at a reload), that is gone is
+// an error, not a silent loss of every peer's key. fromFile tells whether
+// the file was read.
+func loadKeyring(cfg *config.Config, required bool, log *slog.Logger) (kr *dkim.Keyring, fromFile bool, err error) {
+	kr, err = dkim.LoadKeyring(cfg.DKIM.Keyring)
+	fromFile = err == nil
 	if errors.Is(err, fs.ErrNotExist) {
+		switch {
+		case cfg.IsSet("dkim.keyring"):
+			return nil, false, fmt.Errorf("dkim.keyring: the keyring file %s does not exist: create it with a line per peer (each peer's `dstd keygen` prints its line), or remove dkim.keyring from the configuration to run without one", cfg.DKIM.Keyring)
+		case required:
+			return nil, false, fmt.Errorf("dkim.keyring: the keyring file %s was read before and is gone: put it back (reports of the peers in it would be refused), or restart dstd to run without one", cfg.DKIM.Keyring)
+		}
 		kr, err = dkim.ParseKeyring(strings.NewReader(""))
-		log.Info("no keyring file: only this site's own reports are trusted", "keyring", cfg.DKIM.Keyring)
+		if len(cfg.Peers) > 0 {
+			log.Warn("no keyring file, but peers are configured: their reports are refused unless DNS has their keys (dkim.dns_key_domains); create the keyring with a line per peer", "keyring", cfg.DKIM.Keyring)
+		} else {
+			log.Info("no keyring file: only this site's own reports are trusted", "keyring", cfg.DKIM.Keyring)
+		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	kr.Add(cfg.Site, cfg.DKIM.Selector, own)
 	kr.SetDNSKeys(dkim.DNSKeys{Domains: cfg.DKIM.DNSKeyDomains, Server: cfg.DKIM.DNSKeyServer.String()})
-	return kr, nil
+	return kr, fromFile, nil
 }

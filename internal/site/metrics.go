@@ -19,7 +19,7 @@ func (s *Site) initMetrics() {
 		Peers:         s.feedPeers,
 		NNTPListeners: []string{"all"},
 		// refusedLabel's values: "address" is Authorize's.
-		NNTPRefusals:   []string{"address", "tls-not-peer", nntp.RefusedHandshake, nntp.RefusedDraining},
+		NNTPRefusals:   []string{"address", "tls-not-peer", refusedPinMismatch, nntp.RefusedHandshake, nntp.RefusedDraining},
 		Origins:        s.knownOrigins(),
 		DNSQueryLabels: s.dns != nil && s.dns.server != nil,
 	}

@@ -2,12 +2,16 @@ package site
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/dst-traps/dst/internal/ingest"
 	"github.com/dst-traps/dst/internal/nntp"
@@ -20,6 +24,7 @@ type peerAuth struct {
 	addrs    []netip.Prefix
 	needCert bool   // it must present cert (client_cert)
 	cert     []byte // DER; nil when client_cert could not be read: nothing matches
+	certFile string // client_cert, for the log
 	user     string // it may authenticate as user instead (auth_user)
 }
 
@@ -81,12 +86,84 @@ func authorize(peers []peerAuth, postAllow []netip.Prefix, s nntp.Session) (nntp
 	return s, s.CanPost || s.CanFeed || mustAuthenticate
 }
 
+// pinMismatch is a peer whose address a session comes from, under TLS,
+// that presented another certificate than its client_cert, or none.
+type pinMismatch struct {
+	peer      peerAuth
+	presented *x509.Certificate // nil: none presented
+}
+
+// pinMismatches are the pinned peers at s's address whose pin s's
+// certificate does not match, for a session that authorize did not let
+// feed. Only the authorization that follows a handshake is looked at (no
+// AUTHINFO user yet), so that each handshake is told once.
+func pinMismatches(peers []peerAuth, s nntp.Session) []pinMismatch {
+	if s.TLS == nil || s.User != "" || s.Remote == nil {
+		return nil
+	}
+	ap, err := netip.ParseAddrPort(s.Remote.String())
+	if err != nil {
+		return nil
+	}
+	var presented *x509.Certificate
+	if len(s.TLS.PeerCertificates) > 0 {
+		presented = s.TLS.PeerCertificates[0]
+	}
+	var out []pinMismatch
+	for _, p := range peers {
+		// A client_cert that could not be read was logged at the start.
+		if !p.needCert || p.cert == nil || !slices.ContainsFunc(p.addrs, func(a netip.Prefix) bool { return a.Contains(ap.Addr().Unmap()) }) {
+			continue
+		}
+		if presented == nil || !bytes.Equal(presented.Raw, p.cert) {
+			out = append(out, pinMismatch{peer: p, presented: presented})
+		}
+	}
+	return out
+}
+
+// fingerprint is the SHA-256 fingerprint of a certificate (DER) as
+// `openssl x509 -noout -fingerprint -sha256` prints it, so that an
+// administrator can compare it with the file's.
+func fingerprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	var b strings.Builder
+	for i, c := range sum {
+		if i > 0 {
+			b.WriteByte(':')
+		}
+		fmt.Fprintf(&b, "%02X", c)
+	}
+	return b.String()
+}
+
+// logPinMismatch warns, at the receiver, that a pinned peer presented
+// another certificate: the sender sees only 480 or 502, and without both
+// fingerprints nobody can tell a renewed certificate from a wrong file.
+func (s *Site) logPinMismatch(m pinMismatch, remote net.Addr) {
+	s.met.NNTPRefused.WithLabelValues(refusedPinMismatch).Inc()
+	presented, subject := "(none)", "(none)"
+	if m.presented != nil {
+		presented, subject = fingerprint(m.presented.Raw), m.presented.Subject.String()
+	}
+	msg := "peer's TLS client certificate does not match its pin (client_cert): it may not feed by certificate; if it renewed its certificate, put the new one in client_cert and restart dstd"
+	if m.presented == nil {
+		msg = "peer presented no TLS client certificate, but client_cert pins one: it may not feed by certificate; have it send tls.cert as its client certificate"
+	}
+	s.log.Warn(msg, "peer", m.peer.name, "remote", remote.String(), "client_cert", m.peer.certFile,
+		"expected_sha256", fingerprint(m.peer.cert), "presented_sha256", presented, "presented_subject", subject)
+}
+
+// refusedPinMismatch is the reason label of dst_nntp_refused_connections_total
+// for a peer whose certificate does not match its pin.
+const refusedPinMismatch = "peer-cert-mismatch"
+
 // incomingPeers reads the [[peer]] tables' incoming side. A client_cert
 // that cannot be read fails closed: the peer cannot feed until it is fixed.
 func (s *Site) incomingPeers() []peerAuth {
 	var peers []peerAuth
 	for _, p := range s.cfg.Peers {
-		pe := peerAuth{name: p.Name, addrs: p.Addresses.Netip(), needCert: p.ClientCert != "", user: p.AuthUser}
+		pe := peerAuth{name: p.Name, addrs: p.Addresses.Netip(), needCert: p.ClientCert != "", certFile: p.ClientCert, user: p.AuthUser}
 		if pe.needCert {
 			b, err := os.ReadFile(p.ClientCert)
 			if blk, _ := pem.Decode(b); err == nil && blk != nil && blk.Type == "CERTIFICATE" {
@@ -129,13 +206,18 @@ func (s *Site) nntpServer() *nntp.Server {
 		OnRefuse: func(c nntp.Class, reason string) {
 			s.met.NNTPRefused.WithLabelValues(refusedLabel(c, reason)).Inc()
 		},
-		Authorize: func(_ net.Conn, sess nntp.Session) (nntp.Session, bool) {
-			sess, ok := authorize(peers, postAllow, sess)
+		Authorize: func(_ net.Conn, facts nntp.Session) (nntp.Session, bool) {
+			sess, ok := authorize(peers, postAllow, facts)
 			if !ok && sess.Remote != nil {
 				s.met.NNTPRefused.WithLabelValues("address").Inc()
 			}
 			if ok {
 				s.incoming.authorized(sess)
+			}
+			if !sess.CanFeed {
+				for _, m := range pinMismatches(peers, facts) {
+					s.logPinMismatch(m, facts.Remote)
+				}
 			}
 			return sess, ok
 		},

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/policy"
 )
 
@@ -28,26 +29,36 @@ var reloadable = map[string]bool{
 }
 
 // load reads what a snapshot holds: the keyring and the policy of cfg.
-func (s *Site) load(cfg *config.Config) (*snapshot, error) {
-	kr, err := loadKeyring(cfg, s.own, s.log)
+// prev is the snapshot in force (nil at the start): a keyring file it
+// read at the same path must still be there.
+func (s *Site) load(cfg *config.Config, prev *snapshot) (*snapshot, error) {
+	required := prev != nil && prev.krFile && prev.cfg.DKIM.Keyring == cfg.DKIM.Keyring
+	kr, fromFile, err := loadKeyring(cfg, required, s.log)
 	if err != nil {
 		return nil, err
 	}
+	// The site's own key, so that the reports it injects always verify
+	// here: under the name and selector it signs with, those it started
+	// with (site and dkim.selector need a restart).
+	kr.Add(s.cfg.Site, s.cfg.DKIM.Selector, s.own)
 	pol, err := buildPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &snapshot{cfg: cfg, pol: pol, kr: kr}, nil
+	return &snapshot{cfg: cfg, pol: pol, kr: kr, krFile: fromFile}, nil
 }
 
 // Reload applies what SIGHUP may change: the keyring, the policy and the
 // allow file, and the TLS certificate; and it reopens the report log
 // (logrotate). The other keys need a restart: those that changed since the
-// start are logged. On an error nothing changes.
+// start are named in one warning. On an error (a keyring file that is
+// gone among them) nothing changes. Keys the keyring loses are named in a
+// warning: the reports they sign are refused from now on.
 func (s *Site) Reload(cfg *config.Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	snap, err := s.load(cfg)
+	prev := s.snap.Load()
+	snap, err := s.load(cfg, prev)
 	if err != nil {
 		s.log.Error("reload failed, keeping the running configuration", "err", err)
 		return err
@@ -67,14 +78,46 @@ func (s *Site) Reload(cfg *config.Config) error {
 			s.log.Error("cannot reopen the report log", "err", err)
 		}
 	}
-	for _, k := range changedKeys(s.cfg, cfg) {
-		if reloadable[k] && (!strings.HasPrefix(k, "tls.") || (s.cert != nil && cfg.TLS.Cert != "")) {
-			continue
-		}
-		s.log.Warn("configuration key changed; it takes effect only when dstd is restarted", "key", k)
+	if lost := lostKeys(prev.kr, snap.kr); len(lost) > 0 {
+		s.log.Warn("the reload removed keys from the keyring: reports signed with them are refused from now on (put their lines back in the keyring file and send SIGHUP again if that was a mistake)",
+			"keyring", cfg.DKIM.Keyring, "lost", strings.Join(lost, ","))
+	}
+	if keys := restartKeys(s.cfg, cfg, s.cert != nil); len(keys) > 0 {
+		s.log.Warn("configuration keys changed that SIGHUP does not apply; restart dstd to apply them", "keys", strings.Join(keys, ","))
 	}
 	s.log.Info("configuration reloaded", "keys", snap.kr.Len())
 	return nil
+}
+
+// restartKeys are the keys that differ between the configuration the site
+// started with and cfg and that Reload does not apply. The certificate is
+// reloaded only when the site started with one (STARTTLS and tls.listen
+// are set up at the start).
+func restartKeys(started, cfg *config.Config, hasCert bool) []string {
+	var out []string
+	for _, k := range changedKeys(started, cfg) {
+		if reloadable[k] && (!strings.HasPrefix(k, "tls.") || (hasCert && cfg.TLS.Cert != "")) {
+			continue
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// lostKeys names the keys ("domain/selector") of the keyring file that old
+// has and cur lacks.
+func lostKeys(old, cur *dkim.Keyring) []string {
+	have := make(map[string]bool)
+	for _, k := range cur.Keys() {
+		have[k.Domain+"/"+k.Selector] = true
+	}
+	var lost []string
+	for _, k := range old.Keys() {
+		if id := k.Domain + "/" + k.Selector; !have[id] {
+			lost = append(lost, id)
+		}
+	}
+	return lost
 }
 
 // changedKeys names the keys (as the file spells them, "nntp.listen") whose

@@ -110,6 +110,9 @@ type snapshot struct {
 	cfg *config.Config
 	pol *policy.Policy
 	kr  *dkim.Keyring
+	// krFile: kr was read from the keyring file (not an empty keyring
+	// for a file that does not exist).
+	krFile bool
 }
 
 // Option sets what New cannot read from the configuration.
@@ -171,7 +174,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 		s.log.Info("created the site's DKIM key; give peers this keyring line (dstd keygen prints it again)",
 			"file", cfg.DKIM.PrivateKey, "keyring_line", dkim.KeyringLine(cfg.Site, cfg.DKIM.Selector, s.own))
 	}
-	snap, err := s.load(cfg)
+	snap, err := s.load(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -229,6 +232,7 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 			MaxNewListingsPerHour:   cfg.Policy.MaxNewListingsPerHour,
 		},
 		NewOriginProbation: cfg.Policy.NewOrigin == config.OriginProbation,
+		PeerNames:          peerNames(cfg.Peers),
 		Metrics:            s.met,
 		Log:                s.log,
 		OnRefuse:           s.refused.add,
@@ -441,6 +445,14 @@ func (s *Site) buildActions() error {
 		}))
 	}
 	return nil
+}
+
+func peerNames(peers []config.Peer) []string {
+	names := make([]string, len(peers))
+	for i, p := range peers {
+		names[i] = p.Name
+	}
+	return names
 }
 
 func orNone(s string) string {

@@ -340,3 +340,89 @@ func TestListenerFailureReported(t *testing.T) {
 		t.Errorf("the failure is not logged:\n%s", r.log.String())
 	}
 }
+
+// dialOnStart is a log handler that, when "dstd started" is logged,
+// connects to every address the site listens on: the line must be true
+// when it is written.
+type dialOnStart struct {
+	slog.Handler
+	addrs  func() Addrs
+	mu     sync.Mutex
+	tried  bool
+	failed []string
+}
+
+func (h *dialOnStart) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "dstd started" {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		h.tried = true
+		a := h.addrs()
+		if len(a.NNTP) != 1 || len(a.NNTPS) != 1 || len(a.DNS) != 1 {
+			h.failed = append(h.failed, fmt.Sprintf("bound: nntp %v, tls %v, dns %v; want one of each", a.NNTP, a.NNTPS, a.DNS))
+		}
+		try := func(network, addr string) {
+			c, err := net.DialTimeout(network, addr, 5*time.Second)
+			if err != nil {
+				h.failed = append(h.failed, err.Error())
+				return
+			}
+			c.Close()
+		}
+		for _, l := range append(append([]net.Addr(nil), a.NNTP...), a.NNTPS...) {
+			try("tcp", l.String())
+		}
+		for _, l := range a.DNS {
+			try("tcp", l.String()) // TCP is on the UDP port
+		}
+		try("unix", a.Socket)
+		try("unix", a.Admin)
+		if a.AdminTCP == nil {
+			h.failed = append(h.failed, "no admin.listen")
+		} else {
+			try("tcp", a.AdminTCP.String())
+		}
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *dialOnStart) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *dialOnStart) WithAttrs(as []slog.Attr) slog.Handler {
+	return &dialOnStart{Handler: h.Handler.WithAttrs(as), addrs: h.addrs}
+}
+
+// "dstd started" is logged once every listener is bound: each of them
+// takes a connection at that moment.
+func TestStartedAfterEveryListener(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, cert, key)
+	cfg := testConfig(t, "a.test", func(c *config.Config) {
+		c.TLS = config.TLS{Cert: cert, Key: key, Listen: config.HostPorts{config.MustParseHostPort("127.0.0.1:0")}}
+		c.Admin.Listen = config.MustParseHostPort("127.0.0.1:0")
+	})
+	var s *Site
+	h := &dialOnStart{Handler: slog.DiscardHandler, addrs: func() Addrs { return s.Addrs() }}
+	s, err := New(cfg, WithLogger(slog.New(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	dsttest.WaitFor(t, 10*time.Second, "dstd started to be logged", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return h.tried
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.failed) > 0 {
+		t.Errorf("when dstd started was logged, listeners did not answer: %v", h.failed)
+	}
+}

@@ -704,3 +704,35 @@ func gidName(gid uint32) string {
 	}
 	return strconv.Itoa(int(gid))
 }
+
+// TestGuideShowsTheUnit: the key lines docs/ADMIN.md (1.4) shows of
+// dstd.service are the unit's.
+func TestGuideShowsTheUnit(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/ADMIN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unitText, err := os.ReadFile("../../packaging/dstd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(guide), "### 1.4 Running dstd with systemd\n")
+	_, block, ok2 := strings.Cut(sec, "```ini\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/ADMIN.md has no ini block in 1.4")
+	}
+	lines := 0
+	for _, line := range strings.Split(block, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines++
+		if !strings.Contains("\n"+string(unitText), "\n"+line+"\n") {
+			t.Errorf("docs/ADMIN.md 1.4 shows %q, which packaging/dstd.service does not have", line)
+		}
+	}
+	if lines < 10 {
+		t.Errorf("docs/ADMIN.md 1.4 shows %d lines of the unit", lines)
+	}
+}

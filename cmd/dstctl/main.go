@@ -19,10 +19,14 @@
 //
 // Finding dstd: -admin ADDR, else $DSTCTL_ADMIN, else admin.socket of the
 // dstd configuration -c FILE, else admin.socket of /etc/dst/dstd.toml
-// when that file exists (the packaged dstd's), else the default socket
-// (/var/lib/dst/admin.sock when it exists or for root). ADDR is a socket
-// path (anything with a '/' but http://host:port) or host:port. On TCP, a
-// dstd with admin.token_file wants its token: -token-file FILE, else
+// when that file exists and is readable (the packaged dstd's), else the
+// default socket: /run/dst/admin.sock when it exists (the package's), else
+// /var/lib/dst/admin.sock when it exists (an older layout) or for root,
+// else admin.sock in the data directory of a dstd run by this user with no
+// configuration. A member of dst-admin may not read /etc/dst/dstd.toml
+// and so finds /run/dst/admin.sock. ADDR is a socket path (anything with
+// a '/' but http://host:port) or host:port. On TCP, a dstd with
+// admin.token_file wants its token: -token-file FILE, else
 // $DST_ADMIN_TOKEN_FILE, else admin.token_file of the configuration read.
 //
 // -json, before or after the command, prints the admin API's answer
@@ -117,9 +121,10 @@ commands:
   version             print dstctl's version
 
 dstd is found at -admin ADDR, else $DSTCTL_ADMIN, else admin.socket of the
-dstd configuration -c FILE, else of /etc/dst/dstd.toml when it exists, else
-the default socket. ADDR is dstd's admin socket, or admin.listen as
-host:port or http://host:port. Over TCP, a dstd with admin.token_file wants
+dstd configuration -c FILE, else of /etc/dst/dstd.toml when you may read it,
+else the first that exists of /run/dst/admin.sock and /var/lib/dst/admin.sock,
+else admin.sock in your own dstd's data directory. ADDR is dstd's admin
+socket, or admin.listen as host:port or http://host:port. Over TCP, a dstd with admin.token_file wants
 its token: -token-file, else $DST_ADMIN_TOKEN_FILE, else admin.token_file of
 the configuration. The socket needs none.
 
@@ -141,10 +146,13 @@ type cli struct {
 	// systemConfig is the configuration read when nothing names the
 	// endpoint: the package's systemConfig, another file in tests.
 	systemConfig string
+	// systemSockets are the default sockets, the first that exists
+	// taken: config.SystemAdminSockets, others in tests.
+	systemSockets []string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr, systemConfig: systemConfig}
+	c := &cli{stdout: stdout, stderr: stderr, systemConfig: systemConfig, systemSockets: config.SystemAdminSockets()}
 	return c.run(ctx, args)
 }
 
@@ -264,7 +272,7 @@ func (c *cli) endpoint(addrFlag, confPath, tokenFlag string) (endpoint, error) {
 				if errors.Is(err, fs.ErrPermission) {
 					why = "you may not read it"
 				}
-				ep.addr = config.DefaultAdminSocket()
+				ep.addr = config.FirstAdminSocket(c.systemSockets)
 				ep.from = fmt.Sprintf("the default; %s exists but %s: give -admin or set $%s", confPath, why, adminEnv)
 				return ep, nil
 			}
@@ -280,7 +288,7 @@ func (c *cli) endpoint(addrFlag, confPath, tokenFlag string) (endpoint, error) {
 		}
 	}
 	if ep.addr == "" {
-		ep.addr = config.DefaultAdminSocket()
+		ep.addr = config.FirstAdminSocket(c.systemSockets)
 		ep.from = "the default: give -admin, $" + adminEnv + " or -c"
 	}
 	return ep, nil

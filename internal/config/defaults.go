@@ -26,21 +26,28 @@ func DefaultDataDir() string {
 	return "dst-data"
 }
 
-// systemAdminSocket is the admin socket of a dstd on the system data
-// directory.
-const systemAdminSocket = "/var/lib/dst/admin.sock"
+// SystemAdminSockets are where the admin socket of the system's dstd is
+// found, in the order dstctl tries them: the package's (/run/dst, its
+// admin.socket), then the older layout's, in the system data directory.
+func SystemAdminSockets() []string {
+	return []string{"/run/dst/admin.sock", "/var/lib/dst/admin.sock"}
+}
 
 // DefaultAdminSocket is the admin endpoint dstctl talks to by default: the
-// system dstd's when it exists (an operator in admin.group can see it,
-// the data directory letting the group through) or for root; else that
-// of a dstd this user runs without a configuration, as dstc's default
-// spool is.
-func DefaultAdminSocket() string {
-	if os.Geteuid() == 0 {
-		return systemAdminSocket
-	}
-	if _, err := os.Stat(systemAdminSocket); err == nil {
-		return systemAdminSocket
+// first of SystemAdminSockets that exists (an operator in admin.group can
+// see it: /run/dst lets others through, and the older data directory
+// let the group through), else that of a dstd this user runs without a
+// configuration, as dstc's default spool is: /var/lib/dst/admin.sock for
+// root.
+func DefaultAdminSocket() string { return FirstAdminSocket(SystemAdminSockets()) }
+
+// FirstAdminSocket is DefaultAdminSocket with other candidates than
+// SystemAdminSockets.
+func FirstAdminSocket(candidates []string) string {
+	for _, p := range candidates {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
 	return filepath.Join(DefaultDataDir(), "admin.sock")
 }

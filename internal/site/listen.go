@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/dst-traps/dst/internal/admin"
@@ -102,10 +104,48 @@ func ensureSpool(dir string, gid int, group string, log *slog.Logger) error {
 	return nil
 }
 
+// ensureSocketDir creates the directory of a socket (admin.socket,
+// nntp.socket) where it is missing: 0710 and the socket's group, so that
+// its members reach the socket without listing the directory, or 0700
+// without a group. A directory elsewhere than in data_dir, such as
+// /run/dst, is usually root's to make: when dstd cannot, the error names
+// the directory and the command that makes it.
+func ensureSocketDir(path string, gid int, group, key string) error {
+	dir := filepath.Dir(path)
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		owner := "USER:GROUP"
+		if u, uerr := user.Current(); uerr == nil {
+			owner = u.Username
+			if g, gerr := user.LookupGroupId(u.Gid); gerr == nil {
+				owner += ":" + g.Name
+			}
+		}
+		fix := fmt.Sprintf("create it as root: install -d -m 0711 -o %s %s", strings.Replace(owner, ":", " -g ", 1), dir)
+		if strings.HasPrefix(dir, "/run/") {
+			// /run is emptied at boot: a command is not enough.
+			fix += fmt.Sprintf(", and at each boot: RuntimeDirectory=%s in dstd's unit, or a tmpfiles.d line", strings.TrimPrefix(dir, "/run/"))
+		}
+		return fmt.Errorf("%s %s: its directory %s is missing and dstd cannot create it: %w (%s)", key, path, dir, err, fix)
+	}
+	if gid < 0 {
+		return nil
+	}
+	if err := giveToGroup(dir, gid, group, 0o710); err != nil {
+		return fmt.Errorf("creating the directory of %s: %w", key, err)
+	}
+	return nil
+}
+
 // warnUnreachable logs when the members of group cannot reach the socket at
 // path because a directory above it does not let them through: the mode and
 // group of the socket are then no help, and they would see "permission
-// denied" with no hint of why.
+// denied" with no hint of why. A member passes a directory that is the
+// group's by its group x bit, and any other by its others x bit (0711, as
+// /run/dst): the kernel takes the group bits, not the others', for the
+// members of a directory's group, so 0701 with group shuts them out.
 func warnUnreachable(log *slog.Logger, path, group string, gid int, key string) {
 	for dir := filepath.Dir(path); ; dir = filepath.Dir(dir) {
 		fi, err := os.Stat(dir)
@@ -114,11 +154,17 @@ func warnUnreachable(log *slog.Logger, path, group string, gid int, key string) 
 		}
 		perm := fi.Mode().Perm()
 		st, ok := fi.Sys().(*syscall.Stat_t)
-		if ok && perm&0o001 == 0 && !(int(st.Gid) == gid && perm&0o010 != 0) {
-			log.Warn("members of "+key+" cannot reach the socket: a directory above it does not let them through",
-				"socket", path, "group", group, "dir", dir, "mode", fmt.Sprintf("%04o", perm),
-				"fix", fmt.Sprintf("chgrp %s %s && chmod g+x %s", group, dir, dir))
-			return
+		if ok {
+			ownGroup := int(st.Gid) == gid
+			if (ownGroup && perm&0o010 == 0) || (!ownGroup && perm&0o001 == 0) {
+				fix := fmt.Sprintf("chgrp %s %s && chmod g+x %s", group, dir, dir)
+				if ownGroup {
+					fix = "chmod g+x " + dir
+				}
+				log.Warn("members of "+key+" cannot reach the socket: a directory above it does not let them through",
+					"socket", path, "group", group, "dir", dir, "mode", fmt.Sprintf("%04o", perm), "fix", fix)
+				return
+			}
 		}
 		if dir == filepath.Dir(dir) {
 			return

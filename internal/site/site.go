@@ -165,6 +165,14 @@ func New(cfg *config.Config, opts ...Option) (_ *Site, err error) {
 	if err := ensureSpool(cfg.SpoolDir, s.submitGID, cfg.NNTP.SubmitGroup, s.log); err != nil {
 		return nil, err
 	}
+	if err := ensureSocketDir(cfg.Admin.Socket, s.adminGID, cfg.Admin.Group, "admin.socket"); err != nil {
+		return nil, err
+	}
+	if cfg.NNTP.Socket != "" {
+		if err := ensureSocketDir(cfg.NNTP.Socket, s.submitGID, cfg.NNTP.SubmitGroup, "nntp.socket"); err != nil {
+			return nil, err
+		}
+	}
 	key, created, err := loadOrCreateKey(cfg.DKIM.PrivateKey)
 	if err != nil {
 		return nil, err

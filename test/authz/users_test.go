@@ -32,10 +32,11 @@ type psSite struct {
 }
 
 // newPsSite creates the groups and users, the directories as the
-// installation commands of docs/ADMIN.md do (data directory 0710 to the
-// admin group, spool 3770 to the submission group), and starts dstd as
-// the dst user with nntp.submit_group and admin.group set. dstd creates
-// the spool's tmp/ and new/ itself.
+// installation commands of docs/ADMIN.md and the package do (data
+// directory 0700, dstd's alone; the admin socket in a directory 0711 of
+// dstd's user, as /run/dst; spool 3770 to the submission group), and
+// starts dstd as the dst user with nntp.submit_group, admin.group and
+// admin.socket set. dstd creates the spool's tmp/ and new/ itself.
 func newPsSite(t *testing.T) *psSite {
 	t.Helper()
 	dsttest.RequireRoot(t, "dstd as a user of its own, and users to run dstc and dstctl as")
@@ -49,20 +50,25 @@ func newPsSite(t *testing.T) *psSite {
 	s.admin = dsttest.NewUser(t, "dadmin", s.adminG)
 	s.stranger = dsttest.NewUser(t, "strgr")
 
-	spoolParent := t.TempDir()
+	spoolParent, runParent := t.TempDir(), t.TempDir()
 	s.spool = filepath.Join(spoolParent, "spool")
+	runDir := filepath.Join(runParent, "dst")
 	s.d = dsttest.NewDstd(t, "site-a.test", fmt.Sprintf("spool_dir = %q\n[policy]\nallow_documentation = true\n"+
-		"[nntp]\nsubmit_group = %q\n[admin]\ngroup = %q\n", s.spool, s.submitG, s.adminG))
+		"[nntp]\nsubmit_group = %q\n[admin]\nsocket = %q\ngroup = %q\n", s.spool, s.submitG, filepath.Join(runDir, "admin.sock"), s.adminG))
+	s.d.Admin = filepath.Join(runDir, "admin.sock")
 	s.dataDir = s.d.Dir
-	// The test's temporary directories stand for /var/lib and /var/spool:
-	// anyone may pass through them.
-	for _, dir := range []string{filepath.Dir(spoolParent), spoolParent, filepath.Dir(s.d.Dir)} {
+	// The test's temporary directories stand for /var/lib, /run and
+	// /var/spool: anyone may pass through them.
+	for _, dir := range []string{filepath.Dir(spoolParent), spoolParent, filepath.Dir(s.d.Dir), filepath.Dir(runParent), runParent} {
 		if err := os.Chmod(dir, 0o711); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// install -d -m 0710 -o dst -g dst-admin /var/lib/dst
-	mkdirOwned(t, s.dataDir, s.dst.UID, s.admGID, 0o710)
+	// install -d -m 0700 -o dst -g dst /var/lib/dst
+	mkdirOwned(t, s.dataDir, s.dst.UID, s.dst.GID, 0o700)
+	// install -d -m 0711 -o dst -g dst /run/dst: the admin group passes
+	// by the others x bit, to a socket that is its group's.
+	mkdirOwned(t, runDir, s.dst.UID, s.dst.GID, 0o711)
 	// install -d -m 3770 -o dst -g dst-submit /var/spool/dst
 	mkdirOwned(t, s.spool, s.dst.UID, s.submitGID, 0o770|os.ModeSetgid|os.ModeSticky)
 	if err := os.Chown(s.d.Conf, int(s.dst.UID), -1); err != nil {
@@ -309,5 +315,35 @@ func TestGroupMistakesExplained(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("dstd's log does not say %q", want)
 		}
+	}
+
+	// admin.socket in a directory of /run that is missing, and that dstd,
+	// not root, may not create: the start fails naming the directory and
+	// the command that makes it.
+	u := dsttest.NewUser(t, "dnorun")
+	runDir := filepath.Join("/run", "dst-authz-"+u.Name)
+	d = dsttest.NewDstd(t, "site-a.test", fmt.Sprintf("[admin]\nsocket = %q\n", filepath.Join(runDir, "admin.sock")))
+	top := filepath.Dir(d.Conf)
+	if err := os.Chmod(filepath.Dir(top), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{top, d.Conf} {
+		if err := os.Chown(f, int(u.UID), int(u.GID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err = exec.Command("setpriv", "--reuid="+strconv.Itoa(int(u.UID)), "--regid="+strconv.Itoa(int(u.GID)), "--init-groups", "--",
+		dsttest.Bin(t, "dstd"), "-c", d.Conf).CombinedOutput()
+	for _, want := range []string{
+		"its directory " + runDir + " is missing and dstd cannot create it",
+		fmt.Sprintf("install -d -m 0711 -o %s -g %s %s", u.Name, u.Name, runDir),
+		"RuntimeDirectory=" + filepath.Base(runDir),
+	} {
+		if err == nil || !strings.Contains(string(out), want) {
+			t.Errorf("dstd as a user, admin.socket in a missing directory of /run: %v, want a start failure saying %q:\n%s", err, want, out)
+		}
+	}
+	if _, err := os.Stat(runDir); err == nil {
+		t.Errorf("%s exists: dstd made it as a user", runDir)
 	}
 }

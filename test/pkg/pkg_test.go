@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/dsttest"
 )
 
@@ -35,8 +36,12 @@ const (
 	conf    = "/etc/dst/dstd.toml"
 	unit    = "/lib/systemd/system/dstd.service"
 	dataDir = "/var/lib/dst"
-	spool   = "/var/spool/dst"
-	logDir  = "/var/log/dst"
+	// runDir holds admin.sock: dstd.service's RuntimeDirectory, and the
+	// package's tmpfiles.d entry's.
+	runDir   = "/run/dst"
+	tmpfiles = "/usr/lib/tmpfiles.d/dst.conf"
+	spool    = "/var/spool/dst"
+	logDir   = "/var/log/dst"
 	// maxExposure is the highest "systemd-analyze security" figure the
 	// unit may have (issue 13: 2.5 or lower).
 	maxExposure = 2.5
@@ -78,7 +83,7 @@ func TestPackage(t *testing.T) {
 	}
 	adminPath(t, root)
 	purge(t)
-	for _, p := range []string{dataDir, spool, logDir, "/etc/dst", "/usr/sbin/dstd", "/usr/bin/dstc", "/usr/bin/dstctl",
+	for _, p := range []string{dataDir, spool, logDir, runDir, tmpfiles, "/etc/dst", "/usr/sbin/dstd", "/usr/bin/dstc", "/usr/bin/dstctl",
 		unit, "/etc/logrotate.d/dst", "/usr/share/man/man8/dstd.8.gz", "/usr/share/bash-completion/completions/dstctl"} {
 		if _, err := os.Lstat(p); err == nil {
 			t.Errorf("%s is still there after dpkg --purge", p)
@@ -89,7 +94,12 @@ func TestPackage(t *testing.T) {
 		t.Errorf("the user dst is gone after the purge (Debian keeps system users): %v", err)
 	}
 	// What the purge left (the accounts) does not stand in the way of a
-	// new install, which finds everything as the first one did.
+	// new install, which finds everything as the first one did. The data
+	// directory of the earlier layout, 0710 dst:dst-admin for admin.sock,
+	// becomes dst's alone.
+	if out, err := exec.Command("install", "-d", "-m", "0710", "-o", "dst", "-g", "dst-admin", dataDir).CombinedOutput(); err != nil {
+		t.Fatalf("making the earlier layout's %s: %v\n%s", dataDir, err, out)
+	}
 	install(t, deb)
 	checkAccounts(t)
 	checkFiles(t)
@@ -142,7 +152,9 @@ func build(t *testing.T, root string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "package.sh"), "0.1.0~test1")
+	// package.sh takes the programs' release, with a Debian revision.
+	version := buildinfo.Release + "-1"
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "package.sh"), version)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -150,8 +162,8 @@ func build(t *testing.T, root string) string {
 		t.Fatalf("scripts/package.sh: %v\n%s", err, stderr.String())
 	}
 	deb := filepath.Join(root, strings.TrimSpace(string(out)))
-	if filepath.Base(deb) != "dst_0.1.0~test1_amd64.deb" {
-		t.Fatalf("scripts/package.sh printed %q, want the path of dst_0.1.0~test1_amd64.deb", out)
+	if want := "dst_" + version + "_amd64.deb"; filepath.Base(deb) != want {
+		t.Fatalf("scripts/package.sh printed %q, want the path of %s", out, want)
 	}
 	return deb
 }
@@ -217,7 +229,11 @@ func checkFiles(t *testing.T) {
 		{"/usr/bin/dstctl", 0o755, "root", "root"},
 		{conf, 0o640, "root", "dst"},
 		{"/etc/dst/peers", dir | 0o750, "root", "dst"},
-		{dataDir, dir | 0o710, "dst", "dst-admin"},
+		{dataDir, dir | 0o700, "dst", "dst"},
+		// Others traverse it, to admin.sock (0660 dst:dst-admin); nobody
+		// but dst lists it.
+		{runDir, dir | 0o711, "dst", "dst"},
+		{tmpfiles, 0o644, "root", "root"},
 		{spool, dir | os.ModeSetgid | os.ModeSticky | 0o770, "dst", "dst-submit"},
 		{spool + "/tmp", dir | os.ModeSetgid | os.ModeSticky | 0o770, "dst", "dst-submit"},
 		{spool + "/new", dir | os.ModeSetgid | os.ModeSticky | 0o770, "dst", "dst-submit"},
@@ -232,17 +248,18 @@ func checkFiles(t *testing.T) {
 		{"/usr/share/man/man8/dstctl.8.gz", 0o644, "root", "root"},
 		{"/usr/share/man/man5/dstd.toml.5.gz", 0o644, "root", "root"},
 	} {
-		fi, err := os.Lstat(f.path)
-		if err != nil {
-			t.Errorf("%s: %v", f.path, err)
-			continue
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		owner, group := uidName(st.Uid), gidName(st.Gid)
-		if fi.Mode() != f.mode || owner != f.owner || group != f.group {
-			t.Errorf("%s: %v %s:%s, want %v %s:%s", f.path, fi.Mode(), owner, group, f.mode, f.owner, f.group)
-		}
+		checkMode(t, f.path, f.mode, f.owner, f.group)
 	}
+	// /run is emptied at boot: the tmpfiles.d entry makes /run/dst again,
+	// as systemd-tmpfiles-setup.service does at boot.
+	if err := os.Remove(runDir); err != nil {
+		t.Errorf("removing %s as a reboot would: %v", runDir, err)
+	}
+	if out, err := exec.Command("systemd-tmpfiles", "--create", filepath.Base(tmpfiles)).CombinedOutput(); err != nil {
+		t.Errorf("systemd-tmpfiles --create %s: %v\n%s", filepath.Base(tmpfiles), err, out)
+	}
+	checkMode(t, runDir, dir|0o711, "dst", "dst")
+
 	// The man pages are man pages: man renders each with its name.
 	for _, page := range []struct{ file, title string }{
 		{"/usr/share/man/man8/dstd.8.gz", "DSTD(8)"}, {"/usr/share/man/man8/dstc.8.gz", "DSTC(8)"},
@@ -258,6 +275,20 @@ func checkFiles(t *testing.T) {
 	if b, err := os.ReadFile("/usr/share/doc/dst/copyright"); err != nil || !strings.Contains(string(b), "License: BSD-2-Clause") ||
 		!strings.Contains(string(b), "THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS") {
 		t.Errorf("/usr/share/doc/dst/copyright: %v, want the BSD-2-Clause licence:\n%s", err, b)
+	}
+}
+
+// checkMode checks the mode, owner and group of path.
+func checkMode(t *testing.T, path string, mode os.FileMode, owner, group string) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Errorf("%s: %v", path, err)
+		return
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if o, g := uidName(st.Uid), gidName(st.Gid); fi.Mode() != mode || o != owner || g != group {
+		t.Errorf("%s: %v %s:%s, want %v %s:%s", path, fi.Mode(), o, g, mode, owner, group)
 	}
 }
 
@@ -322,7 +353,8 @@ func checkUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, line := range []string{"Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "User=dst", "ExecStart=/usr/sbin/dstd -c /etc/dst/dstd.toml",
-		"ProtectSystem=strict", "SystemCallFilter=@system-service", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes"} {
+		"ProtectSystem=strict", "SystemCallFilter=@system-service", "CapabilityBoundingSet=CAP_NET_BIND_SERVICE", "NoNewPrivileges=yes",
+		"StateDirectory=dst", "StateDirectoryMode=0700", "RuntimeDirectory=dst", "RuntimeDirectoryMode=0711", "ReadWritePaths=/var/spool/dst"} {
 		if !bytes.Contains(b, []byte("\n"+line+"\n")) {
 			t.Errorf("%s lacks %s", unit, line)
 		}
@@ -399,17 +431,30 @@ func adminPath(t *testing.T, root string) {
 	admin := dsttest.NewUser(t, "dstadm", "dst-admin")
 	trap := dsttest.NewSubmitter(t, "dsttrap", "dst-submit", gidOf(t, "dst-submit"))
 	stranger := dsttest.NewUser(t, "dststr")
+	adminSock := filepath.Join(runDir, "admin.sock")
+	checkMode(t, dataDir, os.ModeDir|0o700, "dst", "dst")
+	checkMode(t, runDir, os.ModeDir|0o711, "dst", "dst")
+	checkMode(t, adminSock, os.ModeSocket|0o660, "dst", "dst-admin")
 	if out, err := exec.Command("/usr/bin/dstctl", "status").CombinedOutput(); err != nil || !strings.Contains(string(out), "pkg-a.test") {
 		t.Errorf("dstctl status as root: %v\n%s", err, out)
 	}
-	adminSock := filepath.Join(dataDir, "admin.sock")
-	if out, err := admin.Command("/usr/bin/dstctl", "-admin", adminSock, "status").CombinedOutput(); err != nil || !strings.Contains(string(out), "pkg-a.test") {
+	// The member may not read /etc/dst/dstd.toml (root:dst 0640): plain
+	// dstctl finds /run/dst/admin.sock all the same.
+	if out, err := admin.Command("/usr/bin/dstctl", "status").CombinedOutput(); err != nil || !strings.Contains(string(out), "pkg-a.test") {
 		t.Errorf("dstctl status as %s, a member of dst-admin: %v\n%s", admin.Name, err, out)
 	}
 	for _, u := range []*dsttest.User{trap, stranger} {
-		if out, err := u.Command("/usr/bin/dstctl", "-admin", adminSock, "status").CombinedOutput(); err == nil {
-			t.Errorf("dstctl status as %s (not in dst-admin) worked:\n%s", u.Name, out)
+		for _, args := range [][]string{{"status"}, {"-admin", adminSock, "status"}} {
+			out, err := u.Command("/usr/bin/dstctl", args...).CombinedOutput()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), "permission denied") {
+				t.Errorf("dstctl %s as %s (not in dst-admin): %v, want exit 3, permission denied:\n%s", strings.Join(args, " "), u.Name, err, out)
+			}
 		}
+	}
+	// dst-admin passes /run/dst (0711) by its others x bit: nothing to
+	// warn about.
+	if log := d.log.String(); strings.Contains(log, "cannot reach the socket") {
+		t.Errorf("dstd warns that a group cannot reach its socket:\n%s", log)
 	}
 
 	// A trap hit: the trap user, in dst-submit, runs dstc as the MTA would.
@@ -510,6 +555,21 @@ func startAsUnit(t *testing.T) *unitDstd {
 	keys := unitKeys(t)
 	if keys["User"] != "dst" || keys["UMask"] == "" {
 		t.Fatalf("%s: User=%q UMask=%q, want dst and a umask", unit, keys["User"], keys["UMask"])
+	}
+	// What systemd does before ExecStartPre: make the unit's
+	// StateDirectory= and RuntimeDirectory= (a fresh one: stopping the
+	// unit removes it), give them to User= and Group=, with their modes.
+	os.RemoveAll(filepath.Join("/run", keys["RuntimeDirectory"]))
+	for _, d := range []struct{ base, key string }{{"/var/lib", "StateDirectory"}, {"/run", "RuntimeDirectory"}} {
+		if _, err := strconv.ParseUint(keys[d.key+"Mode"], 8, 32); keys[d.key] == "" || err != nil {
+			t.Fatalf("%s: %s=%q %sMode=%q", unit, d.key, keys[d.key], d.key, keys[d.key+"Mode"])
+		}
+		path := filepath.Join(d.base, keys[d.key])
+		for _, cmd := range [][]string{{"mkdir", "-p", path}, {"chown", keys["User"] + ":" + keys["Group"], path}, {"chmod", keys[d.key+"Mode"], path}} {
+			if out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%s for %s=: %v\n%s", strings.Join(cmd, " "), d.key, err, out)
+			}
+		}
 	}
 	// A directory dst can reach, for the socket dstd writes to.
 	dir, err := os.MkdirTemp("", "dst-pkg-notify")
@@ -643,4 +703,36 @@ func gidName(gid uint32) string {
 		return g.Name
 	}
 	return strconv.Itoa(int(gid))
+}
+
+// TestGuideShowsTheUnit: the key lines docs/ADMIN.md (1.4) shows of
+// dstd.service are the unit's.
+func TestGuideShowsTheUnit(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/ADMIN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unitText, err := os.ReadFile("../../packaging/dstd.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(guide), "### 1.4 Running dstd with systemd\n")
+	_, block, ok2 := strings.Cut(sec, "```ini\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/ADMIN.md has no ini block in 1.4")
+	}
+	lines := 0
+	for _, line := range strings.Split(block, "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lines++
+		if !strings.Contains("\n"+string(unitText), "\n"+line+"\n") {
+			t.Errorf("docs/ADMIN.md 1.4 shows %q, which packaging/dstd.service does not have", line)
+		}
+	}
+	if lines < 10 {
+		t.Errorf("docs/ADMIN.md 1.4 shows %d lines of the unit", lines)
+	}
 }

@@ -149,10 +149,13 @@ type cli struct {
 	// systemSockets are the default sockets, the first that exists
 	// taken: config.SystemAdminSockets, others in tests.
 	systemSockets []string
+	// packaged: the Debian package is installed, so its socket is the
+	// default even while its dstd is stopped.
+	packaged bool
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c := &cli{stdout: stdout, stderr: stderr, systemConfig: systemConfig, systemSockets: config.SystemAdminSockets()}
+	c := &cli{stdout: stdout, stderr: stderr, systemConfig: systemConfig, systemSockets: config.SystemAdminSockets(), packaged: config.PackageInstalled()}
 	return c.run(ctx, args)
 }
 
@@ -272,7 +275,7 @@ func (c *cli) endpoint(addrFlag, confPath, tokenFlag string) (endpoint, error) {
 				if errors.Is(err, fs.ErrPermission) {
 					why = "you may not read it"
 				}
-				ep.addr = config.FirstAdminSocket(c.systemSockets)
+				ep.addr = config.AdminSocketOf(c.systemSockets, c.packaged)
 				ep.from = fmt.Sprintf("the default; %s exists but %s: give -admin or set $%s", confPath, why, adminEnv)
 				return ep, nil
 			}
@@ -288,7 +291,7 @@ func (c *cli) endpoint(addrFlag, confPath, tokenFlag string) (endpoint, error) {
 		}
 	}
 	if ep.addr == "" {
-		ep.addr = config.FirstAdminSocket(c.systemSockets)
+		ep.addr = config.AdminSocketOf(c.systemSockets, c.packaged)
 		ep.from = "the default: give -admin, $" + adminEnv + " or -c"
 	}
 	return ep, nil

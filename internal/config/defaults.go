@@ -39,7 +39,33 @@ func SystemAdminSockets() []string {
 // let the group through), else that of a dstd this user runs without a
 // configuration, as dstc's default spool is: /var/lib/dst/admin.sock for
 // root.
-func DefaultAdminSocket() string { return FirstAdminSocket(SystemAdminSockets()) }
+//
+// When none exists but the package is installed (its tmpfiles.d file,
+// which anyone may see, is there), the package's socket is still the
+// answer: its dstd is stopped, and "cannot reach /run/dst/admin.sock"
+// says so better than a path in the user's home directory.
+func DefaultAdminSocket() string {
+	return AdminSocketOf(SystemAdminSockets(), PackageInstalled())
+}
+
+// AdminSocketOf is DefaultAdminSocket with other candidates: the first
+// that exists; else, when packaged, the first candidate; else that of a
+// dstd this user runs without a configuration.
+func AdminSocketOf(candidates []string, packaged bool) string {
+	p := FirstAdminSocket(candidates)
+	if _, err := os.Stat(p); err != nil && packaged && len(candidates) > 0 {
+		return candidates[0]
+	}
+	return p
+}
+
+// PackageInstalled reports whether the Debian package is installed.
+func PackageInstalled() bool {
+	_, err := os.Stat(packageMarker)
+	return err == nil
+}
+
+const packageMarker = "/usr/lib/tmpfiles.d/dst.conf"
 
 // FirstAdminSocket is DefaultAdminSocket with other candidates than
 // SystemAdminSockets.

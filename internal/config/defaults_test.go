@@ -21,6 +21,13 @@ func TestFirstAdminSocket(t *testing.T) {
 	if got := FirstAdminSocket([]string{run, lib}); got != fallback {
 		t.Errorf("neither exists: %s, want %s", got, fallback)
 	}
+	if got := AdminSocketOf([]string{run, lib}, false); got != fallback {
+		t.Errorf("neither exists, no package: %s, want %s", got, fallback)
+	}
+	// The package installed, its dstd stopped: its socket all the same.
+	if got := AdminSocketOf([]string{run, lib}, true); got != run {
+		t.Errorf("neither exists, packaged: %s, want %s", got, run)
+	}
 	l, err := net.Listen("unix", lib)
 	if err != nil {
 		t.Fatal(err)
@@ -28,6 +35,9 @@ func TestFirstAdminSocket(t *testing.T) {
 	defer l.Close()
 	if got := FirstAdminSocket([]string{run, lib}); got != lib {
 		t.Errorf("only the older layout's exists: %s, want %s", got, lib)
+	}
+	if got := AdminSocketOf([]string{run, lib}, true); got != lib {
+		t.Errorf("only the older layout's exists, packaged: %s, want %s", got, lib)
 	}
 	l2, err := net.Listen("unix", run)
 	if err != nil {

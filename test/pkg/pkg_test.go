@@ -478,9 +478,32 @@ func adminPath(t *testing.T, root string) {
 		return code == 0
 	})
 
+	// The link to the peer, as the guide checks it after joining.
+	if out, err := admin.Command("/usr/bin/dstctl", "peers", "test", "pkg-b.test").CombinedOutput(); err != nil || !strings.Contains(string(out), "ok, round trip") {
+		t.Errorf("dstctl peers test pkg-b.test as %s: %v\n%s", admin.Name, err, out)
+	}
+
+	// The status page, as the guide fetches it: through the socket, by a
+	// member of dst-admin; nobody else.
+	page, err := admin.Command("curl", "-sS", "--fail", "--unix-socket", adminSock, "http://localhost/").CombinedOutput()
+	if err != nil || !strings.Contains(string(page), "<svg") || !strings.Contains(string(page), "pkg-a.test") || !strings.Contains(string(page), "pkg-b.test") {
+		t.Errorf("the status page through %s, as %s: %v\n%.2000s", adminSock, admin.Name, err, page)
+	}
+	if out, err := stranger.Command("curl", "-sS", "--fail", "--unix-socket", adminSock, "http://localhost/").CombinedOutput(); err == nil || strings.Contains(string(out), "<svg") {
+		t.Errorf("the status page as %s (not in dst-admin): %v, want refused\n%.500s", stranger.Name, err, out)
+	}
+
 	rotate(t, d, trap, msg)
 
 	d.stop(t)
+
+	// dstd stopped: systemd removes /run/dst. Plain dstctl still names
+	// the package's socket, not a path of the user's own.
+	os.RemoveAll(runDir)
+	out, err = admin.Command("/usr/bin/dstctl", "status").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), adminSock) {
+		t.Errorf("dstctl status as %s with dstd stopped: %v, want exit 3 naming %s:\n%s", admin.Name, err, adminSock, out)
+	}
 }
 
 // rotate rotates the report log with the installed logrotate file, does

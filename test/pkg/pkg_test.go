@@ -369,65 +369,42 @@ func runuserDst(file string) (string, error) {
 
 // adminPath is the path of issue 13's "Done when" after the install: edit
 // the one file, dstd check, start dstd, dstctl, a trap hit, a peer.
+// adminPath walks docs/ADMIN.md 1.1, step by step, on the installed
+// package: edit /etc/dst/dstd.toml, create the key, dstd check, start
+// the service, dstctl, a trap hit, the status page, join a peer.
 func adminPath(t *testing.T, root string) {
-	// The peer, a site of the test harness, to which this one feeds.
-	peer := dsttest.NewDstd(t, "pkg-b.test", "")
 	dnsAddr := fmt.Sprintf("127.0.0.1:%d", dsttest.FreeUDPTCPPort(t))
 	nntpAddr := fmt.Sprintf("127.0.0.1:%d", dsttest.FreePort(t))
 
-	// Edit /etc/dst/dstd.toml: the site's name, loopback ports of the
-	// test's, a zone, the lab switch for the documentation address of
-	// the sample message, and the peer.
-	b, err := os.ReadFile(conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := string(b)
-	for old, repl := range map[string]string{
-		`#site = "site-a.example"`:          `site = "pkg-a.test"`,
-		`listen = ["127.0.0.1:1119"]`:       fmt.Sprintf("listen = [%q]", nntpAddr),
-		`listen = ["127.0.0.1:5353"]`:       fmt.Sprintf("listen = [%q]", dnsAddr),
-		`zone = "dnsbl.invalid"`:            `zone = "bl.pkg-a.test"`,
-		"\n[actions.log]\n":                 "\n[policy]\nallow_documentation = true\n\n[actions.log]\n",
-		`#feed = "dst.site-b.example:1119"`: "#\n[[peer]]\nname = \"pkg-b.test\"\nfeed = \"" + peer.NNTP + "\"",
-	} {
-		if !strings.Contains(edited, old) {
-			t.Fatalf("the installed %s has no line %q to edit:\n%s", conf, old, b)
-		}
-		edited = strings.Replace(edited, old, repl, 1)
-	}
-	if err := os.WriteFile(conf, []byte(edited), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	// The site's key, and the keyring lines the two sites exchange.
+	// Step 3: edit /etc/dst/dstd.toml: the site's name, loopback ports of
+	// the test's, a zone, and the lab switch for the documentation
+	// address of the sample message.
+	edit(t, map[string]string{
+		`#site = "site-a.example"`:    `site = "pkg-a.test"`,
+		`listen = ["127.0.0.1:1119"]`: fmt.Sprintf("listen = [%q]", nntpAddr),
+		`listen = ["127.0.0.1:5353"]`: fmt.Sprintf("listen = [%q]", dnsAddr),
+		`zone = "dnsbl.invalid"`:      `zone = "bl.pkg-a.test"`,
+		"\n[actions.log]\n":           "\n[policy]\nallow_documentation = true\n\n[actions.log]\n",
+	})
+	// The site's key, and the keyring line it prints for peers.
 	out, err := exec.Command("runuser", "-u", "dst", "--", "/usr/sbin/dstd", "keygen", "-c", conf).CombinedOutput()
 	if err != nil {
 		t.Fatalf("dstd keygen as dst: %v\n%s", err, out)
 	}
 	ownLine := keyringLine(t, string(out), "pkg-a.test")
-	if err := os.WriteFile(filepath.Join(dataDir, "keyring"), []byte(peer.KeyringLine()+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	peer.Reconfigure("[policy]\nallow_documentation = true\n[[peer]]\nname = \"pkg-a.test\"\naddresses = [\"127.0.0.1\"]\n")
-	if err := os.MkdirAll(peer.Dir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(peer.Dir, "keyring"), []byte(ownLine+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	peer.Start()
 
+	// Step 4: dstd check, as dst.
 	if out, err := runuserDst(conf); err != nil || !strings.Contains(out, "0 errors") {
 		t.Fatalf("dstd check on the edited configuration, as dst: %v\n%s", err, out)
 	}
 
+	// Step 5: start the service.
 	d := startAsUnit(t)
 	if got := d.next(t, "READY=1"); got != "READY=1" {
 		t.Fatalf("dstd's first notification: %q, want READY=1", got)
 	}
 
-	// dstctl: root with no flags, a member of dst-admin with the socket;
-	// nobody else.
+	// dstctl: root and a member of dst-admin with no flags; nobody else.
 	admin := dsttest.NewUser(t, "dstadm", "dst-admin")
 	trap := dsttest.NewSubmitter(t, "dsttrap", "dst-submit", gidOf(t, "dst-submit"))
 	stranger := dsttest.NewUser(t, "dststr")
@@ -472,25 +449,55 @@ func adminPath(t *testing.T, root string) {
 	if out, err := exec.Command("/usr/bin/dstctl", "lookup", "203.0.113.7").CombinedOutput(); err != nil {
 		t.Errorf("dstctl lookup 203.0.113.7 after the trap hit: %v\n%s", err, out)
 	}
-	// The peer receives the report and lists the address.
-	dsttest.WaitFor(t, time.Minute, "the peer to list 203.0.113.7", func() bool {
-		_, code := peer.Ctl("lookup", "203.0.113.7")
-		return code == 0
-	})
 
-	// The link to the peer, as the guide checks it after joining.
-	if out, err := admin.Command("/usr/bin/dstctl", "peers", "test", "pkg-b.test").CombinedOutput(); err != nil || !strings.Contains(string(out), "ok, round trip") {
-		t.Errorf("dstctl peers test pkg-b.test as %s: %v\n%s", admin.Name, err, out)
-	}
-
-	// The status page, as the guide fetches it: through the socket, by a
-	// member of dst-admin; nobody else.
+	// Step 6: the status page, as the guide fetches it: through the
+	// socket, by a member of dst-admin; nobody else.
 	page, err := admin.Command("curl", "-sS", "--fail", "--unix-socket", adminSock, "http://localhost/").CombinedOutput()
-	if err != nil || !strings.Contains(string(page), "<svg") || !strings.Contains(string(page), "pkg-a.test") || !strings.Contains(string(page), "pkg-b.test") {
+	if err != nil || !strings.Contains(string(page), "<svg") || !strings.Contains(string(page), "pkg-a.test") {
 		t.Errorf("the status page through %s, as %s: %v\n%.2000s", adminSock, admin.Name, err, page)
 	}
 	if out, err := stranger.Command("curl", "-sS", "--fail", "--unix-socket", adminSock, "http://localhost/").CombinedOutput(); err == nil || strings.Contains(string(out), "<svg") {
 		t.Errorf("the status page as %s (not in dst-admin): %v, want refused\n%.500s", stranger.Name, err, out)
+	}
+
+	// Step 7: join a peer, a site of the test harness. The two exchange
+	// keyring lines; this one adds a [[peer]] block and restarts (a new
+	// peer needs a restart: a reload says so).
+	peer := dsttest.NewDstd(t, "pkg-b.test", "[policy]\nallow_documentation = true\n[[peer]]\nname = \"pkg-a.test\"\naddresses = [\"127.0.0.1\"]\n")
+	if err := os.MkdirAll(peer.Dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(peer.Dir, "keyring"), []byte(ownLine+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	peer.Start()
+	if err := os.WriteFile(filepath.Join(dataDir, "keyring"), []byte(peer.KeyringLine()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	edit(t, map[string]string{
+		`#feed = "dst.site-b.example:1119"`: "#\n[[peer]]\nname = \"pkg-b.test\"\nfeed = \"" + peer.NNTP + "\"",
+	})
+	if out, err := runuserDst(conf); err != nil || !strings.Contains(out, "0 errors") {
+		t.Fatalf("dstd check with the peer, as dst: %v\n%s", err, out)
+	}
+	d.stop(t)
+	d = startAsUnit(t)
+	if got := d.next(t, "READY=1"); got != "READY=1" {
+		t.Fatalf("dstd's first notification after the restart: %q, want READY=1", got)
+	}
+	if out, err := admin.Command("/usr/bin/dstctl", "peers", "test", "pkg-b.test").CombinedOutput(); err != nil || !strings.Contains(string(out), "ok, round trip") {
+		t.Errorf("dstctl peers test pkg-b.test as %s: %v\n%s", admin.Name, err, out)
+	}
+	// The next trap hit reaches the peer, which lists the address.
+	if out, code := dstc(trap, bytes.ReplaceAll(msg, []byte("203.0.113.7"), []byte("203.0.113.11"))); code != 0 {
+		t.Fatalf("dstc as the trap user after joining: exit %d\n%s", code, out)
+	}
+	dsttest.WaitFor(t, time.Minute, "the peer to list 203.0.113.11", func() bool {
+		_, code := peer.Ctl("lookup", "203.0.113.11")
+		return code == 0
+	})
+	if out, err := admin.Command("/usr/bin/dstctl", "peers").CombinedOutput(); err != nil || !strings.Contains(string(out), "pkg-b.test") || !strings.Contains(string(out), "connected") {
+		t.Errorf("dstctl peers after joining: %v\n%s", err, out)
 	}
 
 	rotate(t, d, trap, msg)
@@ -503,6 +510,26 @@ func adminPath(t *testing.T, root string) {
 	out, err = admin.Command("/usr/bin/dstctl", "status").CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 || !strings.Contains(string(out), adminSock) {
 		t.Errorf("dstctl status as %s with dstd stopped: %v, want exit 3 naming %s:\n%s", admin.Name, err, adminSock, out)
+	}
+}
+
+// edit replaces, in /etc/dst/dstd.toml, each key of repl by its value,
+// as an administrator edits the file.
+func edit(t *testing.T, repl map[string]string) {
+	t.Helper()
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := string(b)
+	for old, new := range repl {
+		if !strings.Contains(edited, old) {
+			t.Fatalf("the installed %s has no line %q to edit:\n%s", conf, old, b)
+		}
+		edited = strings.Replace(edited, old, new, 1)
+	}
+	if err := os.WriteFile(conf, []byte(edited), 0o640); err != nil {
+		t.Fatal(err)
 	}
 }
 

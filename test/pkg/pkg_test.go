@@ -28,7 +28,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/BurntSushi/toml"
+
 	"github.com/dst-traps/dst/internal/buildinfo"
+	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dsttest"
 )
 
@@ -784,5 +787,94 @@ func TestGuideShowsTheUnit(t *testing.T) {
 	}
 	if lines < 10 {
 		t.Errorf("docs/ADMIN.md 1.4 shows %d lines of the unit", lines)
+	}
+}
+
+// TestGuidePath keeps docs/ADMIN.md 1.1 and TestPackage's adminPath
+// together: the configuration the guide has the administrator write is
+// valid (each TOML block, added to the installed default configuration,
+// loads), and the commands TestPackage runs are the ones the guide shows.
+func TestGuidePath(t *testing.T) {
+	guide, err := os.ReadFile("../../docs/ADMIN.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(guide), "### 1.1 From the package to a joined site\n")
+	sec, _, ok2 := strings.Cut(sec, "\n### 1.2 ")
+	if !ok || !ok2 {
+		t.Fatal("docs/ADMIN.md has no section 1.1 From the package to a joined site")
+	}
+	for _, cmd := range []string{
+		"apt install ./dst_",
+		"runuser -u dst -- dstd keygen -c /etc/dst/dstd.toml",
+		"runuser -u dst -- dstd check -c /etc/dst/dstd.toml",
+		"dstctl status",
+		"curl -s --unix-socket /run/dst/admin.sock http://localhost/",
+		"dstctl peers test site-b.example",
+		"systemctl restart dstd",
+	} {
+		if !strings.Contains(sec, cmd) {
+			t.Errorf("docs/ADMIN.md 1.1 does not show %q, a step TestPackage runs", cmd)
+		}
+	}
+
+	def, err := os.ReadFile("../../packaging/dstd.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```toml\n(.*?)```").FindAllStringSubmatch(sec, -1)
+	if len(blocks) < 2 {
+		t.Fatalf("docs/ADMIN.md 1.1 shows %d TOML blocks, want the edit (step 3) and the peer (step 7)", len(blocks))
+	}
+	// The guide's edits, applied to the installed default as an
+	// administrator would: the guide's keys win.
+	var merged map[string]any
+	if err := toml.Unmarshal(def, &merged); err != nil {
+		t.Fatalf("packaging/dstd.toml: %v", err)
+	}
+	for i, b := range blocks {
+		var m map[string]any
+		if err := toml.Unmarshal([]byte(b[1]), &m); err != nil {
+			t.Fatalf("docs/ADMIN.md 1.1, TOML block %d: %v\n%s", i+1, err, b[1])
+		}
+		mergeTOML(merged, m)
+	}
+	dir := t.TempDir()
+	merged["data_dir"], merged["spool_dir"] = dir, filepath.Join(dir, "spool")
+	// The package's groups exist only while it is installed: what is
+	// checked here is the guide's keys.
+	delete(merged["nntp"].(map[string]any), "submit_group")
+	delete(merged["admin"].(map[string]any), "group")
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(merged); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "dstd.toml")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	if _, err := config.Load(path); err != nil {
+		t.Errorf("the configuration docs/ADMIN.md 1.1 has the administrator write does not load: %v\n%s", err, b)
+	}
+}
+
+// mergeTOML sets into dst every key of src, table by table; arrays of
+// tables ([[peer]]) are appended.
+func mergeTOML(dst, src map[string]any) {
+	for k, v := range src {
+		switch v := v.(type) {
+		case map[string]any:
+			if d, ok := dst[k].(map[string]any); ok {
+				mergeTOML(d, v)
+				continue
+			}
+		case []map[string]any:
+			if d, ok := dst[k].([]map[string]any); ok {
+				dst[k] = append(d, v...)
+				continue
+			}
+		}
+		dst[k] = v
 	}
 }

@@ -95,9 +95,19 @@ func (s *Site) StatusPage(ctx context.Context) (statuspage.Data, error) {
 		return statuspage.Data{}, err
 	}
 	for _, p := range ps {
-		d.Peers = append(d.Peers, statuspage.Peer{Name: p.Name, Addr: p.Addr, Connected: p.Connected, Streaming: p.Streaming,
+		sp := statuspage.Peer{Name: p.Name, Addr: p.Addr, Outgoing: p.Outgoing, TLS: tlsText(p.TLS),
+			Connected: p.Connected, Streaming: p.Streaming,
 			Depth: p.Depth, Sent: p.Sent, Refused: p.Refused, Deferred: p.Deferred,
-			LastSuccess: p.LastSuccess, LastError: p.LastError, LastErrorTime: p.LastErrorTime})
+			LastSuccess: p.LastSuccess, LastError: p.LastError, LastErrorTime: p.LastErrorTime}
+		if in := p.Incoming; in != nil {
+			sp.Incoming, sp.InSessions, sp.InAccepted, sp.InRefused, sp.InLastSeen = true, len(in.Connections), in.Accepted, in.Refused, in.LastSeen
+			if len(in.Connections) > 0 {
+				sp.InTLS = tlsText(&in.Connections[0].TLS)
+			} else {
+				sp.InTLS = tlsText(in.LastTLS)
+			}
+		}
+		d.Peers = append(d.Peers, sp)
 	}
 	for _, x := range s.refused.last() {
 		d.Refusals = append(d.Refusals, statuspage.Refusal{Time: x.Time, From: x.From, MessageID: x.MessageID, Label: x.Label, Reason: x.Reason})
@@ -162,4 +172,17 @@ func (s *Site) reportFigures(now time.Time, d *statuspage.Data) error {
 	}
 	slices.SortFunc(d.Latency, func(a, b statuspage.Latency) int { return cmp.Compare(a.Origin, b.Origin) })
 	return nil
+}
+
+// tlsText is a connection's protection in a word or two: "TLS 1.3",
+// "plain", "loopback plain"; "" when unknown.
+func tlsText(t *admin.TLSState) string {
+	switch {
+	case t == nil:
+		return ""
+	case t.State == "tls" && t.Version != "":
+		return t.Version
+	default:
+		return t.State
+	}
 }

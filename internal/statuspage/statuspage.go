@@ -97,9 +97,12 @@ type Queue struct {
 	LastErrorTime time.Time
 }
 
-// Peer is one outgoing feed.
+// Peer is one configured peer: what this site feeds it (Outgoing) and
+// what it feeds this site (Incoming).
 type Peer struct {
 	Name, Addr    string
+	Outgoing      bool
+	TLS           string // the outgoing connection's protection: "TLS 1.3", "plain", ""
 	Connected     bool
 	Streaming     bool
 	Depth         int
@@ -109,6 +112,13 @@ type Peer struct {
 	LastSuccess   time.Time
 	LastError     string
 	LastErrorTime time.Time
+
+	Incoming   bool // the peer may feed this site
+	InSessions int  // its sessions open now
+	InTLS      string
+	InAccepted int64
+	InRefused  int64
+	InLastSeen time.Time
 }
 
 // Refusal is one refused article.

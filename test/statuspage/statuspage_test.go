@@ -229,6 +229,14 @@ func TestStatusPageInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
+	// What the peers fed c.test: a.test its 2 reports, b.test its 3. On
+	// one address (127.0.0.1, both), a session is known by the first
+	// peer's name until it authenticates: only the sum is a's and b's.
+	fedUs, err := chromedp.Run(tctx, chromedp.Evaluate[map[string]int](
+		`Object.fromEntries(Array.from(document.querySelectorAll("#peers tbody tr")).map(r => [r.dataset.peer, +r.dataset.accepted]))`))
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
 	refuse, err := chromedp.Run(tctx, chromedp.Evaluate[[]string](
 		`Array.from(document.querySelectorAll("#refusals tbody tr")).map(r => r.dataset.label + " " + r.textContent)`))
 	if err != nil {
@@ -304,6 +312,9 @@ func TestStatusPageInChromium(t *testing.T) {
 	}
 	if strings.Join(peers, ",") != "a.test,b.test" {
 		t.Errorf("peers table: %v, want a.test and b.test", peers)
+	}
+	if fedUs["a.test"]+fedUs["b.test"] != 5 {
+		t.Errorf("peers table, reports accepted from the peers: %v, want 5 in all (a.test's 2 and b.test's 3)", fedUs)
 	}
 	if len(refuse) != 2 || !strings.HasPrefix(refuse[0], "malformed ") || !strings.Contains(refuse[0], "<elsewhere@a.test>") ||
 		!strings.HasPrefix(refuse[1], "signature ") || !strings.Contains(refuse[1], "<unsigned@a.test>") {

@@ -348,53 +348,26 @@ else
 	note "SKIPPED the memory benchmark: $memory_skip"
 fi
 
-run dns -- scripts/bench-dns.sh "$dns_duration"
-# bench-dns.sh prints, for each size, a line per server and a ratio:
-#   === 100000 listings, 10s per server
-#   rbldnsd  134712 queries/s  (2694240 sent, 0 lost, avg latency 0.000664s)
-#   rbldnsd  134712 queries/s  VmRSS 11.6 MiB (116.0 MiB per million listings, process total)
-#   dstd      71850 queries/s  index heap 19.2 MiB (191.6 MiB per million listings)
-awk '
-	/^=== [0-9]+ listings/ { n = $2; sizes[++ns] = n }
-	/^(rbldnsd|dstd) +[0-9.]+ queries\/s +\(/ {
-		s = $0; sub(/.*\(/, "", s); sub(/\).*/, "", s)   # 2694240 sent, 0 lost, avg latency 0.000664s
-		split(s, a, /[ ,]+/)
-		print n "\t" $1 "\tsent\t" a[1]; print n "\t" $1 "\tlost\t" a[3]; lat = a[7]; sub(/s$/, "", lat); printf "%s\t%s\tlatency\t%.3f ms\n", n, $1, lat * 1000
-	}
-	/^(rbldnsd|dstd) +[0-9.]+ queries\/s +(VmRSS|index heap)/ {
-		print n "\t" $1 "\tqps\t" $2
-		s = $0; sub(/.*(VmRSS|index heap) /, "", s); split(s, a, " ")
-		print n "\t" $1 "\tmib\t" a[1]
-		s = $0; sub(/.*\(/, "", s); split(s, a, " ")
-		print n "\t" $1 "\tmib_per_million\t" a[1]
-	}
-' "$OUT/dns.txt" >"$OUT/dns.tsv"
+run dns QUICK="$QUICK" -- scripts/bench-dns.sh "$dns_duration"
+# bench-dns.sh (test/dnsbench) prints its per-round lines, then a Markdown
+# report between two marker lines, copied as is, then tab-separated lines
+#   result	LISTINGS	rbldnsd|dstd|ratio	KEY	VALUE
+# (keys: qps, cpu_us_per_query, lost, sent, vmrss_bytes, rssanon_bytes,
+# index_heap_bytes...), from which the ratio table below is made.
+awk -F '\t' '$1 == "result" && NF == 5 { print $2 "\t" $3 "\t" $4 "\t" $5 }' "$OUT/dns.txt" >"$OUT/dns.tsv"
 dnsv() {
 	local v
 	v=$(awk -F '\t' -v n="$1" -v who="$2" -v k="$3" '$1 == n && $2 == who && $3 == k { v = $4 } END { if (v != "") print v }' "$OUT/dns.tsv")
 	[ -n "$v" ] || die "dns: no $3 for $2 with $1 listings in $OUT/dns.txt"
 	printf '%s' "$v"
 }
-mapfile -t dns_sizes < <(awk '/^=== [0-9]+ listings/ { print $2 }' "$OUT/dns.txt")
-[ "${#dns_sizes[@]}" -gt 0 ] || die "dns: no '=== N listings' line in $OUT/dns.txt"
+mapfile -t dns_sizes < <(awk -F '\t' '$2 == "ratio" && $3 == "qps" { print $1 }' "$OUT/dns.tsv")
+[ "${#dns_sizes[@]}" -gt 0 ] || die "dns: no dstd/rbldnsd result lines in $OUT/dns.txt"
+dns_md=$(sed -n '/^<!-- dnsbench report -->$/,/^<!-- end of dnsbench report -->$/p' "$OUT/dns.txt" | sed '1d;$d')
+[ -n "$dns_md" ] || die "dns: no dnsbench report in $OUT/dns.txt"
 section "DNS blocklist: dstd's embedded server vs rbldnsd" \
-	"\`test/dnsbench\`: the same listings served by \`dstd\`'s embedded server (in process) and by rbldnsd ($ver_rbldnsd, files exported by \`internal/rbldnsd\`), dnsperf ($ver_dnsperf, \`-c 4 -T 4 -q 100\`, $dns_duration per server) against each in turn with the same query file (half hits, half misses). dstd memory: live heap of the index; rbldnsd memory: VmRSS of the whole process. See [test/dnsbench/README.md](test/dnsbench/README.md)." dns
-r "| listings | rbldnsd q/s | dstd q/s | dstd/rbldnsd | lost (rbldnsd, dstd) | avg latency (rbldnsd, dstd) | rbldnsd VmRSS | dstd index heap | per million: rbldnsd, dstd |"
-r "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-for n in "${dns_sizes[@]}"; do
-	rq=$(dnsv "$n" rbldnsd qps)
-	dq=$(dnsv "$n" dstd qps)
-	# One variable each: a failure inside $(...) in r's arguments would not stop the script.
-	rl=$(dnsv "$n" rbldnsd lost)
-	dl=$(dnsv "$n" dstd lost)
-	rlat=$(dnsv "$n" rbldnsd latency)
-	dlat=$(dnsv "$n" dstd latency)
-	rm_=$(dnsv "$n" rbldnsd mib)
-	dm=$(dnsv "$n" dstd mib)
-	rpm=$(dnsv "$n" rbldnsd mib_per_million)
-	dpm=$(dnsv "$n" dstd mib_per_million)
-	r "| $(commas "$n") | $rq | $dq | $(calc "$dq / $rq") | $rl, $dl | $rlat, $dlat | $rm_ MiB | $dm MiB | $rpm, $dpm MiB |"
-done
+	"\`test/dnsbench\`: the same listings served by \`dstd\`'s embedded server (\`internal/dnsbl\` in a process of its own) and by rbldnsd ($ver_rbldnsd, files exported by \`internal/rbldnsd\`); dnsperf ($ver_dnsperf) against each with the same query file (half hits, half misses, random names), in rounds that measure both back to back. See [test/dnsbench/README.md](test/dnsbench/README.md)." dns
+r "$dns_md"
 
 # --- ratios -----------------------------------------------------------------
 
@@ -405,13 +378,25 @@ r "| stream ingest, reports/s ($stream_n articles on one connection; dstd answer
 for n in "${dns_sizes[@]}"; do
 	rq=$(dnsv "$n" rbldnsd qps)
 	dq=$(dnsv "$n" dstd qps)
-	r "| DNS queries/s, $(commas "$n") listings | $dq | $rq (rbldnsd) | $(calc "$dq / $rq") |"
+	ratio=$(dnsv "$n" ratio qps)
+	r "| DNS queries/s, $(commas "$n") listings (median of the rounds; ratio: median of the rounds' ratios) | $(commas "$dq") | $(commas "$rq") (rbldnsd) | $ratio |"
 done
-rb_mib=$(dnsv "$big" rbldnsd mib)
-rb_bpl=$(calc "$rb_mib * 1048576 / $big" "%.0f")
-dh_mib=$(dnsv "$big" dstd mib)
-dh_bpl=$(calc "$dh_mib * 1048576 / $big" "%.0f")
+for n in "${dns_sizes[@]}"; do
+	rc=$(dnsv "$n" rbldnsd cpu_us_per_query)
+	dc=$(dnsv "$n" dstd cpu_us_per_query)
+	ratio=$(dnsv "$n" ratio cpu_us_per_query)
+	r "| DNS server CPU µs per query, $(commas "$n") listings | $dc | $rc (rbldnsd) | $ratio |"
+done
+# One variable each: a failure inside $(...) in another command's arguments
+# would not stop the script.
+rb_b=$(dnsv "$big" rbldnsd vmrss_bytes)
+dh_b=$(dnsv "$big" dstd index_heap_bytes)
+da_b=$(dnsv "$big" dstd rssanon_bytes)
+rb_bpl=$(calc "$rb_b / $big" "%.0f")
+dh_bpl=$(calc "$dh_b / $big" "%.0f")
+da_bpl=$(calc "$da_b / $big" "%.0f")
 r "| memory per listing, DNS index heap vs rbldnsd VmRSS ($(commas "$big") listings, test/dnsbench) | $dh_bpl B | $rb_bpl B | $(calc "$dh_bpl / $rb_bpl") |"
+r "| memory per listing, DNS server process (index and Go runtime) RssAnon vs rbldnsd VmRSS ($(commas "$big") listings, test/dnsbench) | $da_bpl B | $rb_bpl B | $(calc "$da_bpl / $rb_bpl") |"
 if [ "$MEMORY" = 1 ]; then
 	for m in "peak RSS:$mem_peak" "RSS at the end:$mem_rss" "anon RSS at the end:$mem_anon"; do
 		label=${m%%:*}

@@ -25,9 +25,10 @@
 # output stops the run with a non-zero exit and a message on stderr.
 #
 # The full run uses the parameters of test/bench/README.md and
-# test/dnsbench/README.md and takes about 3 minutes on a 2-CPU VM, plus about
-# 1.5 minutes when the million-listing store must be (re)built; QUICK=1 takes
-# about 1.5 minutes.
+# test/dnsbench/README.md and takes about 5 minutes on a 2-CPU VM (the DNS
+# comparison alone about 2.5: 3 rounds of 10 s per server and size), plus
+# about 1.5 minutes when the million-listing store must be (re)built;
+# QUICK=1 takes about 2.5 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -385,7 +386,7 @@ for n in "${dns_sizes[@]}"; do
 	rc=$(dnsv "$n" rbldnsd cpu_us_per_query)
 	dc=$(dnsv "$n" dstd cpu_us_per_query)
 	ratio=$(dnsv "$n" ratio cpu_us_per_query)
-	r "| DNS server CPU µs per query, $(commas "$n") listings | $dc | $rc (rbldnsd) | $ratio |"
+	r "| DNS server CPU µs per query, $(commas "$n") listings (utime+stime of the server process / queries completed) | $(calc "$dc") | $(calc "$rc") (rbldnsd) | $ratio |"
 done
 # One variable each: a failure inside $(...) in another command's arguments
 # would not stop the script.

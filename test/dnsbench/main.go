@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -543,6 +544,8 @@ func startRbldnsd(dir, zone, cpus string) (*server, func(), error) {
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Killed with this program, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("starting rbldnsd: %w", err)
 	}
@@ -603,22 +606,31 @@ func procCPU(pid int, tck int64) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The command name, field 2, is in parentheses and may hold spaces.
-	s := string(b)
+	t, err := statCPU(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return ticks(t, tck), nil
+}
+
+// statCPU is utime+stime, in clock ticks, of a /proc/PID/stat line.
+func statCPU(s string) (int64, error) {
+	// The command name, field 2, is in parentheses and may hold spaces
+	// and parentheses.
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+		return 0, errors.New("no command name")
 	}
 	f := strings.Fields(s[i+1:]) // f[0] is field 3
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
+		return 0, fmt.Errorf("%d fields", len(f)+2)
 	}
 	u, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		return 0, err
 	}
-	return ticks(u+st, tck), nil
+	return u + st, nil
 }
 
 // machineBusy is the CPU time all CPUs spent running something (user,
@@ -702,8 +714,15 @@ func dnsperf(o options, addr, qfile string, d time.Duration) (perfResult, error)
 	if err != nil {
 		return perfResult{}, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
 	}
-	var r perfResult
+	r, err := parsePerf(out)
 	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return r, err
+}
+
+// parsePerf reads dnsperf's statistics and checks the answers are the query
+// file's mix.
+func parsePerf(out []byte) (perfResult, error) {
+	var r perfResult
 	m := reQPS.FindSubmatch(out)
 	if m == nil {
 		return r, fmt.Errorf("no \"Queries per second\" in dnsperf's output:\n%s", out)

@@ -237,7 +237,9 @@ func runSize(o options, n int, dir string, tck int64) (sizeResult, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, err
 	}
-	defer os.RemoveAll(dir) // the query file and rbldnsd's data are large at 1M
+	if o.dir == "" {
+		defer os.RemoveAll(dir) // the query file and rbldnsd's data are large at 1M
+	}
 	rng := newRNG(o.seed)
 	t0 := time.Now()
 	listed, set := genListed(rng, n)

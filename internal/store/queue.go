@@ -169,8 +169,8 @@ func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64
 // is not there (already acknowledged) is not an error.
 //
 // Like AddReport it shares commits with concurrent writers, so
-// acknowledgements from many runners cost one fsync; the price is up to the
-// batch delay (2ms) of latency, so a runner should not wait for one ack
+// acknowledgements from many runners cost one fsync; the price is waiting
+// for the commit under way, if any, so a runner should not wait for one ack
 // before starting the next item.
 func (db *DB) QueueAck(queue string, seq uint64) error {
 	if err := validQueueName(queue); err != nil {

@@ -7,7 +7,7 @@
 // committed and synced to disk (unless Options.NoSync), so dstd may
 // acknowledge a report as soon as AddReport returns. AddReport,
 // RecordRefused, Enqueue and the queue acknowledgements share commits among
-// concurrent writers (bbolt's Batch, see DB.batch), so many submitters pay
+// concurrent writers (group commit, see DB.batch), so many submitters pay
 // one fsync; a writer alone commits at once.
 //
 // # Layout

@@ -9,7 +9,9 @@
 // article was pruned, the peer is already in its Path). A lost connection,
 // a crash or a restart of either side leaves the item queued, so it is
 // offered again: delivery is at least once, and the peer's history turns a
-// repeat into a cheap 438.
+// repeat into a cheap 438. That is also why the acknowledgements are
+// committed together, up to Options.AckDelay after the answers, rather
+// than one fsync each: one lost in a crash costs a repeat, nothing more.
 package feed
 
 import (
@@ -38,6 +40,7 @@ const (
 	DefaultPoll        = 30 * time.Second
 	DefaultIdleTimeout = 2 * time.Minute
 	DefaultTimeout     = time.Minute
+	DefaultAckDelay    = 250 * time.Millisecond
 )
 
 // maxWindow caps Peer.Window. Answers to commands in flight wait in socket
@@ -50,6 +53,12 @@ const maxWindow = 1024
 // feed need not wait for each fsync (the store shares one commit among
 // concurrent writers); the bound keeps a slow disk from piling them up.
 const maxSettling = 256
+
+// maxAckBatch is the most acknowledgements gathered before they are
+// committed without waiting for AckDelay. It is below maxSettling, so
+// that settleOp, waiting for room, always has acknowledgements on their
+// way to the store rather than waiting for the timer.
+const maxAckBatch = maxSettling / 2
 
 // The TLS modes of Peer.TLS.
 const (
@@ -85,6 +94,8 @@ type Source interface {
 	QueueMove(from, to string, seqs []uint64, by string) (int, error)
 	QueueTrim(queue string, keep int) (int, error)
 	QueueReschedule(queue string, at time.Time) (int, error)
+	// QueueAckAll acknowledges many items in one commit.
+	QueueAckAll(queue string, seqs []uint64) error
 }
 
 // QueueName is the name of the store queue that holds the reports for peer.
@@ -130,6 +141,16 @@ type Options struct {
 	// Timeout bounds connecting (TLS and AUTHINFO included) and waiting
 	// for each answer (default 1m).
 	Timeout time.Duration
+	// AckDelay is how long the acknowledgements of the reports the peer
+	// answered for are gathered before they are committed together
+	// (default 250ms). Each commit is an fsync, and a feed acknowledges
+	// every report, refused ones included: in a mesh, where each report
+	// is offered over every link, one commit per answer made the acks
+	// most of a site's fsyncs, and every report waited behind them for
+	// the store. An acknowledgement needs no haste: one lost in a crash
+	// only makes the report offered again, and the peer refuses the
+	// repeat (438). It does not delay the next report.
+	AckDelay time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -155,6 +176,9 @@ func (o Options) withDefaults() Options {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.AckDelay <= 0 {
+		o.AckDelay = DefaultAckDelay
+	}
 	return o
 }
 
@@ -164,7 +188,7 @@ type Status struct {
 	Addr          string
 	Connected     bool
 	Streaming     bool  // the peer accepted MODE STREAM (else IHAVE)
-	Depth         int   // reports waiting in the queue
+	Depth         int   // reports in the queue, the last answered until their acknowledgement is committed (Options.AckDelay)
 	Sent          int64 // accepted by the peer (239, 235)
 	Refused       int64 // refused by it or already there (438, 439, 435, 437), or its name already in Path
 	Deferred      int64 // to be offered again (431, 436, connection lost)
@@ -211,6 +235,7 @@ type Feeder struct {
 	nSettling int
 	settled   chan settleResult
 	settleWG  sync.WaitGroup
+	acks      chan uint64 // to the acker goroutine, which commits them together
 	retries   retry.Times // when items this Feeder deferred are due again
 }
 
@@ -233,6 +258,7 @@ func New(p Peer, src Source, o Options) *Feeder {
 		refused:  RefusedQueueName(p.Name),
 		busy:     make(map[uint64]bool),
 		settled:  make(chan settleResult, maxSettling),
+		acks:     make(chan uint64, maxSettling),
 	}
 }
 
@@ -260,7 +286,12 @@ func (f *Feeder) Run(ctx context.Context) error {
 	if f.src == nil || f.peer.Name == "" || f.peer.Addr == "" || f.o.Site == "" {
 		return fmt.Errorf("feed %q: a feed needs a store, the peer's name and address, and this site's name", f.peer.Name)
 	}
-	defer f.settleWG.Wait()
+	f.settleWG.Add(1)
+	go f.acker()
+	defer func() {
+		close(f.acks) // the acker commits what it holds and ends
+		f.settleWG.Wait()
+	}()
 	f.updateDepth()
 	failures := 0
 	for ctx.Err() == nil {
@@ -624,6 +655,10 @@ func (f *Feeder) settleOp(op settleOp) {
 	}
 	f.busy[op.seq] = true
 	f.nSettling++
+	if op.keep == "" && op.retryAt.IsZero() {
+		f.acks <- op.seq // cannot block: at most maxSettling settling
+		return
+	}
 	f.settleWG.Add(1)
 	go func() {
 		defer f.settleWG.Done()
@@ -631,13 +666,51 @@ func (f *Feeder) settleOp(op settleOp) {
 		switch {
 		case op.keep != "":
 			err = f.keep(op.seq, op.keep)
-		case op.retryAt.IsZero():
-			err = f.src.QueueAck(f.queue, op.seq)
 		default:
 			err = f.src.QueueRetry(f.queue, op.seq, op.retryAt)
 		}
 		f.settled <- settleResult{op.seq, op.retryAt, err} // cannot block: at most maxSettling in flight
 	}()
+}
+
+// acker commits the acknowledgements settleOp sends it, gathered for up
+// to AckDelay (or until maxAckBatch wait) into one commit, and reports
+// each as settled. When acks is closed it commits what it holds and
+// returns.
+func (f *Feeder) acker() {
+	defer f.settleWG.Done()
+	var seqs []uint64
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	flush := func() {
+		t.Stop()
+		if len(seqs) == 0 {
+			return
+		}
+		err := f.src.QueueAckAll(f.queue, seqs)
+		for _, seq := range seqs {
+			f.settled <- settleResult{seq: seq, err: err} // cannot block: at most maxSettling settling
+		}
+		seqs = seqs[:0]
+	}
+	for {
+		select {
+		case seq, ok := <-f.acks:
+			if !ok {
+				flush()
+				return
+			}
+			seqs = append(seqs, seq)
+			if len(seqs) == 1 {
+				t.Reset(f.o.AckDelay)
+			}
+			if len(seqs) >= maxAckBatch {
+				flush()
+			}
+		case <-t.C:
+			flush()
+		}
+	}
 }
 
 // takeSettled takes every settle result waiting.

@@ -777,3 +777,69 @@ func TestStartTLSAndPassword(t *testing.T) {
 	run(t, f)
 	checkDelivered(t, p, db, ids, arts)
 }
+
+// ackCounter is the store as a feed.Source that counts the commits of
+// acknowledgements.
+type ackCounter struct {
+	*store.DB
+	mu    sync.Mutex
+	calls [][]uint64
+}
+
+func (s *ackCounter) QueueAck(queue string, seq uint64) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, []uint64{seq})
+	s.mu.Unlock()
+	return s.DB.QueueAck(queue, seq)
+}
+
+func (s *ackCounter) QueueAckAll(queue string, seqs []uint64) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, append([]uint64(nil), seqs...))
+	s.mu.Unlock()
+	return s.DB.QueueAckAll(queue, seqs)
+}
+
+func (s *ackCounter) commits() [][]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]uint64(nil), s.calls...)
+}
+
+// TestAcksGathered: the acknowledgements of the reports the peer answered
+// for (taken, refused, or skipped because the peer is in Path) wait for
+// AckDelay and go to the store in one commit; stopping the feed commits
+// what waits; a full batch does not wait.
+func TestAcksGathered(t *testing.T) {
+	db := openStore(t)
+	src := &ackCounter{DB: db}
+	ids, _ := queue(t, db, 0, 4, "site-a.test!not-for-mail")
+	queue(t, db, 4, 1, "peer.test!site-a.test!not-for-mail") // not offered: the peer is in Path
+	p := &peer{refuse: map[string]bool{ids[3]: true}}
+	o := options(t, nil)
+	o.AckDelay = time.Hour // only Run's end (or a full batch) commits
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, src, o)
+	stop := run(t, f)
+	waitFor(t, "answers for every report", func() bool {
+		s := f.Status()
+		return s.Sent == 3 && s.Refused == 2
+	})
+	if c := src.commits(); len(c) != 0 || depth(t, db) != 5 {
+		t.Errorf("before AckDelay: acknowledgement commits %v and depth %d, want none and 5", c, depth(t, db))
+	}
+	stop()
+	if c := src.commits(); len(c) != 1 || len(c[0]) != 5 {
+		t.Errorf("after Run returned: acknowledgement commits %v, want one of 5", c)
+	}
+	if d := depth(t, db); d != 0 {
+		t.Errorf("after Run returned: depth %d, want 0", d)
+	}
+
+	// More than a batch: committed without waiting for AckDelay.
+	const n = 300
+	queue(t, db, 100, n, "site-a.test!not-for-mail")
+	f = feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, src, o)
+	run(t, f)
+	waitFor(t, "the peer to have every report", func() bool { return p.count() >= 3+n })
+	waitFor(t, "commits of full batches", func() bool { return depth(t, db) < n })
+}

@@ -110,6 +110,10 @@ type Ingester struct {
 	// misnamed holds the peers already warned about (checkPeerName),
 	// so that the warning comes once per peer and run, not per article.
 	misnamed sync.Map
+	// receiving holds the Message-IDs being accepted now, each with a
+	// channel closed when that is done (see accept).
+	receivingMu sync.Mutex
+	receiving   map[string]chan struct{}
 }
 
 // New returns an Ingester with its initial keyring and policy.
@@ -117,7 +121,7 @@ func New(o Options, kr *dkim.Keyring, p *policy.Policy) *Ingester {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	in := &Ingester{o: o}
+	in := &Ingester{o: o, receiving: make(map[string]chan struct{})}
 	in.keyring.Store(kr)
 	in.policy.Store(p)
 	return in
@@ -149,6 +153,44 @@ func (in *Ingester) Offer(msgID string) Verdict {
 		return Verdict{Kind: Duplicate, Reason: "already seen"}
 	}
 	return Verdict{Kind: Accepted, Reason: "send it"}
+}
+
+// begin claims msgID for one accept at a time and returns the function
+// that releases it, or the verdict when the article need not be accepted
+// (it is in the history). In a mesh the same report comes over several
+// links at once: each peer asked (CHECK) before any copy was stored, so
+// each was told to send it. Without this, every copy would be verified
+// and go through a write transaction of its own, a commit and an fsync
+// that a site's next report then waits behind, only for the store to find
+// the Message-ID in the history. Here the later copies wait for the
+// first, then find it in the history and are refused as duplicates (439)
+// without writing; if the first was not stored (refused, deferred), the
+// next goes ahead as if it had come first, so no report is lost.
+func (in *Ingester) begin(ctx context.Context, msgID string) (done func(), v Verdict) {
+	for {
+		if v := in.Offer(msgID); v.Kind != Accepted {
+			return nil, v
+		}
+		in.receivingMu.Lock()
+		busy, ok := in.receiving[msgID]
+		if !ok {
+			ch := make(chan struct{})
+			in.receiving[msgID] = ch
+			in.receivingMu.Unlock()
+			return func() {
+				in.receivingMu.Lock()
+				delete(in.receiving, msgID)
+				in.receivingMu.Unlock()
+				close(ch)
+			}, Verdict{Kind: Accepted}
+		}
+		in.receivingMu.Unlock()
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, Verdict{Kind: Later, Reason: "shutting down"}
+		}
+	}
 }
 
 // Inject turns a report posted by a local trap client into a signed article
@@ -215,10 +257,12 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	if got := a.Get("Message-ID"); got != msgID {
 		return in.refuse(msgID, from, refused("malformed", "article's Message-ID %s is not the announced %s", got, msgID))
 	}
-	if v := in.Offer(msgID); v.Kind != Accepted {
+	done, v := in.begin(ctx, msgID)
+	if v.Kind != Accepted {
 		in.count(v)
 		return v
 	}
+	defer done()
 	if !hasGroup(a.Get("Newsgroups")) {
 		return in.refuse(msgID, from, refused("malformed", "not a DST report: Newsgroups must be %s", report.Newsgroup))
 	}

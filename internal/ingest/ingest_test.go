@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/dst-traps/dst/internal/article"
@@ -323,4 +324,66 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestConcurrentCopies: copies of one article arriving at once over
+// several links (a mesh) are accepted once; the later ones wait for the
+// first and are refused as duplicates without being verified or written.
+// If the first is not stored, the next one is accepted in its place.
+func TestConcurrentCopies(t *testing.T) {
+	for _, firstFails := range []bool{false, true} {
+		t.Run(fmt.Sprintf("firstFails=%v", firstFails), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFixture(t)
+				id, raw := f.relayed(t, "203.0.113.40", f.now, nil)
+				// Now is read once per copy after the signature is
+				// verified: the first copy stops there until released.
+				var mu sync.Mutex
+				entered := 0
+				gate := make(chan struct{})
+				f.in.o.Now = func() time.Time {
+					mu.Lock()
+					entered++
+					first := entered == 1
+					mu.Unlock()
+					if first {
+						<-gate
+						if firstFails {
+							return f.now.Add(-365 * 24 * time.Hour) // too old: refused, not stored
+						}
+					}
+					return f.now
+				}
+				const copies = 3
+				verdicts := make(chan Verdict, copies)
+				for i := range copies {
+					go func() { verdicts <- f.in.Receive(context.Background(), id, raw, fmt.Sprintf("peer-%d.test", i)) }()
+					synctest.Wait()
+				}
+				mu.Lock()
+				if entered != 1 {
+					t.Errorf("%d copies got past the signature check while the first was being stored, want 1", entered)
+				}
+				mu.Unlock()
+				close(gate)
+				count := map[Kind]int{}
+				for range copies {
+					count[(<-verdicts).Kind]++
+				}
+				want := map[Kind]int{Accepted: 1, Duplicate: copies - 1}
+				if firstFails {
+					want = map[Kind]int{Refused: 1, Accepted: 1, Duplicate: copies - 2}
+				}
+				for k, n := range want {
+					if count[k] != n {
+						t.Errorf("verdicts %v, want %v", count, want)
+						break
+					}
+				}
+				if n := f.queuedCommits() + len(f.removed()); n != 1 {
+					t.Errorf("%d commits, want 1", n)
+				}
+			})
+		})
+	}
 }

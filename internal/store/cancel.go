@@ -293,7 +293,7 @@ func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
 	return res, nil
 }
 
-// cancel is the body of Cancel's transaction; it may run twice (Batch).
+// cancel is the body of Cancel's transaction; it may run twice (DB.batch).
 func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, error) {
 	id := []byte(c.MessageID)
 	if b.history.Get(id) != nil {

@@ -163,7 +163,7 @@ func (db *DB) OnCommit(fn func(Commit)) {
 }
 
 // effects collects what one run of a write transaction does that the
-// subscribers and observers hear of. A transaction that bbolt's Batch
+// subscribers and observers hear of. A transaction that the group commit
 // runs again starts from new effects, so only the run that committed
 // counts.
 type effects struct {

@@ -143,7 +143,7 @@ func (db *DB) AddReport(r Report, p IngestParams) (Outcome, Listing, error) {
 		e   *effects
 	)
 	err := db.batch(func(tx *bolt.Tx) error {
-		// Batch may run this more than once (again alone, after another
+		// DB.batch may run this more than once (again alone, after another
 		// caller in the batch failed). Each run overwrites out, lst and e,
 		// so only the run that committed counts.
 		var err error
@@ -202,7 +202,7 @@ func (p IngestParams) validate() error {
 }
 
 // addReport is the body of AddReport's transaction. It has no effects
-// outside tx and e, as Batch requires.
+// outside tx and e, as DB.batch requires.
 func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listing, error) {
 	id := []byte(r.MessageID)
 	if b.history.Get(id) != nil {

@@ -169,8 +169,8 @@ func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64
 // is not there (already acknowledged) is not an error.
 //
 // Like AddReport it shares commits with concurrent writers, so
-// acknowledgements from many runners cost one fsync; the price is up to the
-// batch delay (2ms) of latency, so a runner should not wait for one ack
+// acknowledgements from many runners cost one fsync; the price is waiting
+// for the commit under way, if any, so a runner should not wait for one ack
 // before starting the next item.
 func (db *DB) QueueAck(queue string, seq uint64) error {
 	if err := validQueueName(queue); err != nil {
@@ -190,6 +190,45 @@ func (db *DB) QueueAck(queue string, seq uint64) error {
 	})
 	if err != nil {
 		return fmt.Errorf("acknowledge item %d of queue %s: %w", seq, queue, err)
+	}
+	return nil
+}
+
+// QueueAckAll removes many handled items of one queue in one commit, for
+// a consumer that gathers its acknowledgements (a feed does): one fsync
+// for them all instead of one each. Items not there are skipped, as with
+// QueueAck.
+func (db *DB) QueueAckAll(queue string, seqs []uint64) error {
+	if err := validQueueName(queue); err != nil {
+		return err
+	}
+	if len(seqs) == 0 {
+		return nil
+	}
+	err := db.batch(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		q := b.queues.Bucket([]byte(queue))
+		if q == nil {
+			return nil
+		}
+		n := int64(0)
+		for _, seq := range seqs {
+			key := seqKey(seq)
+			if q.Get(key) == nil {
+				continue
+			}
+			if err := q.Delete(key); err != nil {
+				return err
+			}
+			n++
+		}
+		if n == 0 {
+			return nil
+		}
+		return addCounter(b.meta, depthPrefix+queue, -n)
+	})
+	if err != nil {
+		return fmt.Errorf("acknowledge %d items of queue %s: %w", len(seqs), queue, err)
 	}
 	return nil
 }

@@ -137,3 +137,37 @@ func TestEventKindString(t *testing.T) {
 		}
 	}
 }
+
+// TestQueueAckAll: many items leave in one call, the depth follows, and
+// items already gone (acknowledged twice, never there) are skipped.
+func TestQueueAckAll(t *testing.T) {
+	db := openTest(t)
+	for i := range 5 {
+		ev := Event{Kind: EventDelisted, Time: t0, IP: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), By: "test"}
+		if err := db.Enqueue([]string{"pipe"}, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.QueueAck("pipe", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.QueueAckAll("pipe", []uint64{1, 2, 4, 99}); err != nil {
+		t.Fatal(err)
+	}
+	items, err := db.QueueNext("pipe", t0, 10, nil)
+	if err != nil || !reflect.DeepEqual(seqs(items), []uint64{3, 5}) {
+		t.Errorf("after QueueAckAll: QueueNext = %v, %v; want [3 5]", seqs(items), err)
+	}
+	if d, err := db.QueueDepth("pipe"); err != nil || d != 2 {
+		t.Errorf("QueueDepth = %d, %v; want 2", d, err)
+	}
+	if err := db.QueueAckAll("pipe", []uint64{3, 5}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := db.QueueDepth("pipe"); d != 0 {
+		t.Errorf("QueueDepth after acking all = %d", d)
+	}
+	if err := db.QueueAckAll("nothing-here", []uint64{1}); err != nil {
+		t.Errorf("QueueAckAll on an unknown queue: %v", err)
+	}
+}

@@ -7,7 +7,7 @@
 // committed and synced to disk (unless Options.NoSync), so dstd may
 // acknowledge a report as soon as AddReport returns. AddReport,
 // RecordRefused, Enqueue and the queue acknowledgements share commits among
-// concurrent writers (bbolt's Batch, see DB.batch), so many submitters pay
+// concurrent writers (group commit, see DB.batch), so many submitters pay
 // one fsync; a writer alone commits at once.
 //
 // # Layout
@@ -42,7 +42,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -130,29 +129,10 @@ type Options struct {
 type DB struct {
 	bdb  *bolt.DB
 	path string
-	// writers counts the callers of batch in progress.
-	writers atomic.Int32
+	// group gathers concurrent writes into one commit (DB.batch).
+	group groupCommit
 	// hooks are the queues' subscribers and the commit observers.
 	hooks hooks
-}
-
-// maxBatchDelay is how long bbolt's Batch waits for more writers to share
-// a commit. An fsync costs well under a millisecond on current disks, so a
-// short wait gathers the concurrent writers without making each pay
-// bbolt's default 10ms.
-const maxBatchDelay = 2 * time.Millisecond
-
-// batch runs fn in a write transaction. With other writers in progress it
-// goes through bbolt's Batch, so that they share one commit (group commit);
-// a writer alone commits at once instead of waiting for company that is not
-// coming (one dstc, a peer sending one article at a time). fn must be
-// idempotent, as Batch may run it twice.
-func (db *DB) batch(fn func(*bolt.Tx) error) error {
-	defer db.writers.Add(-1)
-	if db.writers.Add(1) == 1 {
-		return db.bdb.Update(fn)
-	}
-	return db.bdb.Batch(fn)
 }
 
 // InUseError is returned by Open when another process holds the database.
@@ -182,7 +162,6 @@ func Open(path string, opt Options) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	bdb.StrictMode = opt.Strict
-	bdb.MaxBatchDelay = maxBatchDelay
 	db := &DB{bdb: bdb, path: path}
 	if err := bdb.Update(db.initLayout); err != nil {
 		_ = bdb.Close() // the init error is the one worth reporting

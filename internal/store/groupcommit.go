@@ -1,0 +1,126 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Group commit without a timer.
+//
+// A commit is two fsyncs, whatever it holds. Writers that come while one
+// is under way join the next, which starts as soon as that one ends: a
+// writer alone commits at once, and under load each commit carries
+// everything that arrived during the previous one. bbolt's Batch, used
+// before, instead held every commit for a fixed delay (MaxBatchDelay) as
+// soon as two writers met. In a network of sites that meet all the time
+// (each report arrives over several links, and each is acknowledged to a
+// few queues), that delay was paid at every hop, and on a loaded machine
+// its timer fired late.
+
+// maxGroup bounds the writes in one commit (bbolt's MaxBatchSize), so
+// that one transaction does not grow without end under a flood.
+const maxGroup = 1000
+
+// groupCall is one write waiting to be committed.
+type groupCall struct {
+	fn  func(*bolt.Tx) error
+	res chan groupResult // buffered: whoever commits never waits for the caller
+}
+
+// groupResult is either the outcome of the call's write, or (lead) the
+// order to commit the writes pending now, the call's own among them.
+type groupResult struct {
+	err  error
+	lead bool
+}
+
+// groupCommit is the state of DB.batch.
+type groupCommit struct {
+	mu      sync.Mutex
+	pending []*groupCall
+	leading bool // a writer is committing; pending waits for the next commit
+}
+
+// batch runs fn in a write transaction shared with the writers that
+// arrive meanwhile (see above). fn must be idempotent and have no effect
+// outside tx: it may run twice, when another write of its group fails and
+// the rest are committed again without it.
+func (db *DB) batch(fn func(*bolt.Tx) error) error {
+	g := &db.group
+	c := &groupCall{fn: fn, res: make(chan groupResult, 1)}
+	g.mu.Lock()
+	g.pending = append(g.pending, c)
+	lead := !g.leading
+	g.leading = true
+	g.mu.Unlock()
+	if !lead {
+		r := <-c.res
+		if !r.lead {
+			return r.err
+		}
+	}
+	// This writer commits what is pending (its own write first of all),
+	// then hands over to a writer of the next group, if any, so that it
+	// does not keep working for others once its own write is done.
+	g.mu.Lock()
+	n := min(len(g.pending), maxGroup)
+	calls := g.pending[:n:n]
+	g.pending = g.pending[n:]
+	g.mu.Unlock()
+	db.commitGroup(calls)
+	g.mu.Lock()
+	if len(g.pending) > 0 {
+		g.pending[0].res <- groupResult{lead: true}
+	} else {
+		g.leading = false
+	}
+	g.mu.Unlock()
+	return (<-c.res).err
+}
+
+// commitGroup commits calls in one transaction and tells each its
+// result. A call that fails is run again alone, to return its own error
+// without failing the others, which are committed again without it.
+func (db *DB) commitGroup(calls []*groupCall) {
+	for len(calls) > 0 {
+		failed := -1
+		err := db.bdb.Update(func(tx *bolt.Tx) error {
+			for i, c := range calls {
+				if err := safeCall(c.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, c := range calls {
+				c.res <- groupResult{err: err}
+			}
+			return
+		}
+		c := calls[failed]
+		if len(calls) == 1 {
+			c.res <- groupResult{err: err}
+			return
+		}
+		c.res <- groupResult{err: db.bdb.Update(func(tx *bolt.Tx) error { return safeCall(c.fn, tx) })}
+		calls = append(calls[:failed:failed], calls[failed+1:]...)
+	}
+}
+
+// errPanicked wraps a panic in a write, turned into its error so that the
+// writers that shared its commit are not taken down with it.
+var errPanicked = errors.New("panic in a write transaction")
+
+func safeCall(fn func(*bolt.Tx) error, tx *bolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: %v", errPanicked, p)
+		}
+	}()
+	return fn(tx)
+}

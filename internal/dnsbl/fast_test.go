@@ -16,6 +16,7 @@ import (
 
 // slowAnswers is what the slow path answers pkt with, from 127.0.0.1.
 func slowAnswers(s *Server, pkt []byte) [][]byte {
+	pkt = bytes.Clone(pkt) // TSIG verification edits the packet
 	if len(pkt) > udpReadSize {
 		pkt = pkt[:udpReadSize]
 	}
@@ -94,7 +95,7 @@ func miekgAnswers(t testing.TB, s *Server, pkt []byte) [][]byte {
 	done := make(chan error, 1)
 	go func() { done <- sv.ActivateAndServe() }()
 	<-started
-	c.in <- pkt
+	c.in <- bytes.Clone(pkt)
 	// Once the server has read pkt, Shutdown waits for its handler.
 	<-c.taken
 	if err := sv.Shutdown(); err != nil {
@@ -116,8 +117,8 @@ func diffServer(t testing.TB, graded bool) (*Server, []string) {
 	x := NewIndex()
 	s, err := New(Config{
 		Zone: "Bl.Example", TTL: 10 * time.Minute, NegativeTTL: 90 * time.Second, Graded: graded,
-		TXT:  `"{ip}" \ {origins} é {hits} {expires} {first_seen}`,
-		NS:   []string{"ns1.bl.example", "ns2.other.example"}, Mbox: "Host-Master.Example",
+		TXT: `"{ip}" \ {origins} é {hits} {expires} {first_seen}`,
+		NS:  []string{"ns1.bl.example", "ns2.other.example"}, Mbox: "Host-Master.Example",
 	}, x)
 	if err != nil {
 		t.Fatal(err)
@@ -290,22 +291,27 @@ func TestFastDeclines(t *testing.T) {
 		return m
 	}
 	cases := map[string]func(*dns.Msg){
-		"response":   func(m *dns.Msg) { m.Response = true },
-		"notify":     func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify },
-		"update":     func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate },
-		"2 qs":       func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) },
-		"0 qs":       func(m *dns.Msg) { m.Question = nil },
-		"apex":       func(m *dns.Msg) { m.Question[0].Name = "bl.example." },
-		"outside":    func(m *dns.Msg) { m.Question[0].Name = "example.com." },
-		"chaos":      func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS },
-		"axfr":       func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR },
-		"ixfr":       func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeIXFR },
-		"escaped":    func(m *dns.Msg) { m.Question[0].Name = `4\.3.2.1.bl.example.` },
-		"star":       func(m *dns.Msg) { m.Question[0].Name = "*.bl.example." },
-		"edns v1":    func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) },
-		"edns opt":   func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"}} },
-		"2 opts":     func(m *dns.Msg) { m.SetEdns0(1232, false); m.Extra = append(m.Extra, m.Extra[0]) },
-		"answer":     func(m *dns.Msg) { m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: 1}, A: net.IPv4(1, 2, 3, 4)}} },
+		"response": func(m *dns.Msg) { m.Response = true },
+		"notify":   func(m *dns.Msg) { m.Opcode = dns.OpcodeNotify },
+		"update":   func(m *dns.Msg) { m.Opcode = dns.OpcodeUpdate },
+		"2 qs":     func(m *dns.Msg) { m.Question = append(m.Question, m.Question[0]) },
+		"0 qs":     func(m *dns.Msg) { m.Question = nil },
+		"apex":     func(m *dns.Msg) { m.Question[0].Name = "bl.example." },
+		"outside":  func(m *dns.Msg) { m.Question[0].Name = "example.com." },
+		"chaos":    func(m *dns.Msg) { m.Question[0].Qclass = dns.ClassCHAOS },
+		"axfr":     func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeAXFR },
+		"ixfr":     func(m *dns.Msg) { m.Question[0].Qtype = dns.TypeIXFR },
+		"escaped":  func(m *dns.Msg) { m.Question[0].Name = `4\.3.2.1.bl.example.` },
+		"star":     func(m *dns.Msg) { m.Question[0].Name = "*.bl.example." },
+		"edns v1":  func(m *dns.Msg) { m.SetEdns0(1232, false); m.IsEdns0().SetVersion(1) },
+		"edns opt": func(m *dns.Msg) {
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"}}
+		},
+		"2 opts": func(m *dns.Msg) { m.SetEdns0(1232, false); m.Extra = append(m.Extra, m.Extra[0]) },
+		"answer": func(m *dns.Msg) {
+			m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeA, Class: 1}, A: net.IPv4(1, 2, 3, 4)}}
+		},
 		"tsig":       func(m *dns.Msg) { m.SetTsig("k.", dns.HmacSHA256, 300, t0.Unix()) },
 		"compressed": nil,
 		"trailing":   nil,

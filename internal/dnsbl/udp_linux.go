@@ -58,10 +58,10 @@ type udpReader struct {
 	// value made at each call would be an allocation per batch.
 	recvFn, sendFn func(fd uintptr) bool
 
-	nread      int   // messages the last recvmmsg returned
-	rerr       error // its error
-	nsend, sent int  // messages queued in sh, and sent so far
-	sc         fastScratch
+	nread       int   // messages the last recvmmsg returned
+	rerr        error // its error
+	nsend, sent int   // messages queued in sh, and sent so far
+	sc          fastScratch
 
 	rh    [udpBatch]mmsghdr
 	riov  [udpBatch]unix.Iovec

@@ -306,7 +306,7 @@ table store >>"$report"
 run dnsbl CI=true -- go test -count 1 -run '^$' -bench . -benchmem "${unit_bt[@]}" ./internal/dnsbl
 check_go dnsbl
 section "DNS blocklist server, in process" \
-	"\`BenchmarkServeDNS\`: one A query (listed, not listed) answered by the embedded server with a million listings, replies dropped; \`MiB/Mlistings\` is the index heap. \`BenchmarkAXFR\`: one full zone transfer of a million listings." dnsbl
+	"\`BenchmarkServeDNS\`: one A query (listed, not listed) answered by the embedded server with a million listings, replies dropped; \`MiB/Mlistings\` is the index heap. \`BenchmarkAXFR\`: one full zone transfer of a million listings. \`BenchmarkUDPAnswer\`: one UDP query from the packet read to the packet to send, names drawn at random from a million listings (half not listed), by the fast path (\`fast\`, 0 allocs/op) and by the slow path every query took before it (\`slow\`)." dnsbl
 table dnsbl >>"$report"
 
 run ingest CI=true -- go test -count 1 -run '^$' -bench IngestNNTP "${ingest_bt[@]}" -timeout 10m ./test/bench/

@@ -112,6 +112,12 @@ type Server struct {
 	// onListen, if set (tests), receives the bound addresses.
 	onListen func([]net.Addr)
 	queries  *queryCounters // nil: not counted
+	// fast is the fast path's view of the zone (fast.go); nil: every UDP
+	// query takes the slow path.
+	fast *fastZone
+	// udpSockets is how many sockets serve each UDP address (udp_linux.go);
+	// 0: one per GOMAXPROCS.
+	udpSockets int
 }
 
 // New validates c and returns a server for the listings in x.
@@ -191,6 +197,7 @@ func New(c Config, x *Index) (*Server, error) {
 	// RFC 2308 §5: a negative answer is cached for min(SOA TTL, MINIMUM).
 	// MINIMUM is NegativeTTL and the SOA's own TTL is never below it.
 	s.soaTTL = max(s.ttl, s.negTTL)
+	s.fast = newFastZone(zone, c.NS[0], c.Mbox)
 	return s, nil
 }
 

@@ -350,3 +350,42 @@ func TestRbldnsdExport(t *testing.T) {
 		}
 	}
 }
+
+// TestSecondDstdOnTheDNSPort: the embedded server serves UDP on several
+// SO_REUSEPORT sockets, which a socket of the same user may join; a
+// second dstd on the same dns.listen must still fail to start, with the
+// message it always gave, and leave the first one answering every query.
+func TestSecondDstdOnTheDNSPort(t *testing.T) {
+	conf := "[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n"
+	for _, listen := range []string{"127.0.0.1", "0.0.0.0"} {
+		t.Run(listen, func(t *testing.T) {
+			a := dsttest.NewDstd(t, "site-a.test", conf)
+			if listen != "127.0.0.1" {
+				a.DNS = strings.Replace(a.DNS, "127.0.0.1", listen, 1)
+				a.Reconfigure(conf)
+			}
+			a.Start()
+			b := dsttest.NewDstd(t, "site-b.test", conf)
+			b.DNS = a.DNS
+			b.Reconfigure(conf)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, dsttest.Bin(t, "dstd"), "-c", b.Conf).CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("a second dstd on DNS port %s: %v\n%s", a.DNS, err, out)
+			}
+			if !strings.Contains(string(out), "dns.listen") || !strings.Contains(string(out), "address already in use") {
+				t.Errorf("the second dstd did not say the DNS port is in use:\n%s", out)
+			}
+			// Every query still reaches the first: none was taken by a
+			// socket of the second.
+			srv := strings.Replace(a.DNS, "0.0.0.0", "127.0.0.1", 1)
+			for i := range 50 {
+				name := fmt.Sprintf("%d.0.0.127.%s.", 1+i%2, zone)
+				if r := query(t, srv, name, dns.TypeA); r.Rcode != []int{dns.RcodeNameError, dns.RcodeSuccess}[i%2] {
+					t.Fatalf("%s: %s", name, dns.RcodeToString[r.Rcode])
+				}
+			}
+		})
+	}
+}

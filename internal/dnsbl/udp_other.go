@@ -1,0 +1,13 @@
+//go:build !linux
+
+package dnsbl
+
+import "net"
+
+// udpReader is Linux's batched UDP reader (udp_linux.go); elsewhere
+// dns.Server serves UDP as before.
+type udpReader struct{ conn *net.UDPConn }
+
+func (s *Server) udpReaders(pcs []net.PacketConn) ([]*udpReader, []net.PacketConn) { return nil, pcs }
+
+func (r *udpReader) run() error { return nil }

@@ -29,8 +29,6 @@ func logListing(b buckets, t time.Time, ip netip.Addr, listed bool) error {
 		kind = logListed
 	}
 	k := append(joinKey(timeKey(t), ipKey(ip)), kind)
-	// Times mostly grow: appended to, like the history's index.
-	b.listingLog.FillPercent = 0.9
 	if err := b.listingLog.Put(k, nil); err != nil {
 		return fmt.Errorf("log listing change of %s: %w", ip, err)
 	}
@@ -133,26 +131,19 @@ func (db *DB) ReportsSince(since time.Time, fn func(ReportActivity) error) error
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		c := b.historyTime.Cursor()
-		for k, _ := c.Seek(timeKey(since)); k != nil; k, _ = c.Next() {
-			if len(k) <= timeKeyLen {
-				return fmt.Errorf("history time index key of %d bytes: the file is damaged", len(k))
+		c := b.arrivals.Cursor()
+		for k, v := c.Seek(timeKey(since)); k != nil; k, v = c.Next() {
+			s, err := decodeArrival(k, v)
+			if err != nil {
+				return err
 			}
-			id := k[timeKeyLen:]
 			var a ReportActivity
-			if v := b.reports.Get(id); v != nil {
-				r, err := decodeReportRecord(v)
-				if err != nil {
-					return err
-				}
+			switch r := s.Report; {
+			case r != nil:
 				a = ReportActivity{Origin: r.Origin, Arrived: parseTimeKey(k), Date: r.Date, Listed: r.Listed, Probation: r.Probation}
-			} else if v := b.relayed.Get(id); v != nil {
-				r, err := decodeRelayed(v)
-				if err != nil {
-					return err
-				}
-				a = ReportActivity{Origin: r.Origin, Arrived: parseTimeKey(k), Relayed: true}
-			} else {
+			case s.Relayed != nil:
+				a = ReportActivity{Origin: s.Relayed.Origin, Arrived: parseTimeKey(k), Relayed: true}
+			default:
 				continue // refused, or a cancel
 			}
 			if err := fn(a); err != nil {

@@ -228,6 +228,10 @@ func TestMigrateLayout1(t *testing.T) {
 		return
 	}
 	gunzipTo(t, path, fixtureV1)
+	// What an upgrade that a crash interrupted leaves: Open starts again.
+	if err := os.WriteFile(path+migrateSuffix, []byte("half a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	want, err := os.ReadFile(fixtureV1Dump)
 	if err != nil {
 		t.Fatal(err)
@@ -235,6 +239,9 @@ func TestMigrateLayout1(t *testing.T) {
 	db, err := Open(path, Options{Strict: true})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + migrateSuffix); !os.IsNotExist(err) {
+		t.Errorf("the upgrade left %s%s behind: %v", path, migrateSuffix, err)
 	}
 	if got := dumpStore(t, db); got != string(want) {
 		t.Errorf("the migrated store answers differently:\n%s", lineDiff(string(want), got))

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -96,15 +97,31 @@ func checkConsistency(t testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
-		live := 0
-		if err := b.reports.ForEach(func(k, v []byte) error {
-			r, err := decodeReportRecord(v)
+		live, relayed, articles := 0, 0, 0
+		if err := b.arrivals.ForEach(func(k, v []byte) error {
+			a, err := decodeArrival(k, v)
 			if err != nil {
 				return err
 			}
+			if hk := b.history.Get([]byte(a.MessageID)); !bytes.Equal(hk, k) {
+				return fmt.Errorf("arrival %s of %x: history names %x", a.MessageID, k, hk)
+			}
+			if a.Article != nil {
+				articles++
+			}
+			if r := a.Relayed; r != nil {
+				relayed++
+				if b.relayedIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) == nil {
+					return fmt.Errorf("relayed report %s not indexed by address", a.MessageID)
+				}
+			}
+			r := a.Report
+			if r == nil {
+				return nil
+			}
 			indexed := b.reportIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) != nil
 			if indexed == r.Cancelled {
-				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", k, r.Cancelled, indexed)
+				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", a.MessageID, r.Cancelled, indexed)
 			}
 			if !r.Cancelled {
 				live++
@@ -112,6 +129,9 @@ func checkConsistency(t testing.TB, db *DB) {
 			return nil
 		}); err != nil {
 			return err
+		}
+		if n := count(b.relayedIP); n != relayed {
+			return fmt.Errorf("relayed address index has %d entries for %d relayed reports", n, relayed)
 		}
 		if n := count(b.reportIP); n != live {
 			return fmt.Errorf("report address index has %d entries for %d live reports", n, live)
@@ -126,8 +146,8 @@ func checkConsistency(t testing.TB, db *DB) {
 			{"pending", countPending, int(getCounter(b.meta, countPending)), count(b.sightings)},
 			{"sightings index", countPending, count(b.sightingsTime), count(b.sightings)},
 			{"history", countHistory, int(getCounter(b.meta, countHistory)), count(b.history)},
-			{"history index", countHistory, count(b.historyTime), count(b.history)},
-			{"articles", countArticles, int(getCounter(b.meta, countArticles)), count(b.articles)},
+			{"arrivals log", countHistory, count(b.arrivals), count(b.history)},
+			{"articles", countArticles, int(getCounter(b.meta, countArticles)), articles},
 		} {
 			if c.got != c.want {
 				return fmt.Errorf("%s: counter or index says %d, scan says %d", c.what, c.got, c.want)
@@ -201,8 +221,8 @@ func TestOpenRejectsOtherLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(path, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), "layout version 2") {
-		t.Errorf("Open of a newer layout: err = %v, want one naming layout version 2", err)
+	if _, err := Open(path, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("layout version %d", layoutVersion+1)) {
+		t.Errorf("Open of a newer layout: err = %v, want one naming layout version %d", err, layoutVersion+1)
 	}
 }
 
@@ -368,6 +388,21 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Errorf("listing round trip: got %+v, %v; want %+v", got, err, l)
 		}
 	}
+	// Format 1, as layout 1 wrote it, still reads.
+	v1 := []byte{formatV1, 0, 0, 0, 2, 1, 1, 'a', 0}
+	if got, err := decodeListing(ipKey(netip.MustParseAddr("192.0.2.1")), v1); err != nil || got.Hits != 2 || got.Episodes != 1 || len(got.Origins) != 1 {
+		t.Errorf("format-1 listing: got %+v, %v", got, err)
+	}
+	for _, a := range []arrival{
+		{Status: historyRefused, MessageID: "<x>"},
+		{Status: historyAccepted, MessageID: "<y>", Article: []byte("art"), Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "o", Hit: t0.Add(-time.Hour), Date: time.Unix(0, 1).UTC(), Probation: true, Corroborated: true, Held: true, Listed: true, Cancelled: true}},
+		{Status: historyAccepted, MessageID: "<z>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::2"), Origin: "o", Hit: t0, Class: "backscatter", Reason: "own network"}},
+	} {
+		k := arrivalKey(t0, 3)
+		if got, err := decodeArrival(k, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(got, a) {
+			t.Errorf("arrival round trip: got %+v, %v; want %+v", got, err, a)
+		}
+	}
 	for _, it := range []QueueItem{
 		{Seq: 7, Attempts: 3, NextAttempt: t0, Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<m>", Origin: "o", Listed: true, Expires: t0.Add(time.Hour)}},
 		{Seq: 1, Event: Event{Kind: EventDelisted, IP: netip.MustParseAddr("2001:db8::2"), By: "dstctl"}},
@@ -404,7 +439,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeReportRecord(reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Probation: true, Held: true}))
 	f.Add(encodeRelayed(relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Class: "backscatter", Reason: "r"}))
 	f.Add(encodeOrigin(OriginRecord{Origin: "a", Reports: 3, Addresses: 2, First: t0, Last: t0}))
+	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<m>", Article: []byte("a"),
+		Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Date: t0.Add(-time.Minute), Cancelled: true, Listed: true}}, t0.UnixNano()))
+	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<r>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Reason: "r"}}, t0.UnixNano()))
 	key16 := ipKey(netip.MustParseAddr("192.0.2.1"))
+	akey := arrivalKey(t0, 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if l, err := decodeListing(key16, b); err == nil {
 			if again, err := decodeListing(key16, encodeListing(l)); err != nil || !reflect.DeepEqual(again, l) {
@@ -429,6 +468,11 @@ func FuzzDecode(f *testing.F) {
 		if r, err := decodeRelayed(b); err == nil {
 			if again, err := decodeRelayed(encodeRelayed(r)); err != nil || !reflect.DeepEqual(again, r) {
 				t.Errorf("relayed record %+v comes back as %+v, %v", r, again, err)
+			}
+		}
+		if a, err := decodeArrival(akey, b); err == nil {
+			if again, err := decodeArrival(akey, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(again, a) {
+				t.Errorf("arrival %+v comes back as %+v, %v", a, again, err)
 			}
 		}
 		if o, err := decodeOrigin("a", b); err == nil {

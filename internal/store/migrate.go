@@ -138,11 +138,19 @@ func (w *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
 	return b, nil
 }
 
-// buckets returns the layout-2 buckets of the current transaction.
+// buckets returns the layout-2 buckets of the current transaction. The
+// arrivals log and the listings are written in key order, and filled to
+// migrateFill; the history and the address indexes are written in the
+// order of arrival, which is random for them, so they keep bbolt's
+// default (a page split in the middle, two thirds full on average: a
+// fuller split would leave a page for each key that lands in a full one).
 func (w *copier) buckets() buckets {
 	b := bucketsOf(w.tx)
-	for _, x := range []*bolt.Bucket{b.arrivals, b.reportIP, b.relayedIP, b.listings} {
+	for _, x := range []*bolt.Bucket{b.arrivals, b.listings} {
 		x.FillPercent = migrateFill
+	}
+	for _, x := range []*bolt.Bucket{b.history, b.reportIP, b.relayedIP} {
+		x.FillPercent = bolt.DefaultFillPercent
 	}
 	return b
 }

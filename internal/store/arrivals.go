@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -13,13 +14,13 @@ import (
 // has seen: its status, the report record (what a cancel and origin trust
 // need) or the relayed record, and the article. It is keyed by arrival
 // time, so it is written at its end and its pages are packed full, and it
-// is pruned from its start. The history maps a Message-ID to its arrival
-// key; the address indexes (report_ip, relayed_ip) end in it.
+// is pruned from its start. The history maps a hash of the Message-ID to
+// its arrival key; the address indexes (report_ip, relayed_ip) end in it.
 //
 // Layout 1 kept the same things in four buckets keyed by Message-ID
 // (history, articles, reports, relayed) and one time index (history_time):
 // five copies of the Message-ID, four of them in B+trees filled in random
-// order and so about a third empty.
+// order and so about a third empty. Layout 2 keeps one.
 
 // arrivalKeyLen is the length of an arrival key: the timeKey of the
 // arrival, then a 2-byte big-endian number that tells apart the
@@ -195,6 +196,22 @@ func (s *stored) save(b buckets) error {
 	return nil
 }
 
+// The history is keyed by historyKeyLen bytes of the SHA-256 of the
+// Message-ID, not by the Message-ID, which the arrival entry holds: a
+// Message-ID is 40 to 60 bytes, and this bucket is filled in random order,
+// so a third of its pages is empty. Its value is the arrival keys of the
+// Message-IDs with that hash: one, unless two collide (one chance in 2^64
+// per pair; finding a pair takes 2^32 tries), and a lookup compares the
+// Message-ID in each entry, so a collision costs a read, never a wrong
+// answer.
+const historyKeyLen = 8
+
+// historyKey returns the history key of a Message-ID.
+func historyKey(id []byte) []byte {
+	h := sha256.Sum256(id)
+	return h[:historyKeyLen]
+}
+
 // putHistory records a Message-ID that arrived at seen with its entry in
 // the arrivals log, and returns the entry for the caller to complete.
 func putHistory(b buckets, id []byte, seen time.Time, status byte, article []byte) (*stored, error) {
@@ -208,19 +225,49 @@ func putHistory(b buckets, id []byte, seen time.Time, status byte, article []byt
 	if err := s.save(b); err != nil {
 		return nil, err
 	}
-	if err := b.history.Put(id, s.key); err != nil {
+	hk := historyKey(id)
+	v := append(bytes.Clone(b.history.Get(hk)), s.key...)
+	if err := b.history.Put(hk, v); err != nil {
 		return nil, fmt.Errorf("record Message-ID in history: %w", err)
 	}
 	return s, addCounter(b.meta, countHistory, 1)
 }
 
+// historyKeys returns the arrival keys a history value holds.
+func historyKeys(v []byte) ([][]byte, error) {
+	if len(v)%arrivalKeyLen != 0 {
+		return nil, fmt.Errorf("history record of %d bytes: the file is damaged", len(v))
+	}
+	keys := make([][]byte, 0, len(v)/arrivalKeyLen)
+	for len(v) > 0 {
+		keys = append(keys, v[:arrivalKeyLen:arrivalKeyLen])
+		v = v[arrivalKeyLen:]
+	}
+	return keys, nil
+}
+
 // lookupHistory returns the arrivals entry of a Message-ID, or nil.
 func lookupHistory(b buckets, id []byte) (*stored, error) {
-	k := b.history.Get(id)
-	if k == nil {
-		return nil, nil
+	keys, err := historyKeys(b.history.Get(historyKey(id)))
+	if err != nil {
+		return nil, err
 	}
-	return loadArrival(b, bytes.Clone(k))
+	for _, k := range keys {
+		s, err := loadArrival(b, bytes.Clone(k))
+		if err != nil {
+			return nil, err
+		}
+		if s != nil && s.MessageID == string(id) {
+			return s, nil
+		}
+	}
+	return nil, nil
+}
+
+// seenID tells whether the history holds a Message-ID.
+func seenID(b buckets, id []byte) (bool, error) {
+	s, err := lookupHistory(b, id)
+	return s != nil, err
 }
 
 // loadArrival reads the entry at key, or nil if there is none.
@@ -249,10 +296,25 @@ func forget(b buckets, s *stored) error {
 			return fmt.Errorf("remove relayed report index entry: %w", err)
 		}
 	}
-	id := []byte(s.MessageID)
 	// The history names this entry, unless the file is damaged.
-	if k := b.history.Get(id); bytes.Equal(k, s.key) {
-		if err := b.history.Delete(id); err != nil {
+	hk := historyKey([]byte(s.MessageID))
+	keys, err := historyKeys(b.history.Get(hk))
+	if err != nil {
+		return err
+	}
+	var rest []byte
+	for _, k := range keys {
+		if !bytes.Equal(k, s.key) {
+			rest = append(rest, k...)
+		}
+	}
+	if len(rest) != len(keys)*arrivalKeyLen {
+		if len(rest) == 0 {
+			err = b.history.Delete(hk)
+		} else {
+			err = b.history.Put(hk, rest)
+		}
+		if err != nil {
 			return err
 		}
 		if err := addCounter(b.meta, countHistory, -1); err != nil {

@@ -279,8 +279,8 @@ func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
 // cancel is the body of Cancel's transaction; it may run twice (Batch).
 func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, error) {
 	id := []byte(c.MessageID)
-	if b.history.Get(id) != nil {
-		return CancelResult{Outcome: CancelDuplicate}, nil
+	if seen, err := seenID(b, id); err != nil || seen {
+		return CancelResult{Outcome: CancelDuplicate}, err
 	}
 	var res CancelResult
 	target, err := lookupHistory(b, []byte(c.Target))

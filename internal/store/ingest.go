@@ -205,8 +205,8 @@ func (p IngestParams) validate() error {
 // outside tx and e, as Batch requires.
 func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listing, error) {
 	id := []byte(r.MessageID)
-	if b.history.Get(id) != nil {
-		return Duplicate, Listing{}, nil
+	if seen, err := seenID(b, id); err != nil || seen {
+		return Duplicate, Listing{}, err
 	}
 	// Only a marker left by the report's own origin counts: anyone else's
 	// cancel must not suppress it.
@@ -532,8 +532,8 @@ func (db *DB) RecordRefused(messageID string, now time.Time) error {
 	id := []byte(messageID)
 	err := db.batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		if b.history.Get(id) != nil {
-			return nil
+		if seen, err := seenID(b, id); err != nil || seen {
+			return err
 		}
 		_, err := putHistory(b, id, now, historyRefused, nil)
 		return err
@@ -548,8 +548,9 @@ func (db *DB) RecordRefused(messageID string, now time.Time) error {
 func (db *DB) Seen(messageID string) (bool, error) {
 	var seen bool
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		seen = tx.Bucket([]byte(bucketHistory)).Get([]byte(messageID)) != nil
-		return nil
+		var err error
+		seen, err = seenID(bucketsOf(tx), []byte(messageID))
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("look up %s in history: %w", messageID, err)
@@ -614,7 +615,7 @@ func dueKeys(index *bolt.Bucket, t time.Time, limit int, inclusive bool) ([][]by
 	var keys [][]byte
 	c := index.Cursor()
 	for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
-		if len(k) <= timeKeyLen {
+		if len(k) < timeKeyLen {
 			return nil, fmt.Errorf("index key of %d bytes is too short: the file is damaged", len(k))
 		}
 		cmp := bytes.Compare(k[:timeKeyLen], bound)

@@ -187,6 +187,10 @@ func (w *copier) copyBucket(src *bolt.Bucket, path [][]byte) error {
 	return nil
 }
 
+// logListedV1 is the last byte of a layout-1 listing log key that records
+// a listing (0: a removal).
+const logListedV1 = 1
+
 // v1Buckets are the layout-1 buckets the conversion reads.
 type v1Buckets struct {
 	history, historyTime, articles, reports, relayed *bolt.Bucket
@@ -253,6 +257,8 @@ func convertV1(old *bolt.Tx, w *copier) error {
 			return nil // rebuilt above
 		case bucketListings:
 			return w.listings(src)
+		case bucketListingLog:
+			return w.listingLog(src)
 		case bucketMeta:
 			return w.meta(src, nHistory, nArticles)
 		}
@@ -270,8 +276,8 @@ func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article
 		return false, false, nil
 	}
 	b := w.buckets()
-	if b.history.Get(id) != nil {
-		return false, false, nil
+	if done, err := seenID(b, id); err != nil || done {
+		return false, false, err
 	}
 	s := &stored{key: nextArrivalKey(b.arrivals, seen), arrival: arrival{Status: hv[8], MessageID: string(id)}}
 	if v := o.reports.Get(id); v != nil {
@@ -296,7 +302,8 @@ func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article
 	if err := s.save(b); err != nil {
 		return false, false, err
 	}
-	if err := b.history.Put(bytes.Clone(id), s.key); err != nil {
+	hk := historyKey(id)
+	if err := b.history.Put(hk, append(bytes.Clone(b.history.Get(hk)), s.key...)); err != nil {
 		return false, false, err
 	}
 	if r := s.Report; r != nil && !r.Cancelled {
@@ -328,6 +335,44 @@ func (w *copier) listings(src *bolt.Bucket) error {
 		}
 	}
 	return nil
+}
+
+// listingLog turns layout 1's entry per change into counts per second.
+func (w *copier) listingLog(src *bolt.Bucket) error {
+	var (
+		cur            []byte
+		added, removed uint64
+	)
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		b := w.buckets()
+		b.listingLog.FillPercent = migrateFill
+		if err := b.listingLog.Put(cur, encodeLogCounts(added, removed)); err != nil {
+			return err
+		}
+		return w.step(1)
+	}
+	c := src.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) != timeKeyLen+ipKeyLen+1 {
+			return fmt.Errorf("listing log key of %d bytes: the file is damaged", len(k))
+		}
+		sec := timeKey(parseTimeKey(k).Truncate(time.Second))
+		if !bytes.Equal(sec, cur) {
+			if err := flush(); err != nil {
+				return err
+			}
+			cur, added, removed = sec, 0, 0
+		}
+		if k[len(k)-1] == logListedV1 {
+			added++
+		} else {
+			removed++
+		}
+	}
+	return flush()
 }
 
 // meta copies the counters, with the layout version and the counts of

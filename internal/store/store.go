@@ -14,7 +14,7 @@
 //
 // One bbolt file with these top-level buckets:
 //
-//	history       Message-ID -> its arrival key (10 bytes, below)
+//	history       8 bytes of the SHA-256 of a Message-ID -> the arrival keys (10 bytes, below) of the Message-IDs with that hash (arrivals.go)
 //	arrivals      arrival key -> status (accepted, refused), Message-ID, report or relayed record, article (arrivals.go); drives PruneHistory
 //	listings      16-byte address -> listing record
 //	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
@@ -25,7 +25,7 @@
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
 //	origin_rate   origin || 0 || 8-byte hour number -> new listings the origin caused in that hour
-//	listing_log   timeKey(t) || 16-byte address || 1 (listed) or 0 (removed) -> empty; the listing count's past (activity.go)
+//	listing_log   timeKey(second) -> addresses listed and unlisted in that second; the listing count's past (activity.go)
 //	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
 //	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
 //

@@ -29,7 +29,7 @@ const million = 1_000_000
 // cacheVersion names what the cached database holds. Change it whenever
 // buildMillion changes what it writes; a store layout change is caught by
 // store.Open refusing the file, which also triggers a rebuild.
-const cacheVersion = "dst-bench-1m v2: AddReport, 1e6 distinct IPv4 arriving 1µs apart, 24h/14d, threshold 1, 96-byte article"
+const cacheVersion = "dst-bench-1m v3: AddReport, 1e6 distinct IPv4 arriving 1µs apart, 24h/14d, threshold 1, 96-byte article"
 
 // cacheMaxAge keeps the cached listings well inside their 24-hour lifetime:
 // an older file would have dstd expire listings at start and measure less.

@@ -187,8 +187,8 @@ func (e *InUseError) Error() string {
 func (e *InUseError) Unwrap() error { return e.Err }
 
 // Open opens the database at path, creating the file (mode 0600) and its
-// buckets if needed, and upgrading a file of layout 1 (migrate.go: two
-// minutes for a million listings on a busy 2-vCPU machine). Only one
+// buckets if needed, and upgrading a file of layout 1 (migrate.go: a
+// minute or two for a million listings on a 2-vCPU machine). Only one
 // process may have it open at a time.
 func Open(path string, opt Options) (*DB, error) {
 	timeout := opt.Timeout

@@ -116,15 +116,15 @@ type listing struct {
 // no writer can be queued on mu meanwhile, sync.RWMutex never makes new
 // readers wait behind the long copy.
 //
-// Memory: IPv4 listings are keyed by uint32 and IPv6 ones by [16]byte
-// (netip.Addr is 24 bytes), entries are packed, and Origins lists are
-// interned. Interned sets are reference counted and freed with their last
+// Memory: IPv4 listings are in a sorted table (table4: 20 bytes a
+// listing), IPv6 ones in a map keyed by [16]byte (netip.Addr is 24 bytes),
+// entries are packed, and Origins lists are interned. Interned sets are reference counted and freed with their last
 // listing, so hostile peers inventing a new origin set per report cost at
 // most one set per listing (as an unshared slice did before), never more.
 type Index struct {
 	wmu sync.Mutex
 	mu  sync.RWMutex
-	m4  map[uint32]packed
+	t4  *table4
 	m6  map[[16]byte]packed
 	// sets is indexed by packed.origins; sets[0] is the empty list and is
 	// never freed. setIDs (key: setKey) and freeSets are only used by
@@ -167,7 +167,7 @@ type ent4sub struct {
 // secondaries keep pulling from it.
 func NewIndex() *Index {
 	return &Index{
-		m4:     make(map[uint32]packed),
+		t4:     new(table4),
 		m6:     make(map[[16]byte]packed),
 		sets:   []originSet{{}},
 		setIDs: make(map[string]uint32),
@@ -189,19 +189,39 @@ func (x *Index) get(ip netip.Addr) (packed, bool) {
 	var ok bool
 	switch {
 	case ip.Is4():
-		p, ok = x.m4[addr4(ip)]
+		p, ok = x.t4.get(addr4(ip))
 	case ip.Is6():
 		p, ok = x.m6[ip.As16()]
 	}
 	return p, ok
 }
 
-// put stores p for ip (valid, zone-free). Caller holds wmu and mu.Lock.
+// put stores p for ip (valid, zone-free). Caller holds wmu and mu.Lock,
+// and calls tidy4 after releasing mu.
 func (x *Index) put(ip netip.Addr, p packed) {
 	if ip.Is4() {
-		x.m4[addr4(ip)] = p
+		if u := addr4(ip); !x.t4.put(u, p) {
+			x.t4.putNew(u, p)
+		}
 	} else {
 		x.m6[ip.As16()] = p
+	}
+}
+
+// tidy4 does what the IPv4 table needs after a change: a new directory
+// (quick, under mu.Lock), or a new table, built while lookups go on in the
+// old one and swapped in under mu.Lock. Caller holds wmu, not mu.
+func (x *Index) tidy4() {
+	switch x.t4.work() {
+	case workDir:
+		x.mu.Lock()
+		x.t4.buildDir()
+		x.mu.Unlock()
+	case workMerge:
+		nt := x.t4.rebuilt()
+		x.mu.Lock()
+		x.t4 = nt
+		x.mu.Unlock()
 	}
 }
 
@@ -284,6 +304,7 @@ func (x *Index) Set(ip netip.Addr, e Entry) {
 	}
 	x.bump(c)
 	x.mu.Unlock()
+	x.tidy4()
 }
 
 // Remove deletes the listing for ip; the serial changes only if it was there.
@@ -303,7 +324,7 @@ func (x *Index) Remove(ip netip.Addr) {
 		last24 = true
 		for i := range uint32(256) {
 			if v := u&^0xff | i; v != u {
-				if _, ok := x.m4[v]; ok {
+				if _, ok := x.t4.get(v); ok {
 					last24 = false
 					break
 				}
@@ -312,7 +333,7 @@ func (x *Index) Remove(ip netip.Addr) {
 	}
 	x.mu.Lock()
 	if ip.Is4() {
-		delete(x.m4, addr4(ip))
+		x.t4.remove(addr4(ip))
 	} else {
 		delete(x.m6, ip.As16())
 	}
@@ -320,6 +341,7 @@ func (x *Index) Remove(ip netip.Addr) {
 	x.bump(change{ip: ip, old: jentry{ok: true, e: old, set: x.sets[old.origins]}})
 	x.release(old.origins)
 	x.mu.Unlock()
+	x.tidy4()
 }
 
 // bump advances the serial by one (RFC 1982: adding 1 modulo 2^32 always
@@ -395,7 +417,7 @@ func ent6Key(a [16]byte, n int) [2]uint64 {
 func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return len(x.m4) + len(x.m6)
+	return x.t4.len() + len(x.m6)
 }
 
 // Serial returns the current zone serial.
@@ -460,12 +482,12 @@ func (x *Index) snapshot() (uint32, []listing, []originSet) {
 	defer x.wmu.Unlock()
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	out := make([]listing, 0, len(x.m4)+len(x.m6))
-	for u, p := range x.m4 {
+	out := make([]listing, 0, x.t4.len()+len(x.m6))
+	x.t4.each(func(u uint32, p packed) {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], u)
 		out = append(out, listing{netip.AddrFrom4(b), p})
-	}
+	})
 	for a, p := range x.m6 {
 		out = append(out, listing{netip.AddrFrom16(a), p})
 	}

@@ -15,31 +15,53 @@ import (
 // past time it still covers, and the history's time index leads to the
 // reports of a recent period.
 
-// Listing log entry kinds: the last byte of a listing_log key.
-const (
-	logRemoved byte = 0
-	logListed  byte = 1
-)
+// The listing log counts, per second, the addresses listed and unlisted
+// in it: key timeKey(the second), value two uvarints (listed, removed).
+// The counts are all ListingCounts needs, and a busy second is one key
+// rather than one per address (layout 1 kept timeKey || address || kind).
 
 // logListing records, in the caller's transaction, that ip was listed
 // (or unlisted) at t.
 func logListing(b buckets, t time.Time, ip netip.Addr, listed bool) error {
-	kind := logRemoved
-	if listed {
-		kind = logListed
+	k := timeKey(t.Truncate(time.Second))
+	added, removed, err := decodeLogCounts(b.listingLog.Get(k))
+	if err != nil {
+		return err
 	}
-	k := append(joinKey(timeKey(t), ipKey(ip)), kind)
-	// Times mostly grow: appended to, like the history's index.
-	b.listingLog.FillPercent = 0.9
-	if err := b.listingLog.Put(k, nil); err != nil {
+	if listed {
+		added++
+	} else {
+		removed++
+	}
+	if err := b.listingLog.Put(k, encodeLogCounts(added, removed)); err != nil {
 		return fmt.Errorf("log listing change of %s: %w", ip, err)
 	}
 	return nil
 }
 
+func encodeLogCounts(added, removed uint64) []byte {
+	e := encoder{b: make([]byte, 0, 4)}
+	e.uvarint(added)
+	e.uvarint(removed)
+	return e.b
+}
+
+// decodeLogCounts reads a listing log value; nil is no change yet.
+func decodeLogCounts(v []byte) (added, removed uint64, err error) {
+	if v == nil {
+		return 0, 0, nil
+	}
+	d := decoder{b: v}
+	added, removed = d.uvarint(), d.uvarint()
+	if err := d.done(); err != nil {
+		return 0, 0, fmt.Errorf("listing log record: %w", err)
+	}
+	return added, removed, nil
+}
+
 // ListingCounts returns the number of listed addresses at each of the
-// times at (in any order): the count now, less the listings made after
-// each time, plus those removed after it. A time before what the log
+// times at (in any order), to the second: the count now, less the
+// listings made after each time, plus those removed after it. A time before what the log
 // still holds (PruneListingLog) gets the count at the log's start. An
 // address listed before the log existed counts as listed all along.
 func (db *DB) ListingCounts(at []time.Time) ([]int, error) {
@@ -57,18 +79,18 @@ func (db *DB) ListingCounts(at []time.Time) ([]int, error) {
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		n := getCounter(tx.Bucket([]byte(bucketMeta)), countListings)
 		c := tx.Bucket([]byte(bucketListingLog)).Cursor()
-		k, _ := c.Last()
+		k, v := c.Last()
 		for _, i := range order {
 			bound := timeKey(at[i])
-			for ; k != nil && bytes.Compare(k[:timeKeyLen], bound) > 0; k, _ = c.Prev() {
-				if len(k) != timeKeyLen+ipKeyLen+1 {
+			for ; k != nil && bytes.Compare(k, bound) > 0; k, v = c.Prev() {
+				if len(k) != timeKeyLen {
 					return fmt.Errorf("listing log key of %d bytes: the file is damaged", len(k))
 				}
-				if k[len(k)-1] == logListed {
-					n--
-				} else {
-					n++
+				added, removed, err := decodeLogCounts(v)
+				if err != nil {
+					return err
 				}
+				n += int64(removed) - int64(added)
 			}
 			out[i] = int(max(n, 0))
 		}
@@ -80,9 +102,9 @@ func (db *DB) ListingCounts(at []time.Time) ([]int, error) {
 	return out, nil
 }
 
-// PruneListingLog forgets up to limit listing log entries from before the
-// given time and returns how many it forgot; call it again while that is
-// limit.
+// PruneListingLog forgets up to limit listing log entries (seconds with
+// changes) from before the given time and returns how many it forgot;
+// call it again while that is limit.
 func (db *DB) PruneListingLog(before time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, fmt.Errorf("prune the listing log: limit %d must be positive", limit)
@@ -133,26 +155,19 @@ func (db *DB) ReportsSince(since time.Time, fn func(ReportActivity) error) error
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		c := b.historyTime.Cursor()
-		for k, _ := c.Seek(timeKey(since)); k != nil; k, _ = c.Next() {
-			if len(k) <= timeKeyLen {
-				return fmt.Errorf("history time index key of %d bytes: the file is damaged", len(k))
+		c := b.arrivals.Cursor()
+		for k, v := c.Seek(timeKey(since)); k != nil; k, v = c.Next() {
+			s, err := decodeArrival(k, v)
+			if err != nil {
+				return err
 			}
-			id := k[timeKeyLen:]
 			var a ReportActivity
-			if v := b.reports.Get(id); v != nil {
-				r, err := decodeReportRecord(v)
-				if err != nil {
-					return err
-				}
+			switch r := s.Report; {
+			case r != nil:
 				a = ReportActivity{Origin: r.Origin, Arrived: parseTimeKey(k), Date: r.Date, Listed: r.Listed, Probation: r.Probation}
-			} else if v := b.relayed.Get(id); v != nil {
-				r, err := decodeRelayed(v)
-				if err != nil {
-					return err
-				}
-				a = ReportActivity{Origin: r.Origin, Arrived: parseTimeKey(k), Relayed: true}
-			} else {
+			case s.Relayed != nil:
+				a = ReportActivity{Origin: s.Relayed.Origin, Arrived: parseTimeKey(k), Relayed: true}
+			default:
 				continue // refused, or a cancel
 			}
 			if err := fn(a); err != nil {

@@ -105,34 +105,20 @@ func markKey(target, signer string) []byte {
 	return append(k, signer...)
 }
 
-func putReportRecord(b buckets, r Report, rec reportRecord) error {
-	if err := b.reports.Put([]byte(r.MessageID), encodeReportRecord(rec)); err != nil {
-		return fmt.Errorf("record report origin: %w", err)
+// putReportRecord sets the report record of an arrival and indexes it by
+// address (live reports only: a cancelled one leaves the index).
+func putReportRecord(b buckets, s *stored, rec reportRecord) error {
+	s.Report = &rec
+	if err := s.save(b); err != nil {
+		return err
 	}
-	if err := b.reportIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), []byte(r.MessageID)), nil); err != nil {
+	if rec.Cancelled {
+		return nil
+	}
+	if err := b.reportIP.Put(joinKey(reportIPPrefix(rec.IP, rec.Origin), s.key), nil); err != nil {
 		return fmt.Errorf("index report by address: %w", err)
 	}
 	return nil
-}
-
-// deleteReportRecord forgets a report's record (history pruning), or that
-// of a report stored only to relay.
-func deleteReportRecord(b buckets, id []byte) error {
-	if err := deleteRelayed(b, id); err != nil {
-		return err
-	}
-	v := b.reports.Get(id)
-	if v == nil {
-		return nil
-	}
-	r, err := decodeReportRecord(v)
-	if err != nil {
-		return err
-	}
-	if err := b.reportIP.Delete(joinKey(reportIPPrefix(r.IP, r.Origin), id)); err != nil {
-		return fmt.Errorf("remove report index entry: %w", err)
-	}
-	return b.reports.Delete(id)
 }
 
 // pruneCancelMarks forgets markers older than before. Once the history has
@@ -176,13 +162,10 @@ func (db *DB) ReportOf(messageID string) (ReportInfo, bool, error) {
 		ok bool
 	)
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket([]byte(bucketReports)).Get([]byte(messageID))
-		if v == nil {
-			return nil
+		s, err := lookupHistory(bucketsOf(tx), []byte(messageID))
+		if s != nil && s.Report != nil {
+			r, ok = *s.Report, true
 		}
-		var err error
-		r, err = decodeReportRecord(v)
-		ok = err == nil
 		return err
 	})
 	if err != nil {
@@ -296,31 +279,32 @@ func (db *DB) Cancel(c Cancel, p CancelParams) (CancelResult, error) {
 // cancel is the body of Cancel's transaction; it may run twice (DB.batch).
 func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, error) {
 	id := []byte(c.MessageID)
-	if b.history.Get(id) != nil {
-		return CancelResult{Outcome: CancelDuplicate}, nil
+	if seen, err := seenID(b, id); err != nil || seen {
+		return CancelResult{Outcome: CancelDuplicate}, err
 	}
 	var res CancelResult
-	v := b.reports.Get([]byte(c.Target))
+	target, err := lookupHistory(b, []byte(c.Target))
+	if err != nil {
+		return CancelResult{}, err
+	}
 	switch {
-	case v != nil:
-		r, err := decodeReportRecord(v)
-		if err != nil {
-			return CancelResult{}, err
-		}
+	case target != nil && target.Report != nil:
+		r := *target.Report
 		res.IP, res.Origin = r.IP, r.Origin
 		if r.Origin != c.Signer {
 			res.Outcome = CancelRefused
-			return res, putHistory(b, id, p.Now, historyRefused)
+			_, err := putHistory(b, id, p.Now, historyRefused, nil)
+			return res, err
 		}
 		if r.Cancelled {
 			res.Outcome = CancelNoEffect
 			break
 		}
-		if err := withdraw(b, e, c.Target, r, p, &res); err != nil {
+		if err := withdraw(b, e, target, p, &res); err != nil {
 			return CancelResult{}, err
 		}
 		res.Outcome = CancelApplied
-	case b.history.Get([]byte(c.Target)) != nil:
+	case target != nil:
 		// Refused here, or accepted before reports were recorded: there
 		// is no listing to undo and no origin to check against.
 		res.Outcome = CancelNoEffect
@@ -331,16 +315,8 @@ func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, erro
 		res.Outcome = CancelMarked
 	}
 
-	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
+	if _, err := putHistory(b, id, p.Now, historyAccepted, c.Article); err != nil {
 		return CancelResult{}, err
-	}
-	if len(c.Article) > 0 {
-		if err := b.articles.Put(id, c.Article); err != nil {
-			return CancelResult{}, fmt.Errorf("store article: %w", err)
-		}
-		if err := addCounter(b.meta, countArticles, 1); err != nil {
-			return CancelResult{}, err
-		}
 	}
 	// The feeders send whatever article an EventReport names.
 	ev := Event{Kind: EventReport, Time: p.Now, IP: res.IP, MessageID: c.MessageID, Origin: c.Signer,
@@ -349,13 +325,15 @@ func cancel(b buckets, e *effects, c Cancel, p CancelParams) (CancelResult, erro
 }
 
 // withdraw makes an accepted report stop counting for its address.
-func withdraw(b buckets, e *effects, target string, r reportRecord, p CancelParams, res *CancelResult) error {
+func withdraw(b buckets, e *effects, s *stored, p CancelParams, res *CancelResult) error {
+	target := s.MessageID
+	r := *s.Report
 	r.Cancelled = true
-	if err := b.reports.Put([]byte(target), encodeReportRecord(r)); err != nil {
+	if err := putReportRecord(b, s, r); err != nil {
 		return fmt.Errorf("mark report cancelled: %w", err)
 	}
 	prefix := reportIPPrefix(r.IP, r.Origin)
-	if err := b.reportIP.Delete(joinKey(prefix, []byte(target))); err != nil {
+	if err := b.reportIP.Delete(joinKey(prefix, s.key)); err != nil {
 		return fmt.Errorf("remove report index entry: %w", err)
 	}
 	k, _ := b.reportIP.Cursor().Seek(prefix)

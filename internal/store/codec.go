@@ -13,8 +13,13 @@ import (
 // Each value starts with a format byte so that a later dstd can tell old
 // records from new ones without a migration pass.
 
-// formatV1 is the first byte of every encoded value written by this version.
-const formatV1 = 1
+// formatV1 is the first byte of the values of the first layout; formatV2
+// that of the compact listing and of arrival entries (arrivals.go).
+// Records of other kinds are still written as formatV1.
+const (
+	formatV1 = 1
+	formatV2 = 2
+)
 
 // Status bytes stored after the time in a history value.
 const (
@@ -22,7 +27,8 @@ const (
 	historyRefused  byte = 2
 )
 
-// historyValueLen is the length of a history value: 8-byte time and status.
+// historyValueLen is the length of a layout-1 history value: 8-byte time
+// and status.
 const historyValueLen = 9
 
 // Address families in an encoded address, so an invalid (zero) address in an
@@ -70,7 +76,7 @@ func joinKey(a, b []byte) []byte {
 	return append(append(k, a...), b...)
 }
 
-// encodeHistory returns a history value: 8-byte big-endian Unix nanoseconds
+// encodeHistory returns a layout-1 history value: 8-byte big-endian Unix nanoseconds
 // of when the Message-ID was seen, then the status byte.
 func encodeHistory(seen time.Time, status byte) []byte {
 	v := make([]byte, historyValueLen)
@@ -98,6 +104,19 @@ func (e *encoder) time(t time.Time) {
 		return
 	}
 	e.b = binary.AppendVarint(e.b, t.UnixNano())
+}
+
+// relTime stores t as its distance from base (Unix ns; 0 for a zero base),
+// which takes a byte or two where an absolute time takes nine: 0 is the
+// zero time, else the zigzag distance plus one. The arithmetic wraps, so
+// every t decodes exactly.
+func (e *encoder) relTime(t time.Time, base int64) {
+	if t.IsZero() {
+		e.uvarint(0)
+		return
+	}
+	d := int64(uint64(t.UnixNano()) - uint64(base))
+	e.uvarint(uint64(d<<1^d>>63) + 1)
 }
 
 func (e *encoder) addr(a netip.Addr) {
@@ -194,6 +213,25 @@ func (d *decoder) time() time.Time {
 	return time.Unix(0, v).UTC()
 }
 
+func (d *decoder) relTime(base int64) time.Time {
+	u := d.uvarint()
+	if d.err != nil || u == 0 {
+		return time.Time{}
+	}
+	u--
+	z := int64(u>>1) ^ -int64(u&1)
+	return time.Unix(0, int64(uint64(base)+uint64(z))).UTC()
+}
+
+// unixNano is t's Unix nanoseconds, 0 for the zero time (the base of
+// relTime).
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
 func (d *decoder) addr() netip.Addr {
 	var n int
 	switch fam := d.byte(); fam {
@@ -223,6 +261,16 @@ func (d *decoder) version() {
 	}
 }
 
+// versionOf reads the leading format byte of a kind of record that has
+// two formats.
+func (d *decoder) versionOf() byte {
+	v := d.byte()
+	if d.err == nil && v != formatV1 && v != formatV2 {
+		d.fail(fmt.Errorf("record format %d is not known to this version of dstd", v))
+	}
+	return v
+}
+
 // done reports the sticky error, and treats bytes left over as corruption.
 func (d *decoder) done() error {
 	if d.err == nil && len(d.b) != 0 {
@@ -231,37 +279,48 @@ func (d *decoder) done() error {
 	return d.err
 }
 
-// encodeListing encodes everything but the address, which is the key.
+// encodeListing encodes everything but the address, which is the key, in
+// format 2: the times after FirstSeen as distances (LastSeen from
+// FirstSeen, Expires and LastHit from LastSeen), which saves about 20
+// bytes a listing over format 1.
 func encodeListing(l Listing) []byte {
-	e := encoder{b: make([]byte, 0, 64+len(l.LastMessageID)+16*len(l.Origins))}
-	e.byte(formatV1)
+	e := encoder{b: make([]byte, 0, 48+len(l.LastMessageID)+16*len(l.Origins))}
+	e.byte(formatV2)
 	e.time(l.FirstSeen)
-	e.time(l.LastSeen)
-	e.time(l.Expires)
+	first := unixNano(l.FirstSeen)
+	e.relTime(l.LastSeen, first)
+	last := unixNano(l.LastSeen)
+	e.relTime(l.Expires, last)
 	e.uvarint(uint64(l.Hits))
 	e.uvarint(uint64(len(l.Origins)))
 	for _, o := range l.Origins {
 		e.string(o)
 	}
 	e.string(l.LastMessageID)
-	// Added after the first release: a record without them is read as one
-	// episode whose last hit is LastSeen.
 	e.uvarint(uint64(l.Episodes))
-	e.time(l.LastHit)
+	e.relTime(l.LastHit, last)
 	return e.b
 }
 
-// decodeListing is the inverse of encodeListing; key is the address key.
+// decodeListing is the inverse of encodeListing, and reads format 1 too
+// (absolute times; Episodes and LastHit added after the first release, a
+// record without them read as one episode whose last hit is LastSeen);
+// key is the address key.
 func decodeListing(key, v []byte) (Listing, error) {
 	if len(key) != ipKeyLen {
 		return Listing{}, fmt.Errorf("listing key is %d bytes, want %d", len(key), ipKeyLen)
 	}
 	d := decoder{b: v}
-	d.version()
+	format := d.versionOf()
 	l := Listing{IP: parseIPKey(key)}
 	l.FirstSeen = d.time()
-	l.LastSeen = d.time()
-	l.Expires = d.time()
+	if format == formatV2 {
+		l.LastSeen = d.relTime(unixNano(l.FirstSeen))
+		l.Expires = d.relTime(unixNano(l.LastSeen))
+	} else {
+		l.LastSeen = d.time()
+		l.Expires = d.time()
+	}
 	l.Hits = int(d.uvarint())
 	if n := d.count(1); n > 0 {
 		l.Origins = make([]string, n)
@@ -270,10 +329,15 @@ func decodeListing(key, v []byte) (Listing, error) {
 		}
 	}
 	l.LastMessageID = d.string()
-	l.Episodes, l.LastHit = 1, l.LastSeen
-	if d.err == nil && len(d.b) > 0 {
+	switch {
+	case format == formatV2:
+		l.Episodes = int(d.uvarint())
+		l.LastHit = d.relTime(unixNano(l.LastSeen))
+	case d.err == nil && len(d.b) > 0:
 		l.Episodes = int(d.uvarint())
 		l.LastHit = d.time()
+	default:
+		l.Episodes, l.LastHit = 1, l.LastSeen
 	}
 	if err := d.done(); err != nil {
 		return Listing{}, fmt.Errorf("listing for %s: %w", l.IP, err)

@@ -205,8 +205,8 @@ func (p IngestParams) validate() error {
 // outside tx and e, as DB.batch requires.
 func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listing, error) {
 	id := []byte(r.MessageID)
-	if b.history.Get(id) != nil {
-		return Duplicate, Listing{}, nil
+	if seen, err := seenID(b, id); err != nil || seen {
+		return Duplicate, Listing{}, err
 	}
 	// Only a marker left by the report's own origin counts: anyone else's
 	// cancel must not suppress it.
@@ -214,24 +214,18 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		if err := b.cancelMarks.Delete(mark); err != nil {
 			return 0, Listing{}, fmt.Errorf("remove cancel marker: %w", err)
 		}
-		return Cancelled, Listing{}, putHistory(b, id, p.Now, historyRefused)
+		_, err := putHistory(b, id, p.Now, historyRefused, nil)
+		return Cancelled, Listing{}, err
 	}
-	if err := putHistory(b, id, p.Now, historyAccepted); err != nil {
+	entry, err := putHistory(b, id, p.Now, historyAccepted, r.Article)
+	if err != nil {
 		return 0, Listing{}, err
-	}
-	if len(r.Article) > 0 {
-		if err := b.articles.Put(id, r.Article); err != nil {
-			return 0, Listing{}, fmt.Errorf("store article: %w", err)
-		}
-		if err := addCounter(b.meta, countArticles, 1); err != nil {
-			return 0, Listing{}, err
-		}
 	}
 	if p.RelayOnly {
 		// No report record either: it counts for no listing here, so a
 		// cancel of it has nothing to undo (it is only relayed too). It
 		// is only remembered apart, to be shown.
-		if err := putRelayed(b, r, relayedRecord{IP: r.IP, Origin: r.Origin, Hit: p.Now, Class: r.Class, Reason: p.RelayReason}); err != nil {
+		if err := putRelayed(b, r, entry, relayedRecord{IP: r.IP, Origin: r.Origin, Hit: p.Now, Class: r.Class, Reason: p.RelayReason}); err != nil {
 			return 0, Listing{}, err
 		}
 		ev := Event{Kind: EventReport, Time: p.Now, IP: r.IP, MessageID: r.MessageID, Origin: r.Origin,
@@ -260,7 +254,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		credit(&o, p.ProbationCorroborations)
 	}
 	rec := reportRecord{IP: r.IP, Origin: r.Origin, Hit: hit, Probation: probation, Corroborated: corroborated, Date: r.Date}
-	if err := putReportRecord(b, r, rec); err != nil {
+	if err := putReportRecord(b, entry, rec); err != nil {
 		return 0, Listing{}, err
 	}
 	if probation {
@@ -290,7 +284,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		}
 		out = Extended
 		rec.Listed = true
-		if err := putReportRecord(b, r, rec); err != nil {
+		if err := putReportRecord(b, entry, rec); err != nil {
 			return 0, Listing{}, err
 		}
 	} else {
@@ -317,7 +311,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 				return 0, Listing{}, err
 			}
 			rec.Listed = true
-			if err := putReportRecord(b, r, rec); err != nil {
+			if err := putReportRecord(b, entry, rec); err != nil {
 				return 0, Listing{}, err
 			}
 			if p.MaxNewListingsPerHour > 0 {
@@ -329,7 +323,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		case sightHeld:
 			o.Held++
 			rec.Held = true
-			if err := putReportRecord(b, r, rec); err != nil {
+			if err := putReportRecord(b, entry, rec); err != nil {
 				return 0, Listing{}, err
 			}
 			out = Held
@@ -525,20 +519,6 @@ func latestSighting(list []sighting) time.Time {
 	return t
 }
 
-// putHistory records a Message-ID and its time index entry.
-func putHistory(b buckets, id []byte, seen time.Time, status byte) error {
-	if err := b.history.Put(id, encodeHistory(seen, status)); err != nil {
-		return fmt.Errorf("record Message-ID in history: %w", err)
-	}
-	// Arrival times mostly grow, so the time index is appended to; packing
-	// its pages fuller keeps it about half the size of a default split.
-	b.historyTime.FillPercent = 0.9
-	if err := b.historyTime.Put(joinKey(timeKey(seen), id), nil); err != nil {
-		return fmt.Errorf("index Message-ID by time: %w", err)
-	}
-	return addCounter(b.meta, countHistory, 1)
-}
-
 // RecordRefused remembers a Message-ID that was refused, so that peers
 // offering it again are told it is not wanted. A Message-ID already in the
 // history is left as it is.
@@ -552,10 +532,11 @@ func (db *DB) RecordRefused(messageID string, now time.Time) error {
 	id := []byte(messageID)
 	err := db.batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		if b.history.Get(id) != nil {
-			return nil
+		if seen, err := seenID(b, id); err != nil || seen {
+			return err
 		}
-		return putHistory(b, id, now, historyRefused)
+		_, err := putHistory(b, id, now, historyRefused, nil)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("record refused %s in history: %w", messageID, err)
@@ -567,8 +548,9 @@ func (db *DB) RecordRefused(messageID string, now time.Time) error {
 func (db *DB) Seen(messageID string) (bool, error) {
 	var seen bool
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		seen = tx.Bucket([]byte(bucketHistory)).Get([]byte(messageID)) != nil
-		return nil
+		var err error
+		seen, err = seenID(bucketsOf(tx), []byte(messageID))
+		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("look up %s in history: %w", messageID, err)
@@ -581,10 +563,11 @@ func (db *DB) Seen(messageID string) (bool, error) {
 func (db *DB) Article(messageID string) ([]byte, error) {
 	var a []byte
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bucketArticles)).Get([]byte(messageID)); v != nil {
-			a = bytes.Clone(v) // v lives in the mmap only until the transaction ends
+		s, err := lookupHistory(bucketsOf(tx), []byte(messageID))
+		if s != nil && s.Article != nil {
+			a = bytes.Clone(s.Article) // it lives in the mmap only until the transaction ends
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read article %s: %w", messageID, err)
@@ -603,33 +586,17 @@ func (db *DB) PruneHistory(before time.Time, limit int) (int, error) {
 	err := db.bdb.Update(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		// Collect first: deleting under a cursor can skip keys.
-		keys, err := dueKeys(b.historyTime, before, limit, false)
+		keys, err := dueKeys(b.arrivals, before, limit, false)
 		if err != nil {
-			return fmt.Errorf("history time index: %w", err)
+			return fmt.Errorf("arrivals log: %w", err)
 		}
 		for _, k := range keys {
-			if err := b.historyTime.Delete(k); err != nil {
+			s, err := loadArrival(b, k)
+			if err != nil {
 				return err
 			}
-			id := k[timeKeyLen:]
-			if err := deleteReportRecord(b, id); err != nil {
+			if err := forget(b, s); err != nil {
 				return err
-			}
-			if b.history.Get(id) != nil {
-				if err := b.history.Delete(id); err != nil {
-					return err
-				}
-				if err := addCounter(b.meta, countHistory, -1); err != nil {
-					return err
-				}
-			}
-			if b.articles.Get(id) != nil {
-				if err := b.articles.Delete(id); err != nil {
-					return err
-				}
-				if err := addCounter(b.meta, countArticles, -1); err != nil {
-					return err
-				}
 			}
 		}
 		n = len(keys)
@@ -648,7 +615,7 @@ func dueKeys(index *bolt.Bucket, t time.Time, limit int, inclusive bool) ([][]by
 	var keys [][]byte
 	c := index.Cursor()
 	for k, _ := c.First(); k != nil && len(keys) < limit; k, _ = c.Next() {
-		if len(k) <= timeKeyLen {
+		if len(k) < timeKeyLen {
 			return nil, fmt.Errorf("index key of %d bytes is too short: the file is damaged", len(k))
 		}
 		cmp := bytes.Compare(k[:timeKeyLen], bound)

@@ -8,7 +8,8 @@ import (
 )
 
 // relayedRecord is what the store keeps of a report stored only to relay:
-// enough for dstctl why to show it, nothing that counts.
+// enough for dstctl why to show it, nothing that counts. Layout 1 kept it
+// in its own bucket (encodeRelayed); layout 2 in the arrival.
 type relayedRecord struct {
 	IP     netip.Addr
 	Origin string
@@ -38,30 +39,17 @@ func decodeRelayed(v []byte) (relayedRecord, error) {
 	return r, nil
 }
 
-func putRelayed(b buckets, r Report, rec relayedRecord) error {
-	if err := b.relayed.Put([]byte(r.MessageID), encodeRelayed(rec)); err != nil {
-		return fmt.Errorf("store relayed report: %w", err)
+// putRelayed sets the relayed record of an arrival and indexes it by
+// address.
+func putRelayed(b buckets, r Report, s *stored, rec relayedRecord) error {
+	s.Relayed = &rec
+	if err := s.save(b); err != nil {
+		return err
 	}
-	if err := b.relayedIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), []byte(r.MessageID)), nil); err != nil {
+	if err := b.relayedIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
 		return fmt.Errorf("index relayed report by address: %w", err)
 	}
 	return nil
-}
-
-// deleteRelayed forgets a relayed report (history pruning); none is fine.
-func deleteRelayed(b buckets, id []byte) error {
-	v := b.relayed.Get(id)
-	if v == nil {
-		return nil
-	}
-	r, err := decodeRelayed(v)
-	if err != nil {
-		return err
-	}
-	if err := b.relayedIP.Delete(joinKey(reportIPPrefix(r.IP, r.Origin), id)); err != nil {
-		return fmt.Errorf("remove relayed report index entry: %w", err)
-	}
-	return b.relayed.Delete(id)
 }
 
 // relayedOf returns the reports of ip stored only to relay.
@@ -70,19 +58,19 @@ func relayedOf(b buckets, ip netip.Addr) ([]ReportDetail, error) {
 	prefix := ipKey(ip)
 	c := b.relayedIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		_, id, ok := splitReportIPKey(k)
+		_, key, ok := splitReportIPKey(k)
 		if !ok {
 			continue
 		}
-		v := b.relayed.Get(id)
-		if v == nil {
-			continue
-		}
-		r, err := decodeRelayed(v)
+		s, err := loadArrival(b, key)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ReportDetail{MessageID: string(id), ReportInfo: ReportInfo{IP: r.IP, Origin: r.Origin, Hit: r.Hit},
+		if s == nil || s.Relayed == nil {
+			continue
+		}
+		r := s.Relayed
+		out = append(out, ReportDetail{MessageID: s.MessageID, ReportInfo: ReportInfo{IP: r.IP, Origin: r.Origin, Hit: r.Hit},
 			RelayOnly: true, RelayReason: r.Reason, Class: r.Class})
 	}
 	return out, nil

@@ -14,21 +14,26 @@
 //
 // One bbolt file with these top-level buckets:
 //
-//	history       Message-ID -> 8-byte big-endian Unix ns when seen, status byte (1 accepted, 2 refused)
-//	history_time  timeKey(seen) || Message-ID -> empty; drives PruneHistory
-//	articles      Message-ID -> the article as accepted
+//	history       8 bytes of the SHA-256 of a Message-ID -> the arrival keys (10 bytes, below) of the Message-IDs with that hash (arrivals.go)
+//	arrivals      arrival key -> status (accepted, refused), Message-ID, report or relayed record, article (arrivals.go); drives PruneHistory
 //	listings      16-byte address -> listing record
 //	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
 //	sightings     16-byte address -> sightings record (reported, not yet listed)
 //	sightings_time timeKey(latest sighting) || 16-byte address -> empty; drives PruneSightings
-//	reports       Message-ID -> report record (address, origin, cancelled?); what a cancel undoes
-//	report_ip     16-byte address || origin || 0 || Message-ID -> empty; an origin's live reports of an address
+//	report_ip     16-byte address || origin || 0 || arrival key -> empty; an origin's live reports of an address
+//	relayed_ip    the same for the reports stored only to relay (IngestParams.RelayOnly)
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
 //	origin_rate   origin || 0 || 8-byte hour number -> new listings the origin caused in that hour
-//	listing_log   timeKey(t) || 16-byte address || 1 (listed) or 0 (removed) -> empty; the listing count's past (activity.go)
+//	listing_log   timeKey(second) -> addresses listed and unlisted in that second; the listing count's past (activity.go)
 //	queues        one nested bucket per queue name: 8-byte big-endian sequence -> queue item
 //	meta          "layout" -> format version; "count/..." and "depth/<queue>" -> 8-byte counters
+//
+// An arrival key is the timeKey of the arrival and a 2-byte number for the
+// Message-IDs of one nanosecond, so the arrivals log, the listing log and
+// the time indexes are appended to; they are filled to fillAppend, the
+// rest (keyed by Message-ID or address, in random order) to bbolt's
+// default. The history is pruned by arrival time (history.keep).
 //
 // Addresses are unmapped before use (::ffff:192.0.2.1 is 192.0.2.1) and keyed
 // by their 16-byte form, so IPv4 and IPv6 share one ordering. A timeKey is the
@@ -51,21 +56,17 @@ import (
 // Bucket names. They are part of the file format.
 const (
 	bucketHistory       = "history"
-	bucketHistoryTime   = "history_time"
-	bucketArticles      = "articles"
+	bucketArrivals      = "arrivals"
 	bucketListings      = "listings"
 	bucketExpiry        = "expiry"
 	bucketSightings     = "sightings"
 	bucketSightingsTime = "sightings_time"
 	bucketQueues        = "queues"
-	bucketReports       = "reports"
 	bucketReportIP      = "report_ip"
 	bucketCancelMarks   = "cancel_marks"
-	// Reports stored only to relay (IngestParams.RelayOnly), kept apart
-	// from reports/report_ip so that nothing that counts reports sees
-	// them: relayed holds id -> record, relayed_ip indexes them by
-	// address for dstctl why.
-	bucketRelayed   = "relayed"
+	// Reports stored only to relay (IngestParams.RelayOnly) are indexed
+	// apart from report_ip, so that nothing that counts reports sees
+	// them: relayed_ip indexes them by address for dstctl why.
 	bucketRelayedIP = "relayed_ip"
 	bucketMeta      = "meta"
 	// bucketListingLog records when each address was listed and
@@ -73,6 +74,22 @@ const (
 	// computed (DB.ListingCounts).
 	bucketListingLog = "listing_log"
 )
+
+// Buckets of layout 1 that layout 2 replaced with the arrivals log; only
+// the migration reads them (migrate.go).
+const (
+	bucketV1HistoryTime = "history_time"
+	bucketV1Articles    = "articles"
+	bucketV1Reports     = "reports"
+	bucketV1Relayed     = "relayed"
+)
+
+// allBuckets returns the top-level buckets of the current layout.
+func allBuckets() []string {
+	return []string{bucketHistory, bucketArrivals, bucketListings, bucketExpiry,
+		bucketSightings, bucketSightingsTime, bucketQueues, bucketMeta, bucketReportIP,
+		bucketCancelMarks, bucketOrigins, bucketOriginRate, bucketRelayedIP, bucketListingLog}
+}
 
 // Keys in the meta bucket. Each holds an 8-byte big-endian integer.
 const (
@@ -86,13 +103,15 @@ const (
 
 // layoutVersion is the version of the layout described in the package
 // comment. Change it, with a migration, whenever an existing file would be
-// misread. The cancel buckets were added without a change: an older file
-// simply gets them (its reports cannot be cancelled, see Cancel), and an
-// older dstd ignores them. So were the origin buckets, the listing
-// log (an older file's listings are taken as listed all along), and the
-// fields appended to listing and report records (read as absent from
-// older ones).
-const layoutVersion = 1
+// misread. Within layout 1 the cancel buckets were added without a
+// change: an older file simply got them (its reports cannot be cancelled,
+// see Cancel), and an older dstd ignored them. So were the origin
+// buckets, the listing log (an older file's listings are taken as listed
+// all along), and the fields appended to listing and report records (read
+// as absent from older ones). Layout 2 replaced history_time, articles,
+// reports and relayed with the arrivals log, and Open migrates a layout-1
+// file (migrate.go).
+const layoutVersion = 2
 
 // Limits on what callers store, so that bad input gets a clear error rather
 // than bbolt's "key too large" in the middle of a transaction.
@@ -148,18 +167,29 @@ func (e *InUseError) Error() string {
 func (e *InUseError) Unwrap() error { return e.Err }
 
 // Open opens the database at path, creating the file (mode 0600) and its
-// buckets if needed. Only one process may have it open at a time.
+// buckets if needed, and upgrading a file of layout 1 (migrate.go: a
+// minute or two for a million listings on a 2-vCPU machine). Only one
+// process may have it open at a time.
 func Open(path string, opt Options) (*DB, error) {
 	timeout := opt.Timeout
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout, NoSync: opt.NoSync})
+	bopt := &bolt.Options{Timeout: timeout, NoSync: opt.NoSync}
+	bdb, err := bolt.Open(path, 0o600, bopt)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, &InUseError{Path: path, Err: err}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if v, err := layoutOf(bdb); err != nil {
+		_ = bdb.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	} else if v == 1 {
+		if bdb, err = migrateV1(bdb, path, bopt); err != nil {
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
 	}
 	bdb.StrictMode = opt.Strict
 	db := &DB{bdb: bdb, path: path}
@@ -173,10 +203,7 @@ func Open(path string, opt Options) (*DB, error) {
 // initLayout creates the buckets of a new file and checks the layout version
 // of an existing one, so an older dstd refuses a file a newer one upgraded.
 func (db *DB) initLayout(tx *bolt.Tx) error {
-	for _, name := range []string{bucketHistory, bucketHistoryTime, bucketArticles,
-		bucketListings, bucketExpiry, bucketSightings, bucketSightingsTime,
-		bucketQueues, bucketMeta, bucketReports, bucketReportIP, bucketCancelMarks,
-		bucketOrigins, bucketOriginRate, bucketRelayed, bucketRelayedIP, bucketListingLog} {
+	for _, name := range allBuckets() {
 		if _, err := tx.CreateBucketIfNotExists([]byte(name)); err != nil {
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
@@ -273,33 +300,35 @@ func addCounter(meta *bolt.Bucket, key string, delta int64) error {
 
 // buckets are the top-level buckets of one transaction, looked up once.
 type buckets struct {
-	history, historyTime, articles, listings, expiry,
+	history, arrivals, listings, expiry,
 	sightings, sightingsTime, queues, meta *bolt.Bucket
-	reports, reportIP, cancelMarks *bolt.Bucket
-	origins, originRate            *bolt.Bucket
-	relayed, relayedIP             *bolt.Bucket
-	listingLog                     *bolt.Bucket
+	reportIP, cancelMarks *bolt.Bucket
+	origins, originRate   *bolt.Bucket
+	relayedIP             *bolt.Bucket
+	listingLog            *bolt.Bucket
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
+// The buckets keyed by time are filled to fillAppend.
 func bucketsOf(tx *bolt.Tx) buckets {
-	return buckets{
+	b := buckets{
 		history:       tx.Bucket([]byte(bucketHistory)),
-		historyTime:   tx.Bucket([]byte(bucketHistoryTime)),
-		articles:      tx.Bucket([]byte(bucketArticles)),
+		arrivals:      tx.Bucket([]byte(bucketArrivals)),
 		listings:      tx.Bucket([]byte(bucketListings)),
 		expiry:        tx.Bucket([]byte(bucketExpiry)),
 		sightings:     tx.Bucket([]byte(bucketSightings)),
 		sightingsTime: tx.Bucket([]byte(bucketSightingsTime)),
 		queues:        tx.Bucket([]byte(bucketQueues)),
 		meta:          tx.Bucket([]byte(bucketMeta)),
-		reports:       tx.Bucket([]byte(bucketReports)),
 		reportIP:      tx.Bucket([]byte(bucketReportIP)),
 		cancelMarks:   tx.Bucket([]byte(bucketCancelMarks)),
 		origins:       tx.Bucket([]byte(bucketOrigins)),
 		originRate:    tx.Bucket([]byte(bucketOriginRate)),
-		relayed:       tx.Bucket([]byte(bucketRelayed)),
 		relayedIP:     tx.Bucket([]byte(bucketRelayedIP)),
 		listingLog:    tx.Bucket([]byte(bucketListingLog)),
 	}
+	for _, t := range []*bolt.Bucket{b.arrivals, b.expiry, b.listingLog} {
+		t.FillPercent = fillAppend
+	}
+	return b
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -96,15 +97,31 @@ func checkConsistency(t testing.TB, db *DB) {
 		}); err != nil {
 			return err
 		}
-		live := 0
-		if err := b.reports.ForEach(func(k, v []byte) error {
-			r, err := decodeReportRecord(v)
+		live, relayed, articles := 0, 0, 0
+		if err := b.arrivals.ForEach(func(k, v []byte) error {
+			a, err := decodeArrival(k, v)
 			if err != nil {
 				return err
 			}
+			if s, err := lookupHistory(b, []byte(a.MessageID)); err != nil || s == nil || !bytes.Equal(s.key, k) {
+				return fmt.Errorf("arrival %s of %x: the history does not lead to it (%v)", a.MessageID, k, err)
+			}
+			if a.Article != nil {
+				articles++
+			}
+			if r := a.Relayed; r != nil {
+				relayed++
+				if b.relayedIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) == nil {
+					return fmt.Errorf("relayed report %s not indexed by address", a.MessageID)
+				}
+			}
+			r := a.Report
+			if r == nil {
+				return nil
+			}
 			indexed := b.reportIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) != nil
 			if indexed == r.Cancelled {
-				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", k, r.Cancelled, indexed)
+				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", a.MessageID, r.Cancelled, indexed)
 			}
 			if !r.Cancelled {
 				live++
@@ -112,6 +129,9 @@ func checkConsistency(t testing.TB, db *DB) {
 			return nil
 		}); err != nil {
 			return err
+		}
+		if n := count(b.relayedIP); n != relayed {
+			return fmt.Errorf("relayed address index has %d entries for %d relayed reports", n, relayed)
 		}
 		if n := count(b.reportIP); n != live {
 			return fmt.Errorf("report address index has %d entries for %d live reports", n, live)
@@ -125,9 +145,9 @@ func checkConsistency(t testing.TB, db *DB) {
 			{"expiry index", countListings, count(b.expiry), len(listed)},
 			{"pending", countPending, int(getCounter(b.meta, countPending)), count(b.sightings)},
 			{"sightings index", countPending, count(b.sightingsTime), count(b.sightings)},
-			{"history", countHistory, int(getCounter(b.meta, countHistory)), count(b.history)},
-			{"history index", countHistory, count(b.historyTime), count(b.history)},
-			{"articles", countArticles, int(getCounter(b.meta, countArticles)), count(b.articles)},
+			{"history", countHistory, int(getCounter(b.meta, countHistory)), count(b.arrivals)},
+			{"history keys", countHistory, historyRefs(b), count(b.arrivals)},
+			{"articles", countArticles, int(getCounter(b.meta, countArticles)), articles},
 		} {
 			if c.got != c.want {
 				return fmt.Errorf("%s: counter or index says %d, scan says %d", c.what, c.got, c.want)
@@ -143,6 +163,79 @@ func checkConsistency(t testing.TB, db *DB) {
 	})
 	if err != nil {
 		t.Errorf("store is inconsistent: %v", err)
+	}
+}
+
+// historyRefs counts the arrival keys the history holds.
+func historyRefs(b buckets) int {
+	n := 0
+	_ = b.history.ForEach(func(_, v []byte) error {
+		n += len(v) / arrivalKeyLen
+		return nil
+	})
+	return n
+}
+
+// TestHistoryCollision puts two Message-IDs under one history key, as a
+// hash collision would: each is found as itself, and pruning one keeps
+// the other.
+func TestHistoryCollision(t *testing.T) {
+	db := openTest(t)
+	for i, id := range []string{"<a@x>", "<b@x>"} {
+		if err := db.RecordRefused(id, t0.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := db.bdb.Update(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		ka, kb := historyKey([]byte("<a@x>")), historyKey([]byte("<b@x>"))
+		both := append(bytes.Clone(b.history.Get(kb)), b.history.Get(ka)...)
+		if err := b.history.Delete(kb); err != nil {
+			return err
+		}
+		return b.history.Put(ka, both)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"<a@x>", "<c@x>"} {
+		if seen, err := db.Seen(id); err != nil || seen != (id == "<a@x>") {
+			t.Errorf("Seen(%s) = %v, %v", id, seen, err)
+		}
+	}
+	err = db.bdb.View(func(tx *bolt.Tx) error {
+		s, err := lookupHistory(bucketsOf(tx), []byte("<a@x>"))
+		if err != nil || s == nil || s.MessageID != "<a@x>" {
+			t.Errorf("lookup of <a@x> under a shared key: %+v, %v", s, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pruning <a@x> (the older) leaves <b@x>'s arrival key under the
+	// shared key.
+	if n, err := db.PruneHistory(t0.Add(30*time.Minute), 10); err != nil || n != 1 {
+		t.Fatalf("PruneHistory = %d, %v", n, err)
+	}
+	err = db.bdb.Update(func(tx *bolt.Tx) error {
+		b := bucketsOf(tx)
+		ka, kb := historyKey([]byte("<a@x>")), historyKey([]byte("<b@x>"))
+		keys, err := historyKeys(b.history.Get(ka))
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("after pruning <a@x>: keys %x, %v; want <b@x>'s alone", keys, err)
+		}
+		if s, err := loadArrival(b, keys[0]); err != nil || s == nil || s.MessageID != "<b@x>" {
+			t.Errorf("the key left is not <b@x>'s: %+v, %v", s, err)
+		}
+		// Back where a real hash would have it, for the consistency check.
+		if err := b.history.Put(kb, keys[0]); err != nil {
+			return err
+		}
+		return b.history.Delete(ka)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -201,8 +294,8 @@ func TestOpenRejectsOtherLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if _, err := Open(path, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), "layout version 2") {
-		t.Errorf("Open of a newer layout: err = %v, want one naming layout version 2", err)
+	if _, err := Open(path, Options{Strict: true}); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("layout version %d", layoutVersion+1)) {
+		t.Errorf("Open of a newer layout: err = %v, want one naming layout version %d", err, layoutVersion+1)
 	}
 }
 
@@ -368,6 +461,21 @@ func TestCodecRoundTrip(t *testing.T) {
 			t.Errorf("listing round trip: got %+v, %v; want %+v", got, err, l)
 		}
 	}
+	// Format 1, as layout 1 wrote it, still reads.
+	v1 := []byte{formatV1, 0, 0, 0, 2, 1, 1, 'a', 0}
+	if got, err := decodeListing(ipKey(netip.MustParseAddr("192.0.2.1")), v1); err != nil || got.Hits != 2 || got.Episodes != 1 || len(got.Origins) != 1 {
+		t.Errorf("format-1 listing: got %+v, %v", got, err)
+	}
+	for _, a := range []arrival{
+		{Status: historyRefused, MessageID: "<x>"},
+		{Status: historyAccepted, MessageID: "<y>", Article: []byte("art"), Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "o", Hit: t0.Add(-time.Hour), Date: time.Unix(0, 1).UTC(), Probation: true, Corroborated: true, Held: true, Listed: true, Cancelled: true}},
+		{Status: historyAccepted, MessageID: "<z>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::2"), Origin: "o", Hit: t0, Class: "backscatter", Reason: "own network"}},
+	} {
+		k := arrivalKey(t0, 3)
+		if got, err := decodeArrival(k, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(got, a) {
+			t.Errorf("arrival round trip: got %+v, %v; want %+v", got, err, a)
+		}
+	}
 	for _, it := range []QueueItem{
 		{Seq: 7, Attempts: 3, NextAttempt: t0, Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("192.0.2.1"), MessageID: "<m>", Origin: "o", Listed: true, Expires: t0.Add(time.Hour)}},
 		{Seq: 1, Event: Event{Kind: EventDelisted, IP: netip.MustParseAddr("2001:db8::2"), By: "dstctl"}},
@@ -404,7 +512,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(encodeReportRecord(reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Probation: true, Held: true}))
 	f.Add(encodeRelayed(relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Class: "backscatter", Reason: "r"}))
 	f.Add(encodeOrigin(OriginRecord{Origin: "a", Reports: 3, Addresses: 2, First: t0, Last: t0}))
+	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<m>", Article: []byte("a"),
+		Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Date: t0.Add(-time.Minute), Cancelled: true, Listed: true}}, t0.UnixNano()))
+	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<r>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Reason: "r"}}, t0.UnixNano()))
 	key16 := ipKey(netip.MustParseAddr("192.0.2.1"))
+	akey := arrivalKey(t0, 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if l, err := decodeListing(key16, b); err == nil {
 			if again, err := decodeListing(key16, encodeListing(l)); err != nil || !reflect.DeepEqual(again, l) {
@@ -429,6 +541,11 @@ func FuzzDecode(f *testing.F) {
 		if r, err := decodeRelayed(b); err == nil {
 			if again, err := decodeRelayed(encodeRelayed(r)); err != nil || !reflect.DeepEqual(again, r) {
 				t.Errorf("relayed record %+v comes back as %+v, %v", r, again, err)
+			}
+		}
+		if a, err := decodeArrival(akey, b); err == nil {
+			if again, err := decodeArrival(akey, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(again, a) {
+				t.Errorf("arrival %+v comes back as %+v, %v", a, again, err)
 			}
 		}
 		if o, err := decodeOrigin("a", b); err == nil {

@@ -161,14 +161,15 @@ func countOperators(origins []string, fn func(string) string) int {
 	return len(seen)
 }
 
-// splitReportIPKey returns the origin and Message-ID of a report_ip key.
-func splitReportIPKey(k []byte) (origin, msgID []byte, ok bool) {
+// splitReportIPKey returns the origin and arrival key of a report_ip or
+// relayed_ip key.
+func splitReportIPKey(k []byte) (origin, key []byte, ok bool) {
 	if len(k) <= ipKeyLen {
 		return nil, nil, false
 	}
 	rest := k[ipKeyLen:]
 	i := bytes.IndexByte(rest, 0)
-	if i < 0 {
+	if i < 0 || len(rest)-i-1 != arrivalKeyLen {
 		return nil, nil, false
 	}
 	return rest[:i], rest[i+1:], true
@@ -201,32 +202,28 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 	me := operatorOf(p.OperatorOf, r.Origin)
 	window := corroborationWindow(p)
 	ipPrefix := ipKey(r.IP)
-	type upd struct {
-		id  []byte
-		rec reportRecord
-	}
 	var (
-		updates []upd
+		updates []*stored
 		self    bool
 	)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(ipPrefix); k != nil && bytes.HasPrefix(k, ipPrefix); {
-		origin, id, ok := splitReportIPKey(k)
+		origin, key, ok := splitReportIPKey(k)
 		if !ok {
 			return false, fmt.Errorf("report address index key of %d bytes: the file is damaged", len(k))
 		}
 		if operatorOf(p.OperatorOf, string(origin)) == me {
-			// Past every key of this origin: they end in 0 || Message-ID.
+			// Past every key of this origin: they end in 0 || arrival key.
 			next := append(append(bytes.Clone(ipPrefix), origin...), 1)
 			k, _ = c.Seek(next)
 			continue
 		}
-		v := b.reports.Get(id)
-		if v != nil {
-			rec, err := decodeReportRecord(v)
-			if err != nil {
-				return false, err
-			}
+		s, err := loadArrival(b, bytes.Clone(key))
+		if err != nil {
+			return false, err
+		}
+		if s != nil && s.Report != nil {
+			rec := s.Report
 			d := hit.Sub(rec.Hit)
 			if !rec.Hit.IsZero() && d <= window && -d <= window {
 				if !rec.Probation {
@@ -234,7 +231,7 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 				}
 				if !probation && !rec.Corroborated {
 					rec.Corroborated = true
-					updates = append(updates, upd{bytes.Clone(id), rec})
+					updates = append(updates, s)
 				}
 			}
 		}
@@ -242,10 +239,10 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 	}
 	// Written after the scan: a Put under a cursor can make it skip keys.
 	for _, u := range updates {
-		if err := b.reports.Put(u.id, encodeReportRecord(u.rec)); err != nil {
+		if err := u.save(b); err != nil {
 			return false, fmt.Errorf("mark report corroborated: %w", err)
 		}
-		o, err := getOrigin(b, u.rec.Origin)
+		o, err := getOrigin(b, u.Report.Origin)
 		if err != nil {
 			return false, err
 		}
@@ -262,7 +259,7 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 // a new one. Every site that holds the same reports counts the same.
 func episodesOf(b buckets, ip netip.Addr) (int, error) {
 	var hits []time.Time
-	err := eachReportOf(b, ip, func(_ []byte, rec reportRecord) error {
+	err := eachReportOf(b, ip, func(_ string, rec reportRecord) error {
 		if !rec.Probation && !rec.Hit.IsZero() {
 			hits = append(hits, rec.Hit)
 		}
@@ -274,25 +271,24 @@ func episodesOf(b buckets, ip netip.Addr) (int, error) {
 	return countEpisodes(hits), nil
 }
 
-// eachReportOf calls fn with the Message-ID and record of every stored
+// eachReportOf calls fn with the Message-ID and record of every live
 // report of ip, through the report address index.
-func eachReportOf(b buckets, ip netip.Addr, fn func(id []byte, rec reportRecord) error) error {
+func eachReportOf(b buckets, ip netip.Addr, fn func(id string, rec reportRecord) error) error {
 	prefix := ipKey(ip)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		_, id, ok := splitReportIPKey(k)
+		_, key, ok := splitReportIPKey(k)
 		if !ok {
 			continue
 		}
-		v := b.reports.Get(id)
-		if v == nil {
-			continue
-		}
-		rec, err := decodeReportRecord(v)
+		s, err := loadArrival(b, key)
 		if err != nil {
 			return err
 		}
-		if err := fn(id, rec); err != nil {
+		if s == nil || s.Report == nil {
+			continue
+		}
+		if err := fn(s.MessageID, *s.Report); err != nil {
 			return err
 		}
 	}
@@ -400,8 +396,8 @@ func (db *DB) ReportsOf(ip netip.Addr) ([]ReportDetail, error) {
 	var out []ReportDetail
 	err = db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		err := eachReportOf(b, ip, func(id []byte, rec reportRecord) error {
-			out = append(out, ReportDetail{MessageID: string(id), ReportInfo: ReportInfo(rec)})
+		err := eachReportOf(b, ip, func(id string, rec reportRecord) error {
+			out = append(out, ReportDetail{MessageID: id, ReportInfo: ReportInfo(rec)})
 			return nil
 		})
 		if err != nil {

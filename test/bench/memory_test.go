@@ -29,7 +29,7 @@ const million = 1_000_000
 // cacheVersion names what the cached database holds. Change it whenever
 // buildMillion changes what it writes; a store layout change is caught by
 // store.Open refusing the file, which also triggers a rebuild.
-const cacheVersion = "dst-bench-1m v1: AddReport, 1e6 distinct IPv4, 24h/14d, threshold 1, 96-byte article"
+const cacheVersion = "dst-bench-1m v3: AddReport, 1e6 distinct IPv4 arriving 1µs apart, 24h/14d, threshold 1, 96-byte article"
 
 // cacheMaxAge keeps the cached listings well inside their 24-hour lifetime:
 // an older file would have dstd expire listings at start and measure less.
@@ -96,7 +96,7 @@ func buildMillion(b *testing.B, path string) {
 	}
 	defer db.Close()
 	now := time.Now()
-	p := store.IngestParams{Now: now, ExpireBase: 24 * time.Hour, ExpireMax: 14 * 24 * time.Hour, Threshold: 1}
+	base := store.IngestParams{ExpireBase: 24 * time.Hour, ExpireMax: 14 * 24 * time.Hour, Threshold: 1}
 	var next atomic.Int64
 	var failed atomic.Bool
 	var wg sync.WaitGroup
@@ -109,11 +109,16 @@ func buildMillion(b *testing.B, path string) {
 				if i >= million {
 					return
 				}
+				// Reports arrive over time, not all in one nanosecond:
+				// the store's time-keyed buckets (arrivals, expiry,
+				// listing log) are then appended to, as at a real site.
+				p := base
+				p.Now = now.Add(time.Duration(i) * time.Microsecond)
 				r := store.Report{
 					MessageID: fmt.Sprintf("<%08x%08x.%d@site-%d.example>", uint32(i)*2246822519, uint32(i)*3266489917, i, i%5),
 					IP:        millionAddr(i),
 					Origin:    fmt.Sprintf("site-%d.example", i%5),
-					Date:      now,
+					Date:      p.Now,
 					Article:   memArticle,
 				}
 				out, _, err := db.AddReport(r, p)
@@ -136,6 +141,31 @@ func buildMillion(b *testing.B, path string) {
 	if err != nil || st.Listings != million {
 		b.Fatalf("after the bulk load: %+v, %v; want %d listings", st, err, million)
 	}
+}
+
+// logSpace logs where the bytes of the store file go, per bucket and per
+// listing (test/bench/README.md has the table before and after layout 2).
+func logSpace(b *testing.B, path string) {
+	db, err := store.Open(path, store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	sp, size, err := db.Space()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "store file %d bytes, %.1f per listing; per listing:\n", size, float64(size)/million)
+	fmt.Fprintf(&sb, "%-16s %9s %8s %8s %8s %8s\n", "bucket", "keys", "key", "value", "in use", "pages")
+	var tk, tv, tu, ta int64
+	for _, s := range sp {
+		fmt.Fprintf(&sb, "%-16s %9d %8.1f %8.1f %8.1f %8.1f\n", s.Name, s.Keys, float64(s.KeyBytes)/million,
+			float64(s.ValueBytes)/million, float64(s.InUse)/million, float64(s.Alloc)/million)
+		tk, tv, tu, ta = tk+s.KeyBytes, tv+s.ValueBytes, tu+s.InUse, ta+s.Alloc
+	}
+	fmt.Fprintf(&sb, "%-16s %9s %8.1f %8.1f %8.1f %8.1f", "all", "", float64(tk)/million, float64(tv)/million, float64(tu)/million, float64(ta)/million)
+	b.Log(sb.String())
 }
 
 // procMem reads a process's memory figures (kB in /proc, returned in
@@ -202,6 +232,7 @@ func BenchmarkMemory1MListings(b *testing.B) {
 		b.Skip("reads /proc/<pid>/status")
 	}
 	src := cachedMillion(b)
+	logSpace(b, src)
 	ctl := dsttest.Bin(b, "dstctl")
 	fi, err := os.Stat(src)
 	if err != nil {
@@ -251,5 +282,7 @@ func BenchmarkMemory1MListings(b *testing.B) {
 	b.ReportMetric(float64(mem["RssFile"])/(1<<20), "file-RSS-MiB")
 	b.ReportMetric(float64(mem["VmHWM"])/million, "peak-bytes/listing")
 	b.ReportMetric(float64(fi.Size())/(1<<20), "db-file-MiB")
+	b.ReportMetric(float64(fi.Size())/million, "db-bytes/listing")
+	b.ReportMetric(float64(mem["RssAnon"])/million, "anon-bytes/listing")
 	b.ReportMetric(listTime.Seconds(), "list-s")
 }

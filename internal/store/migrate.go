@@ -1,0 +1,394 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Upgrading a layout-1 file. Open writes the layout-2 file next to the old
+// one (path + migrateSuffix), syncs it, and renames it over the old one:
+// until the rename the old file is untouched, so a crash at any point
+// leaves either the old store or the new one, never a mix, and the next
+// Open starts again from the old one. Every bucket is written in key
+// order, filled to migrateFill, so the new file is also compacted.
+
+const (
+	migrateSuffix = ".layout2"
+	// migrateChunk is how many keys one transaction of the migration
+	// writes: bbolt keeps a transaction's changes in memory until it
+	// commits.
+	migrateChunk = 50000
+	// migrateFill is the FillPercent of the buckets the migration fills
+	// in key order.
+	migrateFill = 0.9
+)
+
+// layoutOf returns the layout version of an open file, 0 for a new one.
+func layoutOf(bdb *bolt.DB) (int64, error) {
+	var v int64
+	err := bdb.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte(bucketMeta))
+		if meta == nil {
+			return nil
+		}
+		raw := meta.Get([]byte(metaLayout))
+		if len(raw) != 8 {
+			return nil // initLayout says what is wrong
+		}
+		v = getCounter(meta, metaLayout)
+		return nil
+	})
+	return v, err
+}
+
+// migrateV1 writes the layout-2 form of the layout-1 store bdb (at path)
+// and puts it in its place. It returns the new file, opened with opt; bdb
+// is closed either way.
+func migrateV1(bdb *bolt.DB, path string, opt *bolt.Options) (*bolt.DB, error) {
+	tmp := path + migrateSuffix
+	fail := func(err error) (*bolt.DB, error) {
+		_ = bdb.Close()
+		_ = os.Remove(tmp)
+		return nil, fmt.Errorf("upgrade the store from layout 1 to layout %d (the old file is unchanged): %w", layoutVersion, err)
+	}
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fail(err) // left by an upgrade a crash interrupted
+	}
+	ndb, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, Timeout: opt.Timeout})
+	if err != nil {
+		return fail(err)
+	}
+	w := &copier{db: ndb}
+	err = bdb.View(func(old *bolt.Tx) error {
+		if err := w.begin(); err != nil {
+			return err
+		}
+		if err := convertV1(old, w); err != nil {
+			_ = w.tx.Rollback()
+			return err
+		}
+		return w.tx.Commit()
+	})
+	if err == nil {
+		err = ndb.Sync()
+	}
+	if cerr := ndb.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	// The rename is the switch. The old file's lock is held until it.
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	_ = bdb.Close()
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync() // make the rename durable
+		_ = d.Close()
+	}
+	return bolt.Open(path, 0o600, opt)
+}
+
+// copier writes the new file in transactions of migrateChunk keys.
+type copier struct {
+	db *bolt.DB
+	tx *bolt.Tx
+	n  int
+}
+
+func (w *copier) begin() error {
+	tx, err := w.db.Begin(true)
+	w.tx, w.n = tx, 0
+	return err
+}
+
+// step counts n keys written and commits every migrateChunk.
+func (w *copier) step(n int) error {
+	if w.n += n; w.n < migrateChunk {
+		return nil
+	}
+	if err := w.tx.Commit(); err != nil {
+		return err
+	}
+	return w.begin()
+}
+
+// bucket returns the bucket at path in the current transaction, creating
+// it (and its parents) if needed.
+func (w *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
+	b, err := w.tx.CreateBucketIfNotExists(path[0])
+	for _, name := range path[1:] {
+		if err != nil {
+			break
+		}
+		b, err = b.CreateBucketIfNotExists(name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create bucket %q: %w", path, err)
+	}
+	b.FillPercent = migrateFill
+	return b, nil
+}
+
+// buckets returns the layout-2 buckets of the current transaction. The
+// arrivals log and the listings are written in key order, and filled to
+// migrateFill; the history and the address indexes are written in the
+// order of arrival, which is random for them, so they keep bbolt's
+// default (a page split in the middle, two thirds full on average: a
+// fuller split would leave a page for each key that lands in a full one).
+func (w *copier) buckets() buckets {
+	b := bucketsOf(w.tx)
+	for _, x := range []*bolt.Bucket{b.arrivals, b.listings} {
+		x.FillPercent = migrateFill
+	}
+	for _, x := range []*bolt.Bucket{b.history, b.reportIP, b.relayedIP} {
+		x.FillPercent = bolt.DefaultFillPercent
+	}
+	return b
+}
+
+// copyBucket copies src, nested buckets and sequences included, to path.
+func (w *copier) copyBucket(src *bolt.Bucket, path [][]byte) error {
+	dst, err := w.bucket(path)
+	if err != nil {
+		return err
+	}
+	if err := dst.SetSequence(src.Sequence()); err != nil {
+		return err
+	}
+	c := src.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			if sub := src.Bucket(k); sub != nil {
+				if err := w.copyBucket(sub, append(path[:len(path):len(path)], k)); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if dst, err = w.bucket(path); err != nil {
+			return err
+		}
+		if err := dst.Put(k, v); err != nil {
+			return err
+		}
+		if err := w.step(1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logListedV1 is the last byte of a layout-1 listing log key that records
+// a listing (0: a removal).
+const logListedV1 = 1
+
+// v1Buckets are the layout-1 buckets the conversion reads.
+type v1Buckets struct {
+	history, historyTime, articles, reports, relayed *bolt.Bucket
+}
+
+// convertV1 writes the layout-2 form of the layout-1 transaction old.
+func convertV1(old *bolt.Tx, w *copier) error {
+	o := v1Buckets{
+		history:     old.Bucket([]byte(bucketHistory)),
+		historyTime: old.Bucket([]byte(bucketV1HistoryTime)),
+		articles:    old.Bucket([]byte(bucketV1Articles)),
+		reports:     old.Bucket([]byte(bucketV1Reports)),
+		relayed:     old.Bucket([]byte(bucketV1Relayed)),
+	}
+	if o.history == nil || o.historyTime == nil || o.articles == nil || o.reports == nil {
+		return errors.New("a layout-1 bucket is missing: the file is damaged")
+	}
+	for _, name := range allBuckets() {
+		if _, err := w.bucket([][]byte{[]byte(name)}); err != nil {
+			return err
+		}
+	}
+	var nHistory, nArticles int64
+	// The arrivals log and the history, in order of arrival.
+	c := o.historyTime.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) <= timeKeyLen {
+			return fmt.Errorf("history time index key of %d bytes: the file is damaged", len(k))
+		}
+		added, article, err := w.arrival(o, k[timeKeyLen:], parseTimeKey(k))
+		if err != nil {
+			return err
+		}
+		if added {
+			nHistory++
+		}
+		if article {
+			nArticles++
+		}
+	}
+	// A Message-ID the time index lost (a damaged file) keeps its time.
+	hc := o.history.Cursor()
+	for id, v := hc.First(); id != nil; id, v = hc.Next() {
+		if len(v) != historyValueLen {
+			continue
+		}
+		seen := time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+		added, article, err := w.arrival(o, id, seen)
+		if err != nil {
+			return err
+		}
+		if added {
+			nHistory++
+		}
+		if article {
+			nArticles++
+		}
+	}
+	// Everything else: listings re-encoded, the rest as it is.
+	err := old.ForEach(func(name []byte, src *bolt.Bucket) error {
+		switch string(name) {
+		case bucketHistory, bucketV1HistoryTime, bucketV1Articles, bucketV1Reports, bucketV1Relayed,
+			bucketReportIP, bucketRelayedIP:
+			return nil // rebuilt above
+		case bucketListings:
+			return w.listings(src)
+		case bucketListingLog:
+			return w.listingLog(src)
+		case bucketMeta:
+			return w.meta(src, nHistory, nArticles)
+		}
+		return w.copyBucket(src, [][]byte{bytes.Clone(name)})
+	})
+	return err
+}
+
+// arrival writes the arrival of Message-ID id, seen at seen, with what
+// layout 1 kept of it, unless it is written already or the history forgot
+// it (a stale index entry).
+func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article bool, err error) {
+	hv := o.history.Get(id)
+	if len(hv) != historyValueLen {
+		return false, false, nil
+	}
+	b := w.buckets()
+	if done, err := seenID(b, id); err != nil || done {
+		return false, false, err
+	}
+	s := &stored{key: nextArrivalKey(b.arrivals, seen), arrival: arrival{Status: hv[8], MessageID: string(id)}}
+	if v := o.reports.Get(id); v != nil {
+		r, err := decodeReportRecord(v)
+		if err != nil {
+			return false, false, fmt.Errorf("%s: %w", id, err)
+		}
+		s.Report = &r
+	}
+	if o.relayed != nil {
+		if v := o.relayed.Get(id); v != nil {
+			r, err := decodeRelayed(v)
+			if err != nil {
+				return false, false, fmt.Errorf("%s: %w", id, err)
+			}
+			s.Relayed = &r
+		}
+	}
+	if v := o.articles.Get(id); v != nil {
+		s.Article = v
+	}
+	if err := s.save(b); err != nil {
+		return false, false, err
+	}
+	hk := historyKey(id)
+	if err := b.history.Put(hk, append(bytes.Clone(b.history.Get(hk)), s.key...)); err != nil {
+		return false, false, err
+	}
+	if r := s.Report; r != nil && !r.Cancelled {
+		if err := b.reportIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
+			return false, false, err
+		}
+	}
+	if r := s.Relayed; r != nil {
+		if err := b.relayedIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
+			return false, false, err
+		}
+	}
+	return true, s.Article != nil, w.step(4)
+}
+
+// listings re-encodes the listings in the compact format.
+func (w *copier) listings(src *bolt.Bucket) error {
+	c := src.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		l, err := decodeListing(k, v)
+		if err != nil {
+			return err
+		}
+		if err := w.buckets().listings.Put(bytes.Clone(k), encodeListing(l)); err != nil {
+			return err
+		}
+		if err := w.step(1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// listingLog turns layout 1's entry per change into counts per second.
+func (w *copier) listingLog(src *bolt.Bucket) error {
+	var (
+		cur            []byte
+		added, removed uint64
+	)
+	flush := func() error {
+		if cur == nil {
+			return nil
+		}
+		b := w.buckets()
+		b.listingLog.FillPercent = migrateFill
+		if err := b.listingLog.Put(cur, encodeLogCounts(added, removed)); err != nil {
+			return err
+		}
+		return w.step(1)
+	}
+	c := src.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) != timeKeyLen+ipKeyLen+1 {
+			return fmt.Errorf("listing log key of %d bytes: the file is damaged", len(k))
+		}
+		sec := timeKey(parseTimeKey(k).Truncate(time.Second))
+		if !bytes.Equal(sec, cur) {
+			if err := flush(); err != nil {
+				return err
+			}
+			cur, added, removed = sec, 0, 0
+		}
+		if k[len(k)-1] == logListedV1 {
+			added++
+		} else {
+			removed++
+		}
+	}
+	return flush()
+}
+
+// meta copies the counters, with the layout version and the counts of
+// what the conversion rebuilt.
+func (w *copier) meta(src *bolt.Bucket, nHistory, nArticles int64) error {
+	if err := w.copyBucket(src, [][]byte{[]byte(bucketMeta)}); err != nil {
+		return err
+	}
+	meta := w.buckets().meta
+	for _, c := range []struct {
+		key string
+		n   int64
+	}{{metaLayout, layoutVersion}, {countHistory, nHistory}, {countArticles, nArticles}} {
+		if err := putCounter(meta, c.key, c.n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

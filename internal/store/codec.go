@@ -76,15 +76,6 @@ func joinKey(a, b []byte) []byte {
 	return append(append(k, a...), b...)
 }
 
-// encodeHistory returns a layout-1 history value: 8-byte big-endian Unix nanoseconds
-// of when the Message-ID was seen, then the status byte.
-func encodeHistory(seen time.Time, status byte) []byte {
-	v := make([]byte, historyValueLen)
-	binary.BigEndian.PutUint64(v, uint64(seen.UnixNano()))
-	v[8] = status
-	return v
-}
-
 // encoder appends the primitive fields of a value.
 type encoder struct{ b []byte }
 

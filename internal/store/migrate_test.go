@@ -25,6 +25,14 @@ const (
 	fixtureV1Dump = "testdata/layout1.dump"
 )
 
+// The layout-2 fixture: the same history written by the last dstd with
+// layout 2 (the arrivals log, the hashed history), and its dump taken
+// with that code.
+const (
+	fixtureV2     = "testdata/layout2.db.gz"
+	fixtureV2Dump = "testdata/layout2.dump"
+)
+
 // writeV1Fixture builds the fixture. It ran once, with the layout-1 code
 // (DST_WRITE_LAYOUT1_FIXTURE=1 go test -run TestMigrateLayout1 ./internal/store/);
 // with this code it would write a layout-2 file, so the test refuses.
@@ -201,6 +209,61 @@ func gzipTo(t *testing.T, dst, src string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMigrateLayout2 opens a store written by the layout-2 code: it must
+// be upgraded on open and answer exactly as the old code did, and keep
+// working.
+func TestMigrateLayout2(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dst.db")
+	if os.Getenv("DST_WRITE_LAYOUT2_FIXTURE") != "" {
+		if layoutVersion != 2 {
+			t.Fatal("the fixture must be written by the layout-2 code")
+		}
+		writeV1Fixture(t, path)
+		db, err := Open(path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dump := dumpStore(t, db)
+		db.Close()
+		gzipTo(t, fixtureV2, path)
+		if err := os.WriteFile(fixtureV2Dump, []byte(dump), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	gunzipTo(t, path, fixtureV2)
+	// What an upgrade that a crash interrupted leaves: Open starts again.
+	if err := os.WriteFile(path+migrateSuffix, []byte("half a file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(fixtureV2Dump)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(path, Options{Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path + migrateSuffix); !os.IsNotExist(err) {
+		t.Errorf("the upgrade left %s%s behind: %v", path, migrateSuffix, err)
+	}
+	if got := dumpStore(t, db); got != string(want) {
+		t.Errorf("the migrated store answers differently:\n%s", lineDiff(string(want), got))
+	}
+	checkConsistency(t, db)
+	migratedStillWorks(t, db)
+	checkConsistency(t, db)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 }
 
 // TestMigrateLayout1 opens a store written by the layout-1 code: it must

@@ -81,7 +81,7 @@ func (s *Site) buildDNS() error {
 	p := &dnsParts{index: dnsbl.NewIndex(), changed: make(chan struct{}, 1)}
 	if s.simulating() {
 		s.log.Warn("policy.simulate is on: listings are computed and logged as \"would list\" but not published (DNS answers NXDOMAIN, no DNS UPDATE, no rbldnsd entries); set policy.simulate = false and restart to publish them")
-	} else if err := s.db.ForEachListing(func(l store.Listing) error {
+	} else if err := s.db.ScanListings(func(l store.Listing) error {
 		p.index.Set(l.IP, s.entryFor(l))
 		return nil
 	}); err != nil {
@@ -197,7 +197,7 @@ func (s *Site) eachExport(fn func(rbldnsd.Listing) error) error {
 	if s.simulating() {
 		return nil
 	}
-	return s.db.ForEachListing(func(l store.Listing) error {
+	return s.db.ScanListings(func(l store.Listing) error {
 		return fn(rbldnsd.Listing{IP: l.IP, Expires: l.Expires, FirstSeen: l.FirstSeen, Hits: l.Hits, Origins: l.Origins, A: s.answerFor(l)})
 	})
 }
@@ -240,7 +240,7 @@ func (s *Site) runDNS(ctx context.Context, g *errgroup.Group) {
 }
 
 func (s *Site) resyncSource(fn func(ip netip.Addr, ev store.Event) error) error {
-	return s.db.ForEachListing(func(l store.Listing) error {
+	return s.db.ScanListings(func(l store.Listing) error {
 		var origin string
 		if len(l.Origins) > 0 {
 			origin = l.Origins[len(l.Origins)-1]

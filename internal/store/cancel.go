@@ -341,7 +341,7 @@ func withdraw(b buckets, e *effects, s *stored, p CancelParams, res *CancelResul
 
 	key := ipKey(r.IP)
 	if v := b.listings.Get(key); v != nil {
-		l, err := decodeListing(key, v)
+		l, err := readListing(b, key, v)
 		if err != nil {
 			return err
 		}

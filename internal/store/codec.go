@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
@@ -19,6 +20,9 @@ import (
 const (
 	formatV1 = 1
 	formatV2 = 2
+	// formatV3 is that of the listing of layout 3, which refers to its
+	// last report by arrival key instead of holding its Message-ID.
+	formatV3 = 3
 )
 
 // Status bytes stored after the time in a history value.
@@ -256,7 +260,7 @@ func (d *decoder) version() {
 // two formats.
 func (d *decoder) versionOf() byte {
 	v := d.byte()
-	if d.err == nil && v != formatV1 && v != formatV2 {
+	if d.err == nil && v != formatV1 && v != formatV2 && v != formatV3 {
 		d.fail(fmt.Errorf("record format %d is not known to this version of dstd", v))
 	}
 	return v
@@ -271,41 +275,48 @@ func (d *decoder) done() error {
 }
 
 // encodeListing encodes everything but the address, which is the key, in
-// format 2: the times after FirstSeen as distances (LastSeen from
+// format 3: the times after FirstSeen as distances (LastSeen from
 // FirstSeen, Expires and LastHit from LastSeen), which saves about 20
-// bytes a listing over format 1.
-func encodeListing(l Listing) []byte {
-	e := encoder{b: make([]byte, 0, 48+len(l.LastMessageID)+16*len(l.Origins))}
-	e.byte(formatV2)
+// bytes a listing over format 1, and the last report as its arrival key
+// (last, 10 bytes, or none) rather than its Message-ID (40 to 60 bytes in
+// a bucket filled in random order): readListing reads the Message-ID
+// back from the arrivals log.
+func encodeListing(l Listing, last []byte) []byte {
+	e := encoder{b: make([]byte, 0, 48+len(last)+16*len(l.Origins))}
+	e.byte(formatV3)
 	e.time(l.FirstSeen)
 	first := unixNano(l.FirstSeen)
 	e.relTime(l.LastSeen, first)
-	last := unixNano(l.LastSeen)
-	e.relTime(l.Expires, last)
+	lastSeen := unixNano(l.LastSeen)
+	e.relTime(l.Expires, lastSeen)
 	e.uvarint(uint64(l.Hits))
 	e.uvarint(uint64(len(l.Origins)))
 	for _, o := range l.Origins {
 		e.string(o)
 	}
-	e.string(l.LastMessageID)
+	e.uvarint(uint64(len(last)))
+	e.b = append(e.b, last...)
 	e.uvarint(uint64(l.Episodes))
-	e.relTime(l.LastHit, last)
+	e.relTime(l.LastHit, lastSeen)
 	return e.b
 }
 
 // decodeListing is the inverse of encodeListing, and reads format 1 too
 // (absolute times; Episodes and LastHit added after the first release, a
 // record without them read as one episode whose last hit is LastSeen);
-// key is the address key.
-func decodeListing(key, v []byte) (Listing, error) {
+// key is the address key. A listing of format 3 comes back with the
+// arrival key of its last report and no LastMessageID (readListing fills
+// it in); older ones with their LastMessageID and no arrival key.
+func decodeListing(key, v []byte) (Listing, []byte, error) {
 	if len(key) != ipKeyLen {
-		return Listing{}, fmt.Errorf("listing key is %d bytes, want %d", len(key), ipKeyLen)
+		return Listing{}, nil, fmt.Errorf("listing key is %d bytes, want %d", len(key), ipKeyLen)
 	}
+	var last []byte
 	d := decoder{b: v}
 	format := d.versionOf()
 	l := Listing{IP: parseIPKey(key)}
 	l.FirstSeen = d.time()
-	if format == formatV2 {
+	if format == formatV2 || format == formatV3 {
 		l.LastSeen = d.relTime(unixNano(l.FirstSeen))
 		l.Expires = d.relTime(unixNano(l.LastSeen))
 	} else {
@@ -319,9 +330,16 @@ func decodeListing(key, v []byte) (Listing, error) {
 			l.Origins[i] = d.string()
 		}
 	}
-	l.LastMessageID = d.string()
+	if format == formatV3 {
+		if n := d.count(1); d.err == nil && n > 0 {
+			last = bytes.Clone(d.b[:n])
+			d.b = d.b[n:]
+		}
+	} else {
+		l.LastMessageID = d.string()
+	}
 	switch {
-	case format == formatV2:
+	case format == formatV2 || format == formatV3:
 		l.Episodes = int(d.uvarint())
 		l.LastHit = d.relTime(unixNano(l.LastSeen))
 	case d.err == nil && len(d.b) > 0:
@@ -331,9 +349,9 @@ func decodeListing(key, v []byte) (Listing, error) {
 		l.Episodes, l.LastHit = 1, l.LastSeen
 	}
 	if err := d.done(); err != nil {
-		return Listing{}, fmt.Errorf("listing for %s: %w", l.IP, err)
+		return Listing{}, nil, fmt.Errorf("listing for %s: %w", l.IP, err)
 	}
-	return l, nil
+	return l, last, nil
 }
 
 // sighting is one origin's most recent report of a not yet listed address.

@@ -274,7 +274,7 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 		lst Listing
 	)
 	if v := b.listings.Get(key); v != nil {
-		old, err := decodeListing(key, v)
+		old, err := readListing(b, key, v)
 		if err != nil {
 			return 0, Listing{}, err
 		}

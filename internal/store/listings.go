@@ -25,11 +25,47 @@ type Listing struct {
 	LastHit  time.Time
 }
 
+// readListing decodes the listing at key and reads the Message-ID of its
+// last report from the arrivals log. A report pruned from the log leaves
+// LastMessageID empty.
+func readListing(b buckets, key, v []byte) (Listing, error) {
+	l, last, err := decodeListing(key, v)
+	if err != nil || last == nil {
+		return l, err
+	}
+	s, err := loadArrival(b, last)
+	if err != nil {
+		return Listing{}, fmt.Errorf("read the last report of %s: %w", l.IP, err)
+	}
+	if s != nil {
+		l.LastMessageID = s.MessageID
+	}
+	return l, nil
+}
+
+// lastArrivalOf returns the arrival key of l's last report, or nil if the
+// history does not hold it (any more).
+func lastArrivalOf(b buckets, l Listing) ([]byte, error) {
+	if l.LastMessageID == "" {
+		return nil, nil
+	}
+	s, err := lookupHistory(b, []byte(l.LastMessageID))
+	if err != nil || s == nil {
+		return nil, err
+	}
+	return s.key, nil
+}
+
 // putListing writes l and its expiry index entry. oldExpires is the expiry
 // of the listing it replaces (zero for a new one), whose index entry goes.
+// The listing refers to its last report by arrival key (encodeListing).
 func putListing(b buckets, l Listing, oldExpires time.Time) error {
 	key := ipKey(l.IP)
-	if err := b.listings.Put(key, encodeListing(l)); err != nil {
+	last, err := lastArrivalOf(b, l)
+	if err != nil {
+		return fmt.Errorf("store listing of %s: %w", l.IP, err)
+	}
+	if err := b.listings.Put(key, encodeListing(l, last)); err != nil {
 		return fmt.Errorf("store listing of %s: %w", l.IP, err)
 	}
 	if !oldExpires.IsZero() {
@@ -87,7 +123,7 @@ func (db *DB) Lookup(ip netip.Addr) (Listing, bool, error) {
 			return nil
 		}
 		var err error
-		l, err = decodeListing(key, v)
+		l, err = readListing(bucketsOf(tx), key, v)
 		ok = err == nil
 		return err
 	})
@@ -103,10 +139,29 @@ func (db *DB) Lookup(ip netip.Addr) (Listing, bool, error) {
 // call methods of db, and should be quick, because a long read transaction
 // keeps freed pages from being reused and makes the file grow.
 func (db *DB) ForEachListing(fn func(Listing) error) error {
+	return db.forEachListing(true, fn)
+}
+
+// ScanListings is ForEachListing without the LastMessageID, which costs a
+// read of the arrivals log per listing: for loading the DNS index.
+func (db *DB) ScanListings(fn func(Listing) error) error {
+	return db.forEachListing(false, fn)
+}
+
+func (db *DB) forEachListing(ids bool, fn func(Listing) error) error {
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketListings)).ForEach(func(k, v []byte) error {
-			l, err := decodeListing(k, v)
+		b := bucketsOf(tx)
+		return b.listings.ForEach(func(k, v []byte) error {
+			var (
+				l   Listing
+				err error
+			)
+			if ids {
+				l, err = readListing(b, k, v)
+			} else {
+				l, _, err = decodeListing(k, v)
+			}
 			if err != nil {
 				return err
 			}
@@ -162,7 +217,7 @@ func delist(b buckets, e *effects, ip netip.Addr, now time.Time, by string) (boo
 	if v == nil {
 		return false, nil
 	}
-	l, err := decodeListing(key, v)
+	l, err := readListing(b, key, v)
 	if err != nil {
 		return false, err
 	}
@@ -221,7 +276,7 @@ func (db *DB) Expire(now time.Time, limit int) ([]Listing, error) {
 			v := b.listings.Get(ipk)
 			var l Listing
 			if v != nil {
-				if l, err = decodeListing(ipk, v); err != nil {
+				if l, err = readListing(b, ipk, v); err != nil {
 					return err
 				}
 			}

@@ -12,7 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Upgrading a layout-1 file. Open writes the layout-2 file next to the old
+// Upgrading a layout-1 or layout-2 file. Open writes the file of the
+// current layout next to the old
 // one (path + migrateSuffix), syncs it, and renames it over the old one:
 // until the rename the old file is untouched, so a crash at any point
 // leaves either the old store or the new one, never a mix, and the next
@@ -20,7 +21,7 @@ import (
 // order, filled to migrateFill, so the new file is also compacted.
 
 const (
-	migrateSuffix = ".layout2"
+	migrateSuffix = ".upgrade"
 	// migrateChunk is how many keys one transaction of the migration
 	// writes: bbolt keeps a transaction's changes in memory until it
 	// commits.
@@ -48,15 +49,19 @@ func layoutOf(bdb *bolt.DB) (int64, error) {
 	return v, err
 }
 
-// migrateV1 writes the layout-2 form of the layout-1 store bdb (at path)
-// and puts it in its place. It returns the new file, opened with opt; bdb
-// is closed either way.
-func migrateV1(bdb *bolt.DB, path string, opt *bolt.Options) (*bolt.DB, error) {
+// migrate writes the current form of the store bdb (at path) of layout
+// from and puts it in its place. It returns the new file, opened with
+// opt; bdb is closed either way.
+func migrate(bdb *bolt.DB, path string, opt *bolt.Options, from int64) (*bolt.DB, error) {
 	tmp := path + migrateSuffix
 	fail := func(err error) (*bolt.DB, error) {
 		_ = bdb.Close()
 		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("upgrade the store from layout 1 to layout %d (the old file is unchanged): %w", layoutVersion, err)
+		return nil, fmt.Errorf("upgrade the store from layout %d to layout %d (the old file is unchanged): %w", from, layoutVersion, err)
+	}
+	convert := convertV1
+	if from == 2 {
+		convert = convertV2
 	}
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fail(err) // left by an upgrade a crash interrupted
@@ -70,7 +75,7 @@ func migrateV1(bdb *bolt.DB, path string, opt *bolt.Options) (*bolt.DB, error) {
 		if err := w.begin(); err != nil {
 			return err
 		}
-		if err := convertV1(old, w); err != nil {
+		if err := convert(old, w); err != nil {
 			_ = w.tx.Rollback()
 			return err
 		}
@@ -267,6 +272,33 @@ func convertV1(old *bolt.Tx, w *copier) error {
 	return err
 }
 
+// convertV2 writes the layout-3 form of the layout-2 transaction old: the
+// listings refer to their last report by arrival key, and the rest is
+// copied as it is (in key order, so compacted). Bucket names sort
+// arrivals and history before listings, which need them.
+func convertV2(old *bolt.Tx, w *copier) error {
+	for _, name := range allBuckets() {
+		if old.Bucket([]byte(name)) == nil {
+			return fmt.Errorf("the layout-2 bucket %s is missing: the file is damaged", name)
+		}
+		if _, err := w.bucket([][]byte{[]byte(name)}); err != nil {
+			return err
+		}
+	}
+	return old.ForEach(func(name []byte, src *bolt.Bucket) error {
+		switch string(name) {
+		case bucketListings:
+			return w.listings(src)
+		case bucketMeta:
+			if err := w.copyBucket(src, [][]byte{[]byte(bucketMeta)}); err != nil {
+				return err
+			}
+			return putCounter(w.buckets().meta, metaLayout, layoutVersion)
+		}
+		return w.copyBucket(src, [][]byte{bytes.Clone(name)})
+	})
+}
+
 // arrival writes the arrival of Message-ID id, seen at seen, with what
 // layout 1 kept of it, unless it is written already or the history forgot
 // it (a stale index entry).
@@ -319,15 +351,23 @@ func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article
 	return true, s.Article != nil, w.step(4)
 }
 
-// listings re-encodes the listings in the compact format.
+// listings re-encodes the listings in the compact format, the last
+// report by its arrival key: the arrivals log and the history are
+// written first.
 func (w *copier) listings(src *bolt.Bucket) error {
 	c := src.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		l, err := decodeListing(k, v)
+		l, last, err := decodeListing(k, v)
 		if err != nil {
 			return err
 		}
-		if err := w.buckets().listings.Put(bytes.Clone(k), encodeListing(l)); err != nil {
+		b := w.buckets()
+		if last == nil {
+			if last, err = lastArrivalOf(b, l); err != nil {
+				return err
+			}
+		}
+		if err := b.listings.Put(bytes.Clone(k), encodeListing(l, last)); err != nil {
 			return err
 		}
 		if err := w.step(1); err != nil {

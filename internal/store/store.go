@@ -16,7 +16,7 @@
 //
 //	history       8 bytes of the SHA-256 of a Message-ID -> the arrival keys (10 bytes, below) of the Message-IDs with that hash (arrivals.go)
 //	arrivals      arrival key -> status (accepted, refused), Message-ID, report or relayed record, article (arrivals.go); drives PruneHistory
-//	listings      16-byte address -> listing record
+//	listings      16-byte address -> listing record (its last report by arrival key)
 //	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
 //	sightings     16-byte address -> sightings record (reported, not yet listed)
 //	sightings_time timeKey(latest sighting) || 16-byte address -> empty; drives PruneSightings
@@ -109,9 +109,10 @@ const (
 // buckets, the listing log (an older file's listings are taken as listed
 // all along), and the fields appended to listing and report records (read
 // as absent from older ones). Layout 2 replaced history_time, articles,
-// reports and relayed with the arrivals log, and Open migrates a layout-1
-// file (migrate.go).
-const layoutVersion = 2
+// reports and relayed with the arrivals log. Layout 3 refers to a
+// listing's last report by arrival key instead of its Message-ID
+// (encodeListing). Open migrates a layout-1 or layout-2 file (migrate.go).
+const layoutVersion = 3
 
 // Limits on what callers store, so that bad input gets a clear error rather
 // than bbolt's "key too large" in the middle of a transaction.
@@ -186,8 +187,8 @@ func Open(path string, opt Options) (*DB, error) {
 	if v, err := layoutOf(bdb); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
-	} else if v == 1 {
-		if bdb, err = migrateV1(bdb, path, bopt); err != nil {
+	} else if v == 1 || v == 2 {
+		if bdb, err = migrate(bdb, path, bopt, v); err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
 	}

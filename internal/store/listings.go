@@ -270,7 +270,7 @@ func (db *DB) Expire(now time.Time, limit int) ([]Listing, error) {
 		}
 		for _, k := range keys {
 			ipk := k[timeKeyLen:]
-			if len(ipk) != ipKeyLen {
+			if n := ipKeyLenOf(ipk); n == 0 || n != len(ipk) {
 				return fmt.Errorf("expiry index key of %d bytes: the file is damaged", len(k))
 			}
 			v := b.listings.Get(ipk)

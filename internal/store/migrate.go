@@ -162,6 +162,35 @@ func (w *copier) buckets() buckets {
 
 // copyBucket copies src, nested buckets and sequences included, to path.
 func (w *copier) copyBucket(src *bolt.Bucket, path [][]byte) error {
+	return w.copyKeys(src, path, nil)
+}
+
+// addrKeys returns how the keys of a bucket of layout 1 or 2 that hold a
+// 16-byte address (at the start, or after a time key) become keys of the
+// current layout, or nil if the bucket's keys hold none.
+func addrKeys(name string) func(k []byte) ([]byte, error) {
+	at := -1
+	switch name {
+	case bucketListings, bucketSightings, bucketReportIP, bucketRelayedIP:
+		at = 0
+	case bucketExpiry, bucketSightingsTime:
+		at = timeKeyLen
+	}
+	if at < 0 {
+		return nil
+	}
+	return func(k []byte) ([]byte, error) {
+		if len(k) < at+v1IPKeyLen {
+			return nil, fmt.Errorf("%s key of %d bytes: the file is damaged", name, len(k))
+		}
+		nk := append(bytes.Clone(k[:at]), ipKeyFromV1(k[at:])...)
+		return append(nk, k[at+v1IPKeyLen:]...), nil
+	}
+}
+
+// copyKeys is copyBucket with the keys of src, not of nested buckets,
+// converted by conv (if not nil).
+func (w *copier) copyKeys(src *bolt.Bucket, path [][]byte, conv func([]byte) ([]byte, error)) error {
 	dst, err := w.bucket(path)
 	if err != nil {
 		return err
@@ -181,6 +210,11 @@ func (w *copier) copyBucket(src *bolt.Bucket, path [][]byte) error {
 		}
 		if dst, err = w.bucket(path); err != nil {
 			return err
+		}
+		if conv != nil {
+			if k, err = conv(k); err != nil {
+				return err
+			}
 		}
 		if err := dst.Put(k, v); err != nil {
 			return err
@@ -267,7 +301,7 @@ func convertV1(old *bolt.Tx, w *copier) error {
 		case bucketMeta:
 			return w.meta(src, nHistory, nArticles)
 		}
-		return w.copyBucket(src, [][]byte{bytes.Clone(name)})
+		return w.copyKeys(src, [][]byte{bytes.Clone(name)}, addrKeys(string(name)))
 	})
 	return err
 }
@@ -295,7 +329,7 @@ func convertV2(old *bolt.Tx, w *copier) error {
 			}
 			return putCounter(w.buckets().meta, metaLayout, layoutVersion)
 		}
-		return w.copyBucket(src, [][]byte{bytes.Clone(name)})
+		return w.copyKeys(src, [][]byte{bytes.Clone(name)}, addrKeys(string(name)))
 	})
 }
 
@@ -356,7 +390,12 @@ func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article
 // written first.
 func (w *copier) listings(src *bolt.Bucket) error {
 	c := src.Cursor()
+	conv := addrKeys(bucketListings)
 	for k, v := c.First(); k != nil; k, v = c.Next() {
+		k, err := conv(k)
+		if err != nil {
+			return err
+		}
 		l, last, err := decodeListing(k, v)
 		if err != nil {
 			return err
@@ -367,7 +406,7 @@ func (w *copier) listings(src *bolt.Bucket) error {
 				return err
 			}
 		}
-		if err := b.listings.Put(bytes.Clone(k), encodeListing(l, last)); err != nil {
+		if err := b.listings.Put(k, encodeListing(l, last)); err != nil {
 			return err
 		}
 		if err := w.step(1); err != nil {
@@ -396,7 +435,7 @@ func (w *copier) listingLog(src *bolt.Bucket) error {
 	}
 	c := src.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if len(k) != timeKeyLen+ipKeyLen+1 {
+		if len(k) != timeKeyLen+v1IPKeyLen+1 {
 			return fmt.Errorf("listing log key of %d bytes: the file is damaged", len(k))
 		}
 		sec := timeKey(parseTimeKey(k).Truncate(time.Second))

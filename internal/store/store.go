@@ -16,11 +16,11 @@
 //
 //	history       8 bytes of the SHA-256 of a Message-ID -> the arrival keys (10 bytes, below) of the Message-IDs with that hash (arrivals.go)
 //	arrivals      arrival key -> status (accepted, refused), Message-ID, report or relayed record, article (arrivals.go); drives PruneHistory
-//	listings      16-byte address -> listing record (its last report by arrival key)
-//	expiry        timeKey(expires) || 16-byte address -> empty; drives Expire
-//	sightings     16-byte address -> sightings record (reported, not yet listed)
-//	sightings_time timeKey(latest sighting) || 16-byte address -> empty; drives PruneSightings
-//	report_ip     16-byte address || origin || 0 || arrival key -> empty; an origin's live reports of an address
+//	listings      address key -> listing record (its last report by arrival key)
+//	expiry        timeKey(expires) || address key -> empty; drives Expire
+//	sightings     address key -> sightings record (reported, not yet listed)
+//	sightings_time timeKey(latest sighting) || address key -> empty; drives PruneSightings
+//	report_ip     address key || origin || 0 || arrival key -> empty; an origin's live reports of an address
 //	relayed_ip    the same for the reports stored only to relay (IngestParams.RelayOnly)
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
@@ -36,7 +36,9 @@
 // default. The history is pruned by arrival time (history.keep).
 //
 // Addresses are unmapped before use (::ffff:192.0.2.1 is 192.0.2.1) and keyed
-// by their 16-byte form, so IPv4 and IPv6 share one ordering. A timeKey is the
+// by an address key (ipKey): a byte, then 4 bytes for IPv4 or 16 for IPv6,
+// which sorts like the 16-byte form, so IPv4 and IPv6 share one ordering
+// (layouts 1 and 2 used the 16-byte form itself). A timeKey is the
 // Unix nanoseconds as big-endian uint64 with the sign bit flipped, so keys sort
 // by time. Records start with a format byte and then use varints and
 // length-prefixed strings (see codec.go).
@@ -328,8 +330,9 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		relayedIP:     tx.Bucket([]byte(bucketRelayedIP)),
 		listingLog:    tx.Bucket([]byte(bucketListingLog)),
 	}
-	for _, t := range []*bolt.Bucket{b.arrivals, b.expiry, b.listingLog} {
+	for _, t := range []*bolt.Bucket{b.expiry, b.listingLog} {
 		t.FillPercent = fillAppend
 	}
+	b.arrivals.FillPercent = fillArrivals
 	return b
 }

@@ -600,3 +600,36 @@ func TestItemWithoutClassUnchanged(t *testing.T) {
 		t.Errorf("a class is not appended at the end: %x, want %x", classed, want)
 	}
 }
+
+// TestIPKeyOrder checks that address keys sort like the 16-byte form of
+// the addresses (the order ForEachListing promises), round-trip, and that
+// none is a prefix of another (the address indexes scan by prefix).
+func TestIPKeyOrder(t *testing.T) {
+	addrs := []string{"::", "::1", "::fffe:ffff:ffff", "::1:0:0:0", "0.0.0.0", "0.0.0.1", "10.1.2.3",
+		"192.0.2.1", "255.255.255.255", "::1:0:0:0:0", "64:ff9b::1", "2001:db8::1", "fe80::1", "ffff::"}
+	for i := range 200 {
+		addrs = append(addrs, netip.AddrFrom4([4]byte{byte(i * 37), byte(i * 11), byte(i), 7}).String(),
+			netip.AddrFrom16([16]byte{0: byte(i * 13), 1: byte(i), 15: byte(i * 7)}).String())
+	}
+	for _, a := range addrs {
+		ip := netip.MustParseAddr(a)
+		k := ipKey(ip)
+		if ipKeyLenOf(k) != len(k) || parseIPKey(k) != ip {
+			t.Errorf("%s: key %x reads back as %v (length %d)", ip, k, parseIPKey(k), ipKeyLenOf(k))
+		}
+		for _, b := range addrs {
+			jp := netip.MustParseAddr(b)
+			a16, b16 := ip.As16(), jp.As16()
+			kb := ipKey(jp)
+			if got, want := bytes.Compare(k, kb), bytes.Compare(a16[:], b16[:]); got != want {
+				t.Errorf("keys of %s and %s compare %d, the addresses %d", ip, jp, got, want)
+			}
+			if ip != jp && bytes.HasPrefix(kb, k) {
+				t.Errorf("the key of %s is a prefix of that of %s", ip, jp)
+			}
+		}
+	}
+	if mapped := ipKey(netip.MustParseAddr("::ffff:192.0.2.1")); !bytes.Equal(mapped, ipKey(netip.MustParseAddr("192.0.2.1"))) {
+		t.Errorf("a mapped IPv4 address has the key %x", mapped)
+	}
+}

@@ -164,10 +164,11 @@ func countOperators(origins []string, fn func(string) string) int {
 // splitReportIPKey returns the origin and arrival key of a report_ip or
 // relayed_ip key.
 func splitReportIPKey(k []byte) (origin, key []byte, ok bool) {
-	if len(k) <= ipKeyLen {
+	n := ipKeyLenOf(k)
+	if n == 0 || len(k) <= n {
 		return nil, nil, false
 	}
-	rest := k[ipKeyLen:]
+	rest := k[n:]
 	i := bytes.IndexByte(rest, 0)
 	if i < 0 || len(rest)-i-1 != arrivalKeyLen {
 		return nil, nil, false

@@ -113,7 +113,9 @@ const (
 // as absent from older ones). Layout 2 replaced history_time, articles,
 // reports and relayed with the arrivals log. Layout 3 refers to a
 // listing's last report by arrival key instead of its Message-ID
-// (encodeListing). Open migrates a layout-1 or layout-2 file (migrate.go).
+// (encodeListing), and keys addresses by ipKey (5 bytes for IPv4) instead
+// of their 16-byte form. Open migrates a layout-1 or layout-2 file
+// (migrate.go).
 const layoutVersion = 3
 
 // Limits on what callers store, so that bad input gets a clear error rather

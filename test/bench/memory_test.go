@@ -145,7 +145,7 @@ func buildMillion(b *testing.B, path string) {
 }
 
 // logSpace logs where the bytes of the store file go, per bucket and per
-// listing (test/bench/README.md has the table before and after layout 2).
+// listing (test/bench/README.md has the tables of layouts 1, 2 and 3).
 func logSpace(b *testing.B, path string) {
 	db, err := store.Open(path, store.Options{})
 	if err != nil {

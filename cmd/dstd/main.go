@@ -123,6 +123,11 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	for {
 		select {
 		case err := <-done:
+			// Run may return before this loop saw ctx end (both ready
+			// at once): systemd is told all the same.
+			if stopping != nil {
+				tell(notify.Stopping())
+			}
 			return err
 		case <-stopping:
 			tell(notify.Stopping())

@@ -227,7 +227,11 @@ func TestBINDBatches(t *testing.T) {
 		}
 	}
 	runWith(t, u, e.db, action.RunnerOptions{Log: u.c.Log, Metrics: metrics.New(reg)})
-	dsttest.WaitFor(t, 20*time.Second, "the queue to drain", func() bool { return depth(t, e.db) == 0 })
+	// The runner counts a batch done once its acknowledgement is
+	// committed, just after the queue shows it gone: wait for both.
+	dsttest.WaitFor(t, 20*time.Second, "the queue to drain and 250 actions counted", func() bool {
+		return depth(t, e.db) == 0 && metricValue(t, reg, "dst_actions_done_total") == 250
+	})
 	if s := u.Stats(); s.Updates != 3 || s.Events != 250 {
 		t.Errorf("stats %+v, want 250 events in 3 UPDATE messages", s)
 	}

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/dst-traps/dst/internal/nntp"
+	"github.com/dst-traps/dst/internal/report"
 )
 
 // handedOut are the ports FreePort and FreeUDPTCPPort gave this process:
@@ -418,4 +420,26 @@ func IHave(t testing.TB, addr string, art []byte) int {
 	}
 	t.Logf("IHAVE %s: %d %s", id, r.Code, r.Text)
 	return r.Code
+}
+
+// Inject posts a report of ip at this dstd's submission socket, as dstc
+// does, and returns its Message-ID.
+func (d *Dstd) Inject(ip string) string {
+	d.t.Helper()
+	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
+		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := nntp.Dial(ctx, d.Socket(), 10*time.Second)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Post(ctx, a.Bytes()); err != nil {
+		d.t.Fatalf("POST at %s: %v", d.Site, err)
+	}
+	return a.Get("Message-ID")
 }

@@ -211,71 +211,26 @@ func gzipTo(t *testing.T, dst, src string) {
 	}
 }
 
-// TestMigrateLayout2 opens a store written by the layout-2 code: it must
-// be upgraded on open and answer exactly as the old code did, and keep
-// working.
-func TestMigrateLayout2(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "dst.db")
-	if os.Getenv("DST_WRITE_LAYOUT2_FIXTURE") != "" {
-		if layoutVersion != 2 {
-			t.Fatal("the fixture must be written by the layout-2 code")
-		}
-		writeV1Fixture(t, path)
-		db, err := Open(path, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		dump := dumpStore(t, db)
-		db.Close()
-		gzipTo(t, fixtureV2, path)
-		if err := os.WriteFile(fixtureV2Dump, []byte(dump), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	gunzipTo(t, path, fixtureV2)
-	// What an upgrade that a crash interrupted leaves: Open starts again.
-	if err := os.WriteFile(path+migrateSuffix, []byte("half a file"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	want, err := os.ReadFile(fixtureV2Dump)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := Open(path, Options{Strict: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(path + migrateSuffix); !os.IsNotExist(err) {
-		t.Errorf("the upgrade left %s%s behind: %v", path, migrateSuffix, err)
-	}
-	if got := dumpStore(t, db); got != string(want) {
-		t.Errorf("the migrated store answers differently:\n%s", lineDiff(string(want), got))
-	}
-	checkConsistency(t, db)
-	migratedStillWorks(t, db)
-	checkConsistency(t, db)
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(path, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+// TestMigrateLayout1 and TestMigrateLayout2 open a store written by the
+// layout-1 and layout-2 code: it must be upgraded on open and answer
+// exactly as the old code did, and the upgraded store must keep working
+// (a duplicate of a migrated report, a cancel, pruning).
+func TestMigrateLayout1(t *testing.T) {
+	testMigrate(t, 1, "DST_WRITE_LAYOUT1_FIXTURE", fixtureV1, fixtureV1Dump)
 }
 
-// TestMigrateLayout1 opens a store written by the layout-1 code: it must
-// be upgraded on open and answer exactly as the old code did, and the
-// upgraded store must keep working (a cancel of a migrated report, a
-// duplicate, pruning).
-func TestMigrateLayout1(t *testing.T) {
+func TestMigrateLayout2(t *testing.T) {
+	testMigrate(t, 2, "DST_WRITE_LAYOUT2_FIXTURE", fixtureV2, fixtureV2Dump)
+}
+
+// testMigrate checks the upgrade from layout's fixture and dump; with env
+// set, run by the code of that layout, it writes them instead.
+func testMigrate(t *testing.T, layout int, env, fixture, fixtureDump string) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "dst.db")
-	if os.Getenv("DST_WRITE_LAYOUT1_FIXTURE") != "" {
-		if layoutVersion != 1 {
-			t.Fatal("the fixture must be written by the layout-1 code")
+	if os.Getenv(env) != "" {
+		if layoutVersion != layout {
+			t.Fatalf("the fixture must be written by the layout-%d code", layout)
 		}
 		writeV1Fixture(t, path)
 		db, err := Open(path, Options{})
@@ -284,18 +239,18 @@ func TestMigrateLayout1(t *testing.T) {
 		}
 		dump := dumpStore(t, db)
 		db.Close()
-		gzipTo(t, fixtureV1, path)
-		if err := os.WriteFile(fixtureV1Dump, []byte(dump), 0o644); err != nil {
+		gzipTo(t, fixture, path)
+		if err := os.WriteFile(fixtureDump, []byte(dump), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
 	}
-	gunzipTo(t, path, fixtureV1)
+	gunzipTo(t, path, fixture)
 	// What an upgrade that a crash interrupted leaves: Open starts again.
 	if err := os.WriteFile(path+migrateSuffix, []byte("half a file"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	want, err := os.ReadFile(fixtureV1Dump)
+	want, err := os.ReadFile(fixtureDump)
 	if err != nil {
 		t.Fatal(err)
 	}

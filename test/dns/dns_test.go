@@ -21,30 +21,9 @@ import (
 
 	"github.com/dst-traps/dst/internal/dnsutil"
 	"github.com/dst-traps/dst/internal/dsttest"
-	"github.com/dst-traps/dst/internal/nntp"
-	"github.com/dst-traps/dst/internal/report"
 )
 
 const zone = "bl.test"
-
-func post(t *testing.T, d *dsttest.Dstd, ip string) {
-	t.Helper()
-	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
-		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := nntp.Dial(ctx, d.Socket(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Post(ctx, a.Bytes()); err != nil {
-		t.Fatal(err)
-	}
-}
 
 func digBin(t *testing.T) string {
 	t.Helper()
@@ -94,8 +73,8 @@ func TestEmbeddedServerWithDig(t *testing.T) {
 	if out, code := d.Ctl("resync"); code != 4 || !strings.Contains(out, "no DNS UPDATE server") {
 		t.Errorf("dstctl resync without [dns.update]: exit %d: %s", code, out)
 	}
-	post(t, d, "203.0.113.7")
-	post(t, d, "2001:db8::7")
+	d.Inject("203.0.113.7")
+	d.Inject("2001:db8::7")
 	srv := d.DNS
 	for _, tc := range []struct {
 		args []string
@@ -125,7 +104,7 @@ func TestEmbeddedServerWithDig(t *testing.T) {
 	}
 	// The serial moves with every change.
 	before := query(t, srv, zone+".", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
-	post(t, d, "203.0.113.9")
+	d.Inject("203.0.113.9")
 	after := query(t, srv, zone+".", dns.TypeSOA).Answer[0].(*dns.SOA).Serial
 	if after <= before {
 		t.Errorf("serial %d after a new listing, was %d", after, before)
@@ -156,13 +135,13 @@ func TestBINDSecondary(t *testing.T) {
 			d := dsttest.NewDstd(t, "site-a.test", "")
 			d.Reconfigure(fmt.Sprintf("[policy]\nallow_documentation = true\n[dns]\nzone = \"bl.test\"\n%snotify = [\"127.0.0.1:%d\"]\n", tc.conf, port))
 			d.Start()
-			post(t, d, "203.0.113.20")
+			d.Inject("203.0.113.20")
 			b := dsttest.StartBIND(t, dsttest.BINDOptions{Port: port, Secondary: &dsttest.BINDSecondary{Zone: zone, Primary: d.DNS, Key: tc.key}})
 			dsttest.WaitFor(t, 30*time.Second, "BIND to answer for the listed address", func() bool {
 				r, err := b.Query(reverse("203.0.113.20"), dns.TypeA)
 				return err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0
 			})
-			post(t, d, "203.0.113.21")
+			d.Inject("203.0.113.21")
 			dsttest.WaitFor(t, 30*time.Second, "NOTIFY to bring a new listing to BIND", func() bool {
 				r, err := b.Query(reverse("203.0.113.21"), dns.TypeA)
 				return err == nil && len(r.Answer) > 0
@@ -213,7 +192,7 @@ func TestBINDUpdate(t *testing.T) {
 	d := dsttest.NewDstd(t, "site-a.test", "")
 	d.Reconfigure(conf(key.Secret))
 	d.Start()
-	post(t, d, "203.0.113.30")
+	d.Inject("203.0.113.30")
 	dsttest.WaitFor(t, 20*time.Second, "the listing to appear in BIND", func() bool {
 		r, err := b.Query(reverse("203.0.113.30"), dns.TypeA)
 		return err == nil && len(r.Answer) > 0
@@ -266,7 +245,7 @@ func TestBINDUpdate(t *testing.T) {
 	w := dsttest.NewDstd(t, "site-w.test", "")
 	w.Reconfigure(conf("d3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmctd3Jvbmc="))
 	w.Start()
-	post(t, w, "203.0.113.31")
+	w.Inject("203.0.113.31")
 	dsttest.WaitFor(t, 20*time.Second, "dstd to report the refused key", func() bool {
 		l := strings.ToLower(w.Log())
 		return strings.Contains(l, "dns update") && (strings.Contains(l, "badsig") || strings.Contains(l, "badkey") || strings.Contains(l, "notauth") || strings.Contains(l, "refused"))
@@ -304,7 +283,7 @@ func TestRbldnsdExport(t *testing.T) {
 	d.Start()
 	hits := []string{"203.0.113.40", "198.51.100.41", "2001:db8::42"}
 	for _, ip := range hits {
-		post(t, d, ip)
+		d.Inject(ip)
 	}
 	dsttest.WaitFor(t, 10*time.Second, "the export", func() bool {
 		b4, _ := os.ReadFile(ip4)

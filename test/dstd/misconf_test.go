@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/pem"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +14,6 @@ import (
 	"time"
 
 	"github.com/dst-traps/dst/internal/dsttest"
-	"github.com/dst-traps/dst/internal/nntp"
-	"github.com/dst-traps/dst/internal/report"
 )
 
 // These tests are the misconfigurations an administrator used to find
@@ -41,26 +38,6 @@ func fingerprint(t *testing.T, file string) string {
 		parts[i] = fmt.Sprintf("%02X", c)
 	}
 	return strings.Join(parts, ":")
-}
-
-// injectAt posts a report of ip at d's submission socket, as dstc does.
-func injectAt(t *testing.T, d *dsttest.Dstd, ip string) {
-	t.Helper()
-	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
-		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := nntp.Dial(ctx, d.Socket(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Post(ctx, a.Bytes()); err != nil {
-		t.Fatalf("POST at %s: %v", d.Site, err)
-	}
 }
 
 func lines(log, sub string) []string {
@@ -97,7 +74,7 @@ func TestPinMismatchLoggedAtReceiver(t *testing.T) {
 	}
 	a.Start()
 	b.Start()
-	injectAt(t, a, "203.0.113.80")
+	a.Inject("203.0.113.80")
 	var warn string
 	dsttest.WaitFor(t, 30*time.Second, "B to log the pin mismatch", func() bool {
 		if l := lines(b.Log(), "does not match its pin"); len(l) > 0 {
@@ -134,7 +111,7 @@ func TestPeerNameMismatchWarned(t *testing.T) {
 	a.Start()
 	b.Start()
 	for _, ip := range []string{"203.0.113.81", "203.0.113.82"} {
-		injectAt(t, a, ip)
+		a.Inject(ip)
 		dsttest.WaitFor(t, 30*time.Second, "B to list "+ip, func() bool {
 			_, code := b.Ctl("lookup", ip)
 			return code == 0

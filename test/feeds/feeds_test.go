@@ -21,7 +21,6 @@ import (
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/dkim"
 	"github.com/dst-traps/dst/internal/dsttest"
-	"github.com/dst-traps/dst/internal/nntp"
 	"github.com/dst-traps/dst/internal/report"
 )
 
@@ -90,22 +89,7 @@ func mesh(n int) [][2]int {
 // returns its Message-ID (which the injecting dstd keeps).
 func (nw *network) inject(i int, ip string) string {
 	nw.t.Helper()
-	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
-		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
-	if err != nil {
-		nw.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := nntp.Dial(ctx, nw.sites[i].Socket(), 10*time.Second)
-	if err != nil {
-		nw.t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Post(ctx, a.Bytes()); err != nil {
-		nw.t.Fatalf("POST at %s: %v", nw.sites[i].Site, err)
-	}
-	return a.Get("Message-ID")
+	return nw.sites[i].Inject(ip)
 }
 
 func listed(s *dsttest.Dstd, ip string) bool {

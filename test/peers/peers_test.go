@@ -7,13 +7,11 @@ package peers_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,30 +22,7 @@ import (
 
 	"github.com/dst-traps/dst/internal/admin"
 	"github.com/dst-traps/dst/internal/dsttest"
-	"github.com/dst-traps/dst/internal/nntp"
-	"github.com/dst-traps/dst/internal/report"
 )
-
-// inject posts a report about ip at s, as dstc does.
-func inject(t *testing.T, s *dsttest.Dstd, ip string) string {
-	t.Helper()
-	a, err := report.New(report.Hit{SourceIP: netip.MustParseAddr(ip), Arrival: time.Now(), Host: "trap.test", UserAgent: "test",
-		Message: []byte("Subject: spam\r\n\r\nbuy\r\n")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := nntp.Dial(ctx, s.Socket(), 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Post(ctx, a.Bytes()); err != nil {
-		t.Fatalf("POST at %s: %v", s.Site, err)
-	}
-	return a.Get("Message-ID")
-}
 
 func listed(s *dsttest.Dstd, ip string) bool {
 	_, code := s.Ctl("lookup", ip)
@@ -187,7 +162,7 @@ client_cert = %q
 	b.Start()
 
 	const ip = "203.0.113.90"
-	inject(t, a, ip)
+	a.Inject(ip)
 	dsttest.WaitFor(t, 30*time.Second, "A to keep the report B refused for a keyring reason", func() bool {
 		p := peersOf(t, a)["site-b.test"]
 		return p.Kept == 1 && refusals(p.Refusals, "keyring") == 1

@@ -33,6 +33,14 @@ const (
 	fixtureV2Dump = "testdata/layout2.dump"
 )
 
+// The layout-3 fixture: the same history written by the last dstd with
+// layout 3 (listings referring to their last report by arrival key,
+// 5-byte IPv4 keys), and its dump taken with that code.
+const (
+	fixtureV3     = "testdata/layout3.db.gz"
+	fixtureV3Dump = "testdata/layout3.dump"
+)
+
 // writeV1Fixture builds the fixture. It ran once, with the layout-1 code
 // (DST_WRITE_LAYOUT1_FIXTURE=1 go test -run TestMigrateLayout1 ./internal/store/);
 // with this code it would write a layout-2 file, so the test refuses.
@@ -221,6 +229,10 @@ func TestMigrateLayout1(t *testing.T) {
 
 func TestMigrateLayout2(t *testing.T) {
 	testMigrate(t, 2, "DST_WRITE_LAYOUT2_FIXTURE", fixtureV2, fixtureV2Dump)
+}
+
+func TestMigrateLayout3(t *testing.T) {
+	testMigrate(t, 3, "DST_WRITE_LAYOUT3_FIXTURE", fixtureV3, fixtureV3Dump)
 }
 
 // testMigrate checks the upgrade from layout's fixture and dump; with env

@@ -157,7 +157,7 @@ func (db *DB) ReportsSince(since time.Time, fn func(ReportActivity) error) error
 		b := bucketsOf(tx)
 		c := b.arrivals.Cursor()
 		for k, v := c.Seek(timeKey(since)); k != nil; k, v = c.Next() {
-			s, err := decodeArrival(k, v)
+			s, err := decodeArrival(k, v, b.on)
 			if err != nil {
 				return err
 			}

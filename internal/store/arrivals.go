@@ -63,12 +63,13 @@ const (
 // the others are the low four).
 const recCancelled byte = 1 << 4
 
-// encodeArrival encodes a; seen is the arrival time, the base of the
-// record's times. The article, when there is one, is the rest of the
-// value.
-func encodeArrival(a arrival, seen int64) []byte {
+// encodeArrival encodes a in format 3; seen is the arrival time, the
+// base of the record's times. The origins of the report and relayed
+// records are numbers (on: originnum.go; format 2 held their names).
+// The article, when there is one, is the rest of the value.
+func encodeArrival(a arrival, seen int64, on originNames) ([]byte, error) {
 	e := encoder{b: make([]byte, 0, 48+len(a.MessageID)+len(a.Article))}
-	e.byte(formatV2)
+	e.byte(formatV3)
 	e.byte(a.Status)
 	var f byte
 	if a.Report != nil {
@@ -83,21 +84,29 @@ func encodeArrival(a arrival, seen int64) []byte {
 	e.byte(f)
 	e.string(a.MessageID)
 	if r := a.Report; r != nil {
+		n, err := on.originNum(r.Origin)
+		if err != nil {
+			return nil, err
+		}
 		e.addr(r.IP)
-		e.string(r.Origin)
+		e.uvarint(n)
 		e.byte(r.flags())
 		e.relTime(r.Hit, seen)
 		e.relTime(r.Date, seen)
 	}
 	if r := a.Relayed; r != nil {
+		n, err := on.originNum(r.Origin)
+		if err != nil {
+			return nil, err
+		}
 		e.addr(r.IP)
-		e.string(r.Origin)
+		e.uvarint(n)
 		e.relTime(r.Hit, seen)
 		e.string(r.Class)
 		e.string(r.Reason)
 	}
 	e.b = append(e.b, a.Article...)
-	return e.b
+	return e.b, nil
 }
 
 // flags packs the report record's booleans.
@@ -114,22 +123,31 @@ func (r reportRecord) flags() byte {
 	return f
 }
 
-// decodeArrival is the inverse of encodeArrival; key is the arrival key.
-func decodeArrival(key, v []byte) (arrival, error) {
+// decodeArrival is the inverse of encodeArrival, and reads format 2
+// (origins by name) too; key is the arrival key.
+func decodeArrival(key, v []byte, on originNames) (arrival, error) {
 	if len(key) != arrivalKeyLen {
 		return arrival{}, fmt.Errorf("arrival key is %d bytes, want %d: the file is damaged", len(key), arrivalKeyLen)
 	}
 	seen := unixNano(parseTimeKey(key))
 	d := decoder{b: v}
-	if f := d.byte(); d.err == nil && f != formatV2 {
-		d.fail(fmt.Errorf("arrival record format %d is not known to this version of dstd", f))
+	format := d.byte()
+	if d.err == nil && format != formatV2 && format != formatV3 {
+		d.fail(fmt.Errorf("arrival record format %d is not known to this version of dstd", format))
+	}
+	origin := func() string {
+		if format == formatV2 {
+			return d.string()
+		}
+		return d.originName(on)
 	}
 	var a arrival
 	a.Status = d.byte()
 	f := d.byte()
 	a.MessageID = d.string()
 	if f&arrReport != 0 {
-		r := reportRecord{IP: d.addr(), Origin: d.string()}
+		r := reportRecord{IP: d.addr()}
+		r.Origin = origin()
 		fl := d.byte()
 		r.Probation, r.Corroborated, r.Held = fl&recProbation != 0, fl&recCorroborated != 0, fl&recHeld != 0
 		r.Listed, r.Cancelled = fl&recListed != 0, fl&recCancelled != 0
@@ -141,7 +159,9 @@ func decodeArrival(key, v []byte) (arrival, error) {
 		a.Report = &r
 	}
 	if f&arrRelayed != 0 {
-		r := relayedRecord{IP: d.addr(), Origin: d.string(), Hit: d.relTime(seen), Class: d.string(), Reason: d.string()}
+		r := relayedRecord{IP: d.addr()}
+		r.Origin = origin()
+		r.Hit, r.Class, r.Reason = d.relTime(seen), d.string(), d.string()
 		a.Relayed = &r
 	}
 	if f&^(arrReport|arrRelayed|arrArticle) != 0 {
@@ -199,7 +219,11 @@ func (s *stored) seen() int64 { return unixNano(parseTimeKey(s.key)) }
 
 // save writes the entry back.
 func (s *stored) save(b buckets) error {
-	if err := b.arrivals.Put(s.key, encodeArrival(s.arrival, s.seen())); err != nil {
+	v, err := encodeArrival(s.arrival, s.seen(), b.on)
+	if err != nil {
+		return fmt.Errorf("store the record of %s: %w", s.MessageID, err)
+	}
+	if err := b.arrivals.Put(s.key, v); err != nil {
 		return fmt.Errorf("store the record of %s: %w", s.MessageID, err)
 	}
 	return nil
@@ -285,7 +309,7 @@ func loadArrival(b buckets, key []byte) (*stored, error) {
 	if v == nil {
 		return nil, nil
 	}
-	a, err := decodeArrival(key, v)
+	a, err := decodeArrival(key, v, b.on)
 	if err != nil {
 		return nil, err
 	}
@@ -296,12 +320,12 @@ func loadArrival(b buckets, key []byte) (*stored, error) {
 // entry and its address index entries.
 func forget(b buckets, s *stored) error {
 	if r := s.Report; r != nil {
-		if err := b.reportIP.Delete(joinKey(reportIPPrefix(r.IP, r.Origin), s.key)); err != nil {
+		if err := unindexReport(b, b.reportIP, r.IP, r.Origin, s.key); err != nil {
 			return fmt.Errorf("remove report index entry: %w", err)
 		}
 	}
 	if r := s.Relayed; r != nil {
-		if err := b.relayedIP.Delete(joinKey(reportIPPrefix(r.IP, r.Origin), s.key)); err != nil {
+		if err := unindexReport(b, b.relayedIP, r.IP, r.Origin, s.key); err != nil {
 			return fmt.Errorf("remove relayed report index entry: %w", err)
 		}
 	}

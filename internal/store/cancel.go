@@ -91,14 +91,6 @@ func decodeReportRecord(v []byte) (reportRecord, error) {
 	return r, nil
 }
 
-// reportIPPrefix is the report_ip prefix of origin's reports of ip. A domain
-// name holds no NUL, so the separator keeps "a.example" from matching
-// "a.example.net".
-func reportIPPrefix(ip netip.Addr, origin string) []byte {
-	k := joinKey(ipKey(ip), []byte(origin))
-	return append(k, 0)
-}
-
 // markKey is the cancel_marks key of a cancel of target signed by signer.
 func markKey(target, signer string) []byte {
 	k := append([]byte(target), 0)
@@ -115,7 +107,7 @@ func putReportRecord(b buckets, s *stored, rec reportRecord) error {
 	if rec.Cancelled {
 		return nil
 	}
-	if err := b.reportIP.Put(joinKey(reportIPPrefix(rec.IP, rec.Origin), s.key), nil); err != nil {
+	if err := indexReport(b, b.reportIP, rec.IP, rec.Origin, s.key); err != nil {
 		return fmt.Errorf("index report by address: %w", err)
 	}
 	return nil
@@ -332,12 +324,13 @@ func withdraw(b buckets, e *effects, s *stored, p CancelParams, res *CancelResul
 	if err := putReportRecord(b, s, r); err != nil {
 		return fmt.Errorf("mark report cancelled: %w", err)
 	}
-	prefix := reportIPPrefix(r.IP, r.Origin)
-	if err := b.reportIP.Delete(joinKey(prefix, s.key)); err != nil {
+	if err := unindexReport(b, b.reportIP, r.IP, r.Origin, s.key); err != nil {
 		return fmt.Errorf("remove report index entry: %w", err)
 	}
-	k, _ := b.reportIP.Cursor().Seek(prefix)
-	supported := k != nil && bytes.HasPrefix(k, prefix)
+	supported, err := hasReportOf(b, r.IP, r.Origin)
+	if err != nil {
+		return err
+	}
 
 	key := ipKey(r.IP)
 	if v := b.listings.Get(key); v != nil {

@@ -24,6 +24,9 @@ const (
 	// formatV3 is that of the listing of layout 3, which refers to its
 	// last report by arrival key instead of holding its Message-ID.
 	formatV3 = 3
+	// formatV4 is that of the listing of layout 4, which names its
+	// origins by number (originnum.go).
+	formatV4 = 4
 )
 
 // Status bytes stored after the time in a history value.
@@ -351,10 +354,10 @@ func (d *decoder) version() {
 }
 
 // versionOf reads the leading format byte of a kind of record that has
-// two formats.
+// several formats.
 func (d *decoder) versionOf() byte {
 	v := d.byte()
-	if d.err == nil && v != formatV1 && v != formatV2 && v != formatV3 {
+	if d.err == nil && (v < formatV1 || v > formatV4) {
 		d.fail(fmt.Errorf("record format %d is not known to this version of dstd", v))
 	}
 	return v
@@ -369,17 +372,18 @@ func (d *decoder) done() error {
 }
 
 // encodeListing encodes everything but the address, which is the key, in
-// format 3. The listing refers to its last report by its arrival key
+// format 4. The listing refers to its last report by its arrival key
 // (last, or none) rather than its Message-ID (40 to 60 bytes in a bucket
 // filled in random order); readListing reads the Message-ID back from the
 // arrivals log. The arrival time is the one absolute time; the others are
 // distances (FirstSeen from the arrival, LastSeen from FirstSeen, Expires
 // and LastHit from LastSeen), in seconds when they are whole seconds
-// (relTimeS). Format 2 took 77 bytes for a listing of one report, format
-// 3 takes 36.
-func encodeListing(l Listing, last []byte) []byte {
-	e := encoder{b: make([]byte, 0, 40+16*len(l.Origins))}
-	e.byte(formatV3)
+// (relTimeS). The origins are numbers (on: originnum.go). Format 2 took
+// 77 bytes for a listing of one report, format 3 (origins by name) 36,
+// format 4 about 22.
+func encodeListing(l Listing, last []byte, on originNames) ([]byte, error) {
+	e := encoder{b: make([]byte, 0, 24+2*len(l.Origins))}
+	e.byte(formatV4)
 	var base int64
 	if len(last) == arrivalKeyLen {
 		base = parseTimeKey(last).UnixNano()
@@ -397,20 +401,25 @@ func encodeListing(l Listing, last []byte) []byte {
 	e.uvarint(uint64(l.Hits))
 	e.uvarint(uint64(len(l.Origins)))
 	for _, o := range l.Origins {
-		e.string(o)
+		n, err := on.originNum(o)
+		if err != nil {
+			return nil, err
+		}
+		e.uvarint(n)
 	}
 	e.uvarint(uint64(l.Episodes))
 	e.relTimeS(l.LastHit, lastSeen)
-	return e.b
+	return e.b, nil
 }
 
 // decodeListing is the inverse of encodeListing, and reads format 1 too
 // (absolute times; Episodes and LastHit added after the first release, a
 // record without them read as one episode whose last hit is LastSeen);
-// key is the address key. A listing of format 3 comes back with the
-// arrival key of its last report and no LastMessageID (readListing fills
-// it in); older ones with their LastMessageID and no arrival key.
-func decodeListing(key, v []byte) (Listing, []byte, error) {
+// key is the address key, on names the origins of format 4. A listing of
+// format 3 or 4 comes back with the arrival key of its last report and no
+// LastMessageID (readListing fills it in); older ones with their
+// LastMessageID and no arrival key.
+func decodeListing(key, v []byte, on originNames) (Listing, []byte, error) {
 	if n := ipKeyLenOf(key); n == 0 || n != len(key) {
 		return Listing{}, nil, fmt.Errorf("listing key %x is not an address", key)
 	}
@@ -418,7 +427,7 @@ func decodeListing(key, v []byte) (Listing, []byte, error) {
 	d := decoder{b: v}
 	format := d.versionOf()
 	l := Listing{IP: parseIPKey(key)}
-	if format == formatV3 {
+	if format == formatV3 || format == formatV4 {
 		var base int64
 		switch d.byte() {
 		case 0:
@@ -436,7 +445,11 @@ func decodeListing(key, v []byte) (Listing, []byte, error) {
 		l.LastSeen = d.relTimeS(unixNano(l.FirstSeen))
 		l.Expires = d.relTimeS(unixNano(l.LastSeen))
 		l.Hits = int(d.uvarint())
-		l.Origins = d.origins()
+		if format == formatV4 {
+			l.Origins = d.originNums(on)
+		} else {
+			l.Origins = d.origins()
+		}
 		l.Episodes = int(d.uvarint())
 		l.LastHit = d.relTimeS(unixNano(l.LastSeen))
 		if d.err != nil {
@@ -482,6 +495,32 @@ func (d *decoder) origins() []string {
 		o[i] = d.string()
 	}
 	return o
+}
+
+// originNums reads a list of origin numbers and names them.
+func (d *decoder) originNums(on originNames) []string {
+	n := d.count(1)
+	if n == 0 {
+		return nil
+	}
+	o := make([]string, n)
+	for i := range o {
+		o[i] = d.originName(on)
+	}
+	return o
+}
+
+// originName reads an origin number and names it.
+func (d *decoder) originName(on originNames) string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	name, err := on.originName(n)
+	if err != nil {
+		d.fail(err)
+	}
+	return name
 }
 
 // sighting is one origin's most recent report of a not yet listed address.

@@ -239,7 +239,9 @@ func addReport(b buckets, e *effects, r Report, p IngestParams) (Outcome, Listin
 	}
 	probation := r.Origin != p.Self && o.OnProbation(r.Probation, p.ProbationCorroborations)
 	o.Reports++
-	if !hasReportOf(b, r.IP, r.Origin) {
+	if has, err := hasReportOf(b, r.IP, r.Origin); err != nil {
+		return 0, Listing{}, err
+	} else if !has {
 		o.Addresses++
 	}
 	if o.First.IsZero() {

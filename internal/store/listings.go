@@ -29,7 +29,7 @@ type Listing struct {
 // last report from the arrivals log. A report pruned from the log leaves
 // LastMessageID empty.
 func readListing(b buckets, key, v []byte) (Listing, error) {
-	l, last, err := decodeListing(key, v)
+	l, last, err := decodeListing(key, v, b.on)
 	if err != nil || last == nil {
 		return l, err
 	}
@@ -65,7 +65,11 @@ func putListing(b buckets, l Listing, oldExpires time.Time) error {
 	if err != nil {
 		return fmt.Errorf("store listing of %s: %w", l.IP, err)
 	}
-	if err := b.listings.Put(key, encodeListing(l, last)); err != nil {
+	v, err := encodeListing(l, last, b.on)
+	if err != nil {
+		return fmt.Errorf("store listing of %s: %w", l.IP, err)
+	}
+	if err := b.listings.Put(key, v); err != nil {
 		return fmt.Errorf("store listing of %s: %w", l.IP, err)
 	}
 	if !oldExpires.IsZero() {
@@ -160,7 +164,7 @@ func (db *DB) forEachListing(ids bool, fn func(Listing) error) error {
 			if ids {
 				l, err = readListing(b, k, v)
 			} else {
-				l, _, err = decodeListing(k, v)
+				l, _, err = decodeListing(k, v, b.on)
 			}
 			if err != nil {
 				return err

@@ -12,9 +12,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Upgrading a layout-1 or layout-2 file. Open writes the file of the
-// current layout next to the old
-// one (path + migrateSuffix), syncs it, and renames it over the old one:
+// Upgrading a file of layout 1, 2 or 3. Open writes the file of the
+// current layout next to the old one (path + migrateSuffix), syncs it, and renames it over the old one:
 // until the rename the old file is untouched, so a crash at any point
 // leaves either the old store or the new one, never a mix, and the next
 // Open starts again from the old one. Every bucket is written in key
@@ -60,8 +59,8 @@ func migrate(bdb *bolt.DB, path string, opt *bolt.Options, from int64) (*bolt.DB
 		return nil, fmt.Errorf("upgrade the store from layout %d to layout %d (the old file is unchanged): %w", from, layoutVersion, err)
 	}
 	convert := convertV1
-	if from == 2 {
-		convert = convertV2
+	if from > 1 {
+		convert = func(old *bolt.Tx, w *copier) error { return convertV23(old, w, from) }
 	}
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fail(err) // left by an upgrade a crash interrupted
@@ -107,12 +106,22 @@ type copier struct {
 	db *bolt.DB
 	tx *bolt.Tx
 	n  int
+	// on is the origin numbering of tx.
+	on *originTable
 }
 
 func (w *copier) begin() error {
 	tx, err := w.db.Begin(true)
-	w.tx, w.n = tx, 0
+	w.tx, w.n, w.on = tx, 0, nil
 	return err
+}
+
+// origins returns the origin numbering of the current transaction.
+func (w *copier) origins() *originTable {
+	if w.on == nil {
+		w.on = newOriginTable(w.tx.Bucket([]byte(bucketOriginNum)), w.tx.Bucket([]byte(bucketOriginName)))
+	}
+	return w.on
 }
 
 // step counts n keys written and commits every migrateChunk.
@@ -143,7 +152,7 @@ func (w *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
 	return b, nil
 }
 
-// buckets returns the layout-2 buckets of the current transaction. The
+// buckets returns the buckets of the current transaction. The
 // arrivals log and the listings are written in key order, and filled to
 // migrateFill; the history and the address indexes are written in the
 // order of arrival, which is random for them, so they keep bbolt's
@@ -151,6 +160,7 @@ func (w *copier) bucket(path [][]byte) (*bolt.Bucket, error) {
 // fuller split would leave a page for each key that lands in a full one).
 func (w *copier) buckets() buckets {
 	b := bucketsOf(w.tx)
+	b.on = w.origins()
 	for _, x := range []*bolt.Bucket{b.arrivals, b.listings} {
 		x.FillPercent = migrateFill
 	}
@@ -295,7 +305,7 @@ func convertV1(old *bolt.Tx, w *copier) error {
 			bucketReportIP, bucketRelayedIP:
 			return nil // rebuilt above
 		case bucketListings:
-			return w.listings(src)
+			return w.listings(src, addrKeys(bucketListings))
 		case bucketListingLog:
 			return w.listingLog(src)
 		case bucketMeta:
@@ -306,31 +316,114 @@ func convertV1(old *bolt.Tx, w *copier) error {
 	return err
 }
 
-// convertV2 writes the layout-3 form of the layout-2 transaction old: the
-// listings refer to their last report by arrival key, and the rest is
-// copied as it is (in key order, so compacted). Bucket names sort
-// arrivals and history before listings, which need them.
-func convertV2(old *bolt.Tx, w *copier) error {
-	for _, name := range allBuckets() {
+// layout3Buckets are the top-level buckets of layouts 2 and 3.
+func layout3Buckets() []string {
+	return []string{bucketHistory, bucketArrivals, bucketListings, bucketExpiry,
+		bucketSightings, bucketSightingsTime, bucketQueues, bucketMeta, bucketReportIP,
+		bucketCancelMarks, bucketOrigins, bucketOriginRate, bucketRelayedIP, bucketListingLog}
+}
+
+// convertV23 writes the current form of the transaction old of layout 2
+// or 3: the origins numbered in the order the arrivals log names them,
+// the arrivals log and the listings re-encoded (a listing of layout 2
+// finds its last report's arrival key in the new history), the report
+// indexes keyed by number, and (from layout 2) every address key in its
+// short form. The rest is copied as it is; everything in key order, so
+// compacted. Bucket names sort arrivals and history before listings,
+// which need them.
+func convertV23(old *bolt.Tx, w *copier, from int64) error {
+	for _, name := range layout3Buckets() {
 		if old.Bucket([]byte(name)) == nil {
-			return fmt.Errorf("the layout-2 bucket %s is missing: the file is damaged", name)
+			return fmt.Errorf("the layout-%d bucket %s is missing: the file is damaged", from, name)
 		}
+	}
+	for _, name := range allBuckets() {
 		if _, err := w.bucket([][]byte{[]byte(name)}); err != nil {
 			return err
 		}
 	}
+	var conv func(string) func([]byte) ([]byte, error)
+	if from == 2 {
+		conv = addrKeys
+	} else {
+		conv = func(string) func([]byte) ([]byte, error) { return nil }
+	}
 	return old.ForEach(func(name []byte, src *bolt.Bucket) error {
 		switch string(name) {
+		case bucketArrivals:
+			return w.arrivals(src)
 		case bucketListings:
-			return w.listings(src)
+			return w.listings(src, conv(bucketListings))
+		case bucketReportIP, bucketRelayedIP:
+			return w.reportIndex(src, string(name), from)
 		case bucketMeta:
 			if err := w.copyBucket(src, [][]byte{[]byte(bucketMeta)}); err != nil {
 				return err
 			}
 			return putCounter(w.buckets().meta, metaLayout, layoutVersion)
 		}
-		return w.copyKeys(src, [][]byte{bytes.Clone(name)}, addrKeys(string(name)))
+		return w.copyKeys(src, [][]byte{bytes.Clone(name)}, conv(string(name)))
 	})
+}
+
+// arrivals re-encodes the arrivals log, its origins by number.
+func (w *copier) arrivals(src *bolt.Bucket) error {
+	c := src.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		b := w.buckets()
+		a, err := decodeArrival(k, v, b.on)
+		if err != nil {
+			return err
+		}
+		s := &stored{key: k, arrival: a}
+		if err := s.save(b); err != nil {
+			return err
+		}
+		if err := w.step(1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reportIndex converts the keys of report_ip or relayed_ip of layout 2
+// or 3 (address key, origin, 0, arrival key; the 16-byte address key in
+// layout 2) to the current form. They come in address order, as they
+// go, so the bucket is filled to migrateFill.
+func (w *copier) reportIndex(src *bolt.Bucket, name string, from int64) error {
+	c := src.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		n := v1IPKeyLen
+		if from > 2 {
+			n = ipKeyLenOf(k)
+		}
+		i := bytes.IndexByte(k[min(n, len(k)):], 0)
+		if n == 0 || len(k) <= n || i < 0 || len(k)-n-i-1 != arrivalKeyLen {
+			return fmt.Errorf("%s key of %d bytes: the file is damaged", name, len(k))
+		}
+		var ip []byte
+		if from == 2 {
+			ip = ipKeyFromV1(k)
+		} else {
+			ip = k[:n]
+		}
+		num, err := w.origins().originNum(string(k[n : n+i]))
+		if err != nil {
+			return err
+		}
+		dst, err := w.bucket([][]byte{[]byte(name)})
+		if err != nil {
+			return err
+		}
+		nk := append(binary.AppendUvarint(bytes.Clone(ip), num), k[n+i+1:]...)
+		if err := dst.Put(nk, nil); err != nil {
+			return err
+		}
+		if err := w.step(1); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // arrival writes the arrival of Message-ID id, seen at seen, with what
@@ -373,40 +466,45 @@ func (w *copier) arrival(o v1Buckets, id []byte, seen time.Time) (added, article
 		return false, false, err
 	}
 	if r := s.Report; r != nil && !r.Cancelled {
-		if err := b.reportIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
+		if err := indexReport(b, b.reportIP, r.IP, r.Origin, s.key); err != nil {
 			return false, false, err
 		}
 	}
 	if r := s.Relayed; r != nil {
-		if err := b.relayedIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
+		if err := indexReport(b, b.relayedIP, r.IP, r.Origin, s.key); err != nil {
 			return false, false, err
 		}
 	}
 	return true, s.Article != nil, w.step(4)
 }
 
-// listings re-encodes the listings in the compact format, the last
-// report by its arrival key: the arrivals log and the history are
-// written first.
-func (w *copier) listings(src *bolt.Bucket) error {
+// listings re-encodes the listings in the current format, the last
+// report by its arrival key (the arrivals log and the history are
+// written first), their keys converted by conv (if not nil).
+func (w *copier) listings(src *bolt.Bucket, conv func([]byte) ([]byte, error)) error {
 	c := src.Cursor()
-	conv := addrKeys(bucketListings)
 	for k, v := c.First(); k != nil; k, v = c.Next() {
-		k, err := conv(k)
-		if err != nil {
-			return err
-		}
-		l, last, err := decodeListing(k, v)
-		if err != nil {
-			return err
+		if conv != nil {
+			var err error
+			if k, err = conv(k); err != nil {
+				return err
+			}
 		}
 		b := w.buckets()
+		l, last, err := decodeListing(k, v, b.on)
+		if err != nil {
+			return err
+		}
 		if last == nil {
 			if last, err = lastArrivalOf(b, l); err != nil {
 				return err
 			}
 		}
-		if err := b.listings.Put(k, encodeListing(l, last)); err != nil {
+		nv, err := encodeListing(l, last, b.on)
+		if err != nil {
+			return err
+		}
+		if err := b.listings.Put(k, nv); err != nil {
 			return err
 		}
 		if err := w.step(1); err != nil {

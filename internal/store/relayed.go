@@ -46,7 +46,7 @@ func putRelayed(b buckets, r Report, s *stored, rec relayedRecord) error {
 	if err := s.save(b); err != nil {
 		return err
 	}
-	if err := b.relayedIP.Put(joinKey(reportIPPrefix(r.IP, r.Origin), s.key), nil); err != nil {
+	if err := indexReport(b, b.relayedIP, r.IP, r.Origin, s.key); err != nil {
 		return fmt.Errorf("index relayed report by address: %w", err)
 	}
 	return nil
@@ -58,7 +58,7 @@ func relayedOf(b buckets, ip netip.Addr) ([]ReportDetail, error) {
 	prefix := ipKey(ip)
 	c := b.relayedIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		_, key, ok := splitReportIPKey(k)
+		_, key, _, ok := splitReportIPKey(k)
 		if !ok {
 			continue
 		}

@@ -20,8 +20,10 @@
 //	expiry        timeKey(expires) || address key -> empty; drives Expire
 //	sightings     address key -> sightings record (reported, not yet listed)
 //	sightings_time timeKey(latest sighting) || address key -> empty; drives PruneSightings
-//	report_ip     address key || origin || 0 || arrival key -> empty; an origin's live reports of an address
+//	report_ip     address key || origin number (uvarint) || arrival key -> empty; an origin's live reports of an address
 //	relayed_ip    the same for the reports stored only to relay (IngestParams.RelayOnly)
+//	origin_num    origin -> its number (uvarint), which listings, report records and the report indexes hold (originnum.go)
+//	origin_name   origin number (uvarint) -> origin
 //	cancel_marks  cancelled Message-ID || 0 || signer -> time; a cancel that came before its report
 //	origins       origin -> origin record: reports, corroborated, disputed, held, demoted (trust.go)
 //	origin_rate   origin || 0 || 8-byte hour number -> new listings the origin caused in that hour
@@ -90,7 +92,8 @@ const (
 func allBuckets() []string {
 	return []string{bucketHistory, bucketArrivals, bucketListings, bucketExpiry,
 		bucketSightings, bucketSightingsTime, bucketQueues, bucketMeta, bucketReportIP,
-		bucketCancelMarks, bucketOrigins, bucketOriginRate, bucketRelayedIP, bucketListingLog}
+		bucketCancelMarks, bucketOrigins, bucketOriginRate, bucketRelayedIP, bucketListingLog,
+		bucketOriginNum, bucketOriginName}
 }
 
 // Keys in the meta bucket. Each holds an 8-byte big-endian integer.
@@ -114,9 +117,10 @@ const (
 // reports and relayed with the arrivals log. Layout 3 refers to a
 // listing's last report by arrival key instead of its Message-ID
 // (encodeListing), and keys addresses by ipKey (5 bytes for IPv4) instead
-// of their 16-byte form. Open migrates a layout-1 or layout-2 file
-// (migrate.go).
-const layoutVersion = 3
+// of their 16-byte form. Layout 4 numbers the origins (originnum.go) and
+// names them by number in listings, report records and the report
+// indexes. Open migrates a file of layout 1, 2 or 3 (migrate.go).
+const layoutVersion = 4
 
 // Limits on what callers store, so that bad input gets a clear error rather
 // than bbolt's "key too large" in the middle of a transaction.
@@ -172,8 +176,8 @@ func (e *InUseError) Error() string {
 func (e *InUseError) Unwrap() error { return e.Err }
 
 // Open opens the database at path, creating the file (mode 0600) and its
-// buckets if needed, and upgrading a file of layout 1 (migrate.go: a
-// minute or two for a million listings on a 2-vCPU machine). Only one
+// buckets if needed, and upgrading a file of an older layout (migrate.go:
+// a minute or two for a million listings on a 2-vCPU machine). Only one
 // process may have it open at a time.
 func Open(path string, opt Options) (*DB, error) {
 	timeout := opt.Timeout
@@ -191,7 +195,7 @@ func Open(path string, opt Options) (*DB, error) {
 	if v, err := layoutOf(bdb); err != nil {
 		_ = bdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
-	} else if v == 1 || v == 2 {
+	} else if v >= 1 && v < layoutVersion {
 		if bdb, err = migrate(bdb, path, bopt, v); err != nil {
 			return nil, fmt.Errorf("open database %s: %w", path, err)
 		}
@@ -311,6 +315,8 @@ type buckets struct {
 	origins, originRate   *bolt.Bucket
 	relayedIP             *bolt.Bucket
 	listingLog            *bolt.Bucket
+	// on numbers the origins (originnum.go).
+	on *originTable
 }
 
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
@@ -331,6 +337,7 @@ func bucketsOf(tx *bolt.Tx) buckets {
 		originRate:    tx.Bucket([]byte(bucketOriginRate)),
 		relayedIP:     tx.Bucket([]byte(bucketRelayedIP)),
 		listingLog:    tx.Bucket([]byte(bucketListingLog)),
+		on:            newOriginTable(tx.Bucket([]byte(bucketOriginNum)), tx.Bucket([]byte(bucketOriginName))),
 	}
 	for _, t := range []*bolt.Bucket{b.expiry, b.listingLog} {
 		t.FillPercent = fillAppend

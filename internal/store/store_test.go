@@ -99,7 +99,7 @@ func checkConsistency(t testing.TB, db *DB) {
 		}
 		live, relayed, articles := 0, 0, 0
 		if err := b.arrivals.ForEach(func(k, v []byte) error {
-			a, err := decodeArrival(k, v)
+			a, err := decodeArrival(k, v, b.on)
 			if err != nil {
 				return err
 			}
@@ -111,7 +111,7 @@ func checkConsistency(t testing.TB, db *DB) {
 			}
 			if r := a.Relayed; r != nil {
 				relayed++
-				if b.relayedIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) == nil {
+				if p, _, err := reportIPPrefix(b, r.IP, r.Origin); err != nil || b.relayedIP.Get(joinKey(p, k)) == nil {
 					return fmt.Errorf("relayed report %s not indexed by address", a.MessageID)
 				}
 			}
@@ -119,7 +119,11 @@ func checkConsistency(t testing.TB, db *DB) {
 			if r == nil {
 				return nil
 			}
-			indexed := b.reportIP.Get(joinKey(reportIPPrefix(r.IP, r.Origin), k)) != nil
+			p, _, err := reportIPPrefix(b, r.IP, r.Origin)
+			if err != nil {
+				return err
+			}
+			indexed := p != nil && b.reportIP.Get(joinKey(p, k)) != nil
 			if indexed == r.Cancelled {
 				return fmt.Errorf("report %s (cancelled %v) indexed by address: %v", a.MessageID, r.Cancelled, indexed)
 			}
@@ -460,7 +464,12 @@ func TestCodecRoundTrip(t *testing.T) {
 		if l.LastMessageID == "" {
 			last = nil
 		}
-		got, gotLast, err := decodeListing(ipKey(l.IP), encodeListing(l, last))
+		on := newTestOrigins()
+		v, err := encodeListing(l, last, on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, gotLast, err := decodeListing(ipKey(l.IP), v, on)
 		l.LastMessageID = "" // the arrival key stands for it
 		if err != nil || !reflect.DeepEqual(got, l) || !bytes.Equal(gotLast, last) {
 			t.Errorf("listing round trip: got %+v %x, %v; want %+v %x", got, gotLast, err, l, last)
@@ -468,7 +477,7 @@ func TestCodecRoundTrip(t *testing.T) {
 	}
 	// Format 1, as layout 1 wrote it, still reads.
 	v1 := []byte{formatV1, 0, 0, 0, 2, 1, 1, 'a', 0}
-	if got, _, err := decodeListing(ipKey(netip.MustParseAddr("192.0.2.1")), v1); err != nil || got.Hits != 2 || got.Episodes != 1 || len(got.Origins) != 1 {
+	if got, _, err := decodeListing(ipKey(netip.MustParseAddr("192.0.2.1")), v1, nil); err != nil || got.Hits != 2 || got.Episodes != 1 || len(got.Origins) != 1 {
 		t.Errorf("format-1 listing: got %+v, %v", got, err)
 	}
 	for _, a := range []arrival{
@@ -477,7 +486,12 @@ func TestCodecRoundTrip(t *testing.T) {
 		{Status: historyAccepted, MessageID: "<z>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::2"), Origin: "o", Hit: t0, Class: "backscatter", Reason: "own network"}},
 	} {
 		k := arrivalKey(t0, 3)
-		if got, err := decodeArrival(k, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(got, a) {
+		on := newTestOrigins()
+		v, err := encodeArrival(a, t0.UnixNano(), on)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := decodeArrival(k, v, on); err != nil || !reflect.DeepEqual(got, a) {
 			t.Errorf("arrival round trip: got %+v, %v; want %+v", got, err, a)
 		}
 	}
@@ -510,24 +524,36 @@ func TestCodecRoundTrip(t *testing.T) {
 // and whatever they accept must survive encode and decode unchanged.
 // (Comparing bytes would be too strict: varints have overlong forms.)
 func FuzzDecode(f *testing.F) {
-	f.Add(encodeListing(Listing{FirstSeen: t0, Expires: t0, Hits: 3, Origins: []string{"a", "b"}}, arrivalKey(t0, 1)))
+	on := newTestOrigins()
+	must := func(b []byte, err error) []byte {
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	f.Add(must(encodeListing(Listing{FirstSeen: t0, Expires: t0, Hits: 3, Origins: []string{"a", "b"}}, arrivalKey(t0, 1), on)))
 	f.Add(encodeItem(QueueItem{Event: Event{Kind: EventReport, Time: t0, IP: netip.MustParseAddr("2001:db8::1"), MessageID: "<m>"}}))
 	f.Add(encodeSightings(sightings{FirstSeen: t0, Hits: 1, List: []sighting{{"a", t0}}}))
 	f.Add([]byte{formatV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Add(encodeReportRecord(reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Probation: true, Held: true}))
 	f.Add(encodeRelayed(relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Class: "backscatter", Reason: "r"}))
 	f.Add(encodeOrigin(OriginRecord{Origin: "a", Reports: 3, Addresses: 2, First: t0, Last: t0}))
-	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<m>", Article: []byte("a"),
-		Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Date: t0.Add(-time.Minute), Cancelled: true, Listed: true}}, t0.UnixNano()))
-	f.Add(encodeArrival(arrival{Status: historyAccepted, MessageID: "<r>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Reason: "r"}}, t0.UnixNano()))
+	f.Add(must(encodeArrival(arrival{Status: historyAccepted, MessageID: "<m>", Article: []byte("a"),
+		Report: &reportRecord{IP: netip.MustParseAddr("192.0.2.1"), Origin: "a", Hit: t0, Date: t0.Add(-time.Minute), Cancelled: true, Listed: true}}, t0.UnixNano(), on)))
+	f.Add(must(encodeArrival(arrival{Status: historyAccepted, MessageID: "<r>", Relayed: &relayedRecord{IP: netip.MustParseAddr("2001:db8::1"), Origin: "a", Hit: t0, Reason: "r"}}, t0.UnixNano(), on)))
 	key16 := ipKey(netip.MustParseAddr("192.0.2.1"))
 	akey := arrivalKey(t0, 1)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if l, last, err := decodeListing(key16, b); err == nil {
+		on := newTestOrigins()
+		if l, last, err := decodeListing(key16, b, on); err == nil {
 			// An older format's Message-ID is written as an arrival key
 			// by the caller (putListing), not by encodeListing.
 			l.LastMessageID = ""
-			if again, againLast, err := decodeListing(key16, encodeListing(l, last)); err != nil || !reflect.DeepEqual(again, l) || !bytes.Equal(againLast, last) {
+			v, err := encodeListing(l, last, on)
+			if err != nil {
+				t.Fatalf("listing %+v does not encode: %v", l, err)
+			}
+			if again, againLast, err := decodeListing(key16, v, on); err != nil || !reflect.DeepEqual(again, l) || !bytes.Equal(againLast, last) {
 				t.Errorf("listing %+v %x comes back as %+v %x, %v", l, last, again, againLast, err)
 			}
 		}
@@ -551,8 +577,12 @@ func FuzzDecode(f *testing.F) {
 				t.Errorf("relayed record %+v comes back as %+v, %v", r, again, err)
 			}
 		}
-		if a, err := decodeArrival(akey, b); err == nil {
-			if again, err := decodeArrival(akey, encodeArrival(a, t0.UnixNano())); err != nil || !reflect.DeepEqual(again, a) {
+		if a, err := decodeArrival(akey, b, on); err == nil {
+			v, err := encodeArrival(a, t0.UnixNano(), on)
+			if err != nil {
+				t.Fatalf("arrival %+v does not encode: %v", a, err)
+			}
+			if again, err := decodeArrival(akey, v, on); err != nil || !reflect.DeepEqual(again, a) {
 				t.Errorf("arrival %+v comes back as %+v, %v", a, again, err)
 			}
 		}
@@ -562,6 +592,42 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// testOrigins numbers origins in memory, for the codec tests: a number
+// it has not given is named "#n", so whatever a fuzzed record holds
+// decodes and encodes back the same.
+type testOrigins struct {
+	byName map[string]uint64
+	byNum  map[uint64]string
+}
+
+func newTestOrigins() *testOrigins {
+	return &testOrigins{byName: make(map[string]uint64), byNum: make(map[uint64]string)}
+}
+
+func (o *testOrigins) originNum(name string) (uint64, error) {
+	if n, ok := o.byName[name]; ok {
+		return n, nil
+	}
+	n := uint64(len(o.byNum) + 1)
+	for o.byNum[n] != "" {
+		n++
+	}
+	o.byName[name], o.byNum[n] = n, name
+	return n, nil
+}
+
+func (o *testOrigins) originName(n uint64) (string, error) {
+	if name, ok := o.byNum[n]; ok {
+		return name, nil
+	}
+	name := fmt.Sprintf("#%d", n)
+	if _, ok := o.byName[name]; ok {
+		return "", fmt.Errorf("origin %s has another number", name)
+	}
+	o.byName[name], o.byNum[n] = n, name
+	return name, nil
 }
 
 // subscribe is Subscribe that fails the test on error.

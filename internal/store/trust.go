@@ -161,26 +161,14 @@ func countOperators(origins []string, fn func(string) string) int {
 	return len(seen)
 }
 
-// splitReportIPKey returns the origin and arrival key of a report_ip or
-// relayed_ip key.
-func splitReportIPKey(k []byte) (origin, key []byte, ok bool) {
-	n := ipKeyLenOf(k)
-	if n == 0 || len(k) <= n {
-		return nil, nil, false
-	}
-	rest := k[n:]
-	i := bytes.IndexByte(rest, 0)
-	if i < 0 || len(rest)-i-1 != arrivalKeyLen {
-		return nil, nil, false
-	}
-	return rest[:i], rest[i+1:], true
-}
-
 // hasReportOf tells whether origin has a live report of ip.
-func hasReportOf(b buckets, ip netip.Addr, origin string) bool {
-	prefix := reportIPPrefix(ip, origin)
+func hasReportOf(b buckets, ip netip.Addr, origin string) (bool, error) {
+	prefix, ok, err := reportIPPrefix(b, ip, origin)
+	if !ok || err != nil {
+		return false, err
+	}
 	k, _ := b.reportIP.Cursor().Seek(prefix)
-	return k != nil && bytes.HasPrefix(k, prefix)
+	return k != nil && bytes.HasPrefix(k, prefix), nil
 }
 
 // corroborationWindow is how close in time two operators' reports of an
@@ -209,14 +197,17 @@ func corroborate(b buckets, r Report, hit time.Time, probation bool, p IngestPar
 	)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(ipPrefix); k != nil && bytes.HasPrefix(k, ipPrefix); {
-		origin, key, ok := splitReportIPKey(k)
+		num, key, n, ok := splitReportIPKey(k)
 		if !ok {
 			return false, fmt.Errorf("report address index key of %d bytes: the file is damaged", len(k))
 		}
-		if operatorOf(p.OperatorOf, string(origin)) == me {
-			// Past every key of this origin: they end in 0 || arrival key.
-			next := append(append(bytes.Clone(ipPrefix), origin...), 1)
-			k, _ = c.Seek(next)
+		origin, err := b.on.originName(num)
+		if err != nil {
+			return false, err
+		}
+		if operatorOf(p.OperatorOf, origin) == me {
+			// Past every key of this origin.
+			k, _ = c.Seek(afterPrefix(k[:n]))
 			continue
 		}
 		s, err := loadArrival(b, bytes.Clone(key))
@@ -278,7 +269,7 @@ func eachReportOf(b buckets, ip netip.Addr, fn func(id string, rec reportRecord)
 	prefix := ipKey(ip)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-		_, key, ok := splitReportIPKey(k)
+		_, key, _, ok := splitReportIPKey(k)
 		if !ok {
 			continue
 		}
@@ -473,14 +464,18 @@ func dispute(b buckets, ip netip.Addr, now time.Time, p DisputeParams) (disputed
 	prefix := ipKey(ip)
 	c := b.reportIP.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
-		origin, _, ok := splitReportIPKey(k)
+		num, _, n, ok := splitReportIPKey(k)
 		if !ok {
 			return nil, nil, fmt.Errorf("report address index key of %d bytes: the file is damaged", len(k))
 		}
-		if string(origin) != p.Self {
-			disputed = append(disputed, string(origin))
+		origin, err := b.on.originName(num)
+		if err != nil {
+			return nil, nil, err
 		}
-		k, _ = c.Seek(append(append(bytes.Clone(prefix), origin...), 1))
+		if origin != p.Self {
+			disputed = append(disputed, origin)
+		}
+		k, _ = c.Seek(afterPrefix(k[:n]))
 	}
 	for _, name := range disputed {
 		o, err := getOrigin(b, name)

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -143,38 +145,87 @@ func (db *DB) Lookup(ip netip.Addr) (Listing, bool, error) {
 // call methods of db, and should be quick, because a long read transaction
 // keeps freed pages from being reused and makes the file grow.
 func (db *DB) ForEachListing(fn func(Listing) error) error {
-	return db.forEachListing(true, fn)
+	return db.forEachListing(true, listChunk, fn)
 }
 
 // ScanListings is ForEachListing without the LastMessageID, which costs a
 // read of the arrivals log per listing: for loading the DNS index.
 func (db *DB) ScanListings(fn func(Listing) error) error {
-	return db.forEachListing(false, fn)
+	return db.forEachListing(false, listChunk, fn)
 }
 
-func (db *DB) forEachListing(ids bool, fn func(Listing) error) error {
+// listChunk is how many listings ForEachListing decodes before it reads
+// the Message-IDs of their last reports, in the order of the arrivals
+// log: a listing's last report is anywhere in the log, and the log is
+// larger than the listings, so reading them one listing at a time costs
+// a random read of the file each (about twice the time of the whole walk
+// of a million on a cold cache). In arrival order, a chunk's reads sweep
+// the log from start to end. A chunk of listings takes about 3 MB.
+const listChunk = 1 << 14
+
+// forEachListing is ForEachListing (ids) or ScanListings, in chunks of
+// size listings.
+func (db *DB) forEachListing(ids bool, size int, fn func(Listing) error) error {
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		return b.listings.ForEach(func(k, v []byte) error {
-			var (
-				l   Listing
-				err error
-			)
-			if ids {
-				l, err = readListing(b, k, v)
-			} else {
-				l, _, err = decodeListing(k, v, b.on)
+		type entry struct {
+			l    Listing
+			last []byte
+		}
+		var (
+			chunk []entry
+			order []int
+		)
+		flush := func() error {
+			order = order[:0]
+			for i := range chunk {
+				if chunk[i].last != nil {
+					order = append(order, i)
+				}
 			}
+			slices.SortFunc(order, func(i, j int) int { return bytes.Compare(chunk[i].last, chunk[j].last) })
+			for _, i := range order {
+				e := &chunk[i]
+				s, err := loadArrival(b, e.last)
+				if err != nil {
+					return fmt.Errorf("read the last report of %s: %w", e.l.IP, err)
+				}
+				if s != nil {
+					e.l.LastMessageID = s.MessageID
+				}
+			}
+			for i := range chunk {
+				if err := fn(chunk[i].l); err != nil {
+					fnErr = err
+					return err
+				}
+				chunk[i] = entry{}
+			}
+			chunk = chunk[:0]
+			return nil
+		}
+		c := b.listings.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			l, last, err := decodeListing(k, v, b.on)
 			if err != nil {
 				return err
 			}
-			if err := fn(l); err != nil {
-				fnErr = err
-				return err
+			if !ids {
+				if err := fn(l); err != nil {
+					fnErr = err
+					return err
+				}
+				continue
 			}
-			return nil
-		})
+			chunk = append(chunk, entry{l, last})
+			if len(chunk) >= size {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		return flush()
 	})
 	if fnErr != nil {
 		return fnErr

@@ -216,3 +216,66 @@ func TestForEachListing(t *testing.T) {
 		t.Errorf("ForEachListing with failing fn = %v after %d calls; want fn's own error after 1", err, n)
 	}
 }
+
+// TestForEachListingChunks lists addresses whose last reports arrived in
+// an order unrelated to theirs, in chunks smaller than the listings (the
+// Message-IDs are read in arrival order per chunk): every listing comes
+// once, in address order, with its own last Message-ID, as Lookup says,
+// also once the history has forgotten some of them.
+func TestForEachListingChunks(t *testing.T) {
+	db := openTest(t)
+	const n = 50
+	var want []Listing
+	for i := range n {
+		// Addresses in an order unrelated to arrival: a bijection of 0..255.
+		ip := fmt.Sprintf("192.0.2.%d", (i*37+11)%256)
+		listAt(t, db, fmt.Sprintf("<%d@a>", i), ip, time.Duration(i)*time.Second)
+		if i%3 == 0 { // a second report: the last one changes
+			if out, _, err := db.AddReport(report(fmt.Sprintf("<%d-again@b>", i), ip, "b"), params(t0.Add(time.Duration(n+i)*time.Second), 1)); err != nil || out != Extended {
+				t.Fatalf("second report of %s: %v, %v", ip, out, err)
+			}
+		}
+	}
+	if _, err := db.PruneHistory(t0.Add(5*time.Second), 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.forEachListing(true, 1<<20, func(l Listing) error {
+		want = append(want, l)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(want) != n {
+		t.Fatalf("%d listings, want %d", len(want), n)
+	}
+	emptied := 0
+	for _, l := range want {
+		got, ok, err := db.Lookup(l.IP)
+		if err != nil || !ok || !reflect.DeepEqual(got, l) {
+			t.Fatalf("Lookup(%s) = %+v, %v, %v; the walk gave %+v", l.IP, got, ok, err, l)
+		}
+		if l.LastMessageID == "" {
+			emptied++
+		}
+	}
+	if emptied == 0 {
+		t.Error("no listing lost its last Message-ID to pruning; the test does not cover it")
+	}
+	for _, size := range []int{1, 7, n - 1, n} {
+		var got []Listing
+		if err := db.forEachListing(true, size, func(l Listing) error {
+			got = append(got, l)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("chunks of %d: the walk differs from one chunk", size)
+		}
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if err := db.forEachListing(true, 7, func(Listing) error { calls++; return stop }); err != stop || calls != 1 {
+		t.Errorf("with a failing fn: %v after %d calls; want fn's own error after 1", err, calls)
+	}
+}

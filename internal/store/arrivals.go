@@ -179,6 +179,25 @@ func decodeArrival(key, v []byte, on originNames) (arrival, error) {
 	return a, nil
 }
 
+// arrivalMessageID returns the Message-ID of the arrival entry v at key,
+// "" if there is none, without decoding the rest (ForEachListing).
+func arrivalMessageID(key, v []byte) (string, error) {
+	if v == nil {
+		return "", nil
+	}
+	d := decoder{b: v}
+	if f := d.byte(); d.err == nil && f != formatV2 && f != formatV3 {
+		d.fail(fmt.Errorf("arrival record format %d is not known to this version of dstd", f))
+	}
+	d.byte() // status
+	d.byte() // flags
+	id := d.string()
+	if d.err != nil {
+		return "", fmt.Errorf("arrival record at %s: %w", parseTimeKey(key).Format(time.RFC3339Nano), d.err)
+	}
+	return id, nil
+}
+
 // arrivalKey is the key of the n-th Message-ID that arrived at t.
 func arrivalKey(t time.Time, n uint16) []byte {
 	return binary.BigEndian.AppendUint16(timeKey(t), n)

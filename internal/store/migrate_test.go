@@ -219,8 +219,8 @@ func gzipTo(t *testing.T, dst, src string) {
 	}
 }
 
-// TestMigrateLayout1 and TestMigrateLayout2 open a store written by the
-// layout-1 and layout-2 code: it must be upgraded on open and answer
+// TestMigrateLayout1, 2 and 3 open a store written by the layout-1,
+// layout-2 and layout-3 code: it must be upgraded on open and answer
 // exactly as the old code did, and the upgraded store must keep working
 // (a duplicate of a migrated report, a cancel, pruning).
 func TestMigrateLayout1(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -156,21 +155,16 @@ func (db *DB) ScanListings(fn func(Listing) error) error {
 }
 
 // listChunk is how many listings ForEachListing decodes before it reads
-// the Message-IDs of their last reports from the arrivals log. A
-// listing's last report is anywhere in the log, which is larger than the
-// listings, so each read is a page fault on a cold cache: the walk of a
-// million took twice as long as without them. The reads of a chunk are
-// shared among listReaders goroutines, in arrival order, so that their
-// faults overlap (a third less time on a 2-vCPU machine: the faults cost
-// CPU too). A chunk of listings takes under a megabyte.
+// the Message-IDs of their last reports from the arrivals log, in arrival
+// order. A chunk of listings takes under a megabyte.
 const listChunk = 1 << 12
-
-// listReaders is how many goroutines read a chunk's Message-IDs.
-const listReaders = 8
 
 // forEachListing is ForEachListing (ids) or ScanListings, in chunks of
 // size listings.
 func (db *DB) forEachListing(ids bool, size int, fn func(Listing) error) error {
+	if ids {
+		db.readAhead()
+	}
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
@@ -190,31 +184,13 @@ func (db *DB) forEachListing(ids bool, size int, fn func(Listing) error) error {
 				}
 			}
 			slices.SortFunc(order, func(i, j int) int { return bytes.Compare(chunk[i].last, chunk[j].last) })
-			// listReaders goroutines read a share of the chunk each,
-			// so that their page faults overlap (bbolt's Get on a
-			// read-only transaction only reads the mapped file).
-			var (
-				wg   sync.WaitGroup
-				errs = make([]error, listReaders)
-			)
-			share := (len(order) + listReaders - 1) / listReaders
-			for r := range listReaders {
-				part := order[min(r*share, len(order)):min((r+1)*share, len(order))]
-				wg.Go(func() {
-					for _, i := range part {
-						e := &chunk[i]
-						id, err := arrivalMessageID(e.last, b.arrivals.Get(e.last))
-						if err != nil {
-							errs[r] = fmt.Errorf("read the last report of %s: %w", e.l.IP, err)
-							return
-						}
-						e.l.LastMessageID = id
-					}
-				})
-			}
-			wg.Wait()
-			if err := errors.Join(errs...); err != nil {
-				return err
+			for _, i := range order {
+				e := &chunk[i]
+				id, err := arrivalMessageID(e.last, b.arrivals.Get(e.last))
+				if err != nil {
+					return fmt.Errorf("read the last report of %s: %w", e.l.IP, err)
+				}
+				e.l.LastMessageID = id
 			}
 			for i := range chunk {
 				if err := fn(chunk[i].l); err != nil {

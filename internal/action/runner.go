@@ -143,6 +143,9 @@ func Run(ctx context.Context, q Queue, a Action, opt RunnerOptions) error {
 	}
 	opt = opt.withDefaults()
 	r := &runner{q: q, a: a, name: a.Name(), opt: opt, log: opt.Log}
+	if sa, ok := a.(SyncAction); ok {
+		r.sync.fn = sa.Sync
+	}
 	if b, ok := a.(BatchAction); ok {
 		r.batchLoop(ctx, b)
 		return nil
@@ -157,6 +160,40 @@ type runner struct {
 	name string
 	opt  RunnerOptions
 	log  *slog.Logger
+	sync groupSync
+}
+
+// groupSync calls fn (a SyncAction's Sync) once for the callers of wait
+// that come within SyncDelay of the first, and gives each its error.
+type groupSync struct {
+	fn      func() error // nil: not a SyncAction, wait returns at once
+	mu      sync.Mutex
+	waiting []chan error
+}
+
+func (g *groupSync) wait() error {
+	if g.fn == nil {
+		return nil
+	}
+	c := make(chan error, 1)
+	g.mu.Lock()
+	g.waiting = append(g.waiting, c)
+	if len(g.waiting) == 1 {
+		time.AfterFunc(SyncDelay, g.flush)
+	}
+	g.mu.Unlock()
+	return <-c
+}
+
+func (g *groupSync) flush() {
+	g.mu.Lock()
+	w := g.waiting
+	g.waiting = nil
+	g.mu.Unlock()
+	err := g.fn()
+	for _, c := range w {
+		c <- err
+	}
 }
 
 // maxSettling bounds the items whose Do has returned but whose ack or
@@ -289,6 +326,9 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 	}
 	err := r.do(ctx, ev)
 	doDone()
+	if err == nil {
+		err = r.sync.wait()
+	}
 	if err == nil {
 		res.storeFailed = r.ackLazy(log, it.Seq)
 		r.opt.Stats.success(r.opt.Now())

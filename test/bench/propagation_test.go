@@ -58,7 +58,8 @@ type propNet struct {
 
 // newPropNet prepares n sites linked by edges, each edge a feed both ways,
 // every site trusting every site's key (one keyring), documentation ranges
-// allowed. Nothing runs yet.
+// allowed, each site feeding from an address of its own (feedSource).
+// Nothing runs yet.
 func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	b.Helper()
 	nw := &propNet{name: name, edges: edges}
@@ -74,7 +75,8 @@ func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	for _, e := range edges {
 		for _, d := range [][2]int{{e[0], e[1]}, {e[1], e[0]}} {
 			to := nw.sites[d[1]]
-			fmt.Fprintf(&peers[d[0]], "\n[[peer]]\nname = %q\naddresses = [\"127.0.0.1\"]\nfeed = %q\n", to.Site, to.NNTP)
+			fmt.Fprintf(&peers[d[0]], "\n[[peer]]\nname = %q\naddresses = [%q]\nfeed = %q\nsource = %q\n",
+				to.Site, feedSource(d[1]), to.NNTP, feedSource(d[0]))
 			adj[d[0]] = append(adj[d[0]], d[1])
 		}
 	}
@@ -95,6 +97,12 @@ func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	}
 	return nw
 }
+
+// feedSource is the loopback address site i feeds its peers from, its
+// own, as each site of a real network has one: a site can then tell its
+// peers' connections apart, which those sharing 127.0.0.1 would not let
+// it (see feed.Offered).
+func feedSource(i int) string { return fmt.Sprintf("127.0.1.%d", i+1) }
 
 // bfs returns the distance in hops from src to every node, -1 if none.
 func bfs(adj [][]int, src int) []int {

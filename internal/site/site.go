@@ -71,7 +71,7 @@ type Site struct {
 	reportLog *action.ReportLog
 	// offered is what each peer offered this site lately: the feeds do
 	// not offer it back (feed.Offered).
-	offered *feed.Offered
+	offered   *feed.Offered
 	kicks     []chan struct{}
 	stats     []*action.Stats
 	feeders   []*feed.Feeder

@@ -3,6 +3,7 @@ package action
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/dst-traps/dst/internal/store"
 )
@@ -39,6 +40,22 @@ type BatchAction interface {
 	BatchSize() int
 	DoBatch(ctx context.Context, evs []store.Event) error
 }
+
+// SyncAction is an Action whose Do does its work without making it
+// durable, and whose Sync makes durable the work of every Do that has
+// returned. The runner calls Sync before it acknowledges an event, once
+// for all the events done within SyncDelay of each other: the report log
+// writes each line at once (a reader sees it) and syncs the file once for
+// many lines, instead of once per line.
+type SyncAction interface {
+	Action
+	Sync() error
+}
+
+// SyncDelay is the longest the runner gathers the events of a SyncAction
+// before it calls Sync for them. Their acknowledgements wait for the
+// sync; nothing else does.
+const SyncDelay = 50 * time.Millisecond
 
 // ErrPermanent, wrapped in an error returned by Action.Do, means that
 // trying again cannot help (a bad configuration, an event that cannot be

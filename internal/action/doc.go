@@ -30,8 +30,9 @@
 // # Report log
 //
 // The "log" action appends one line per event to a text file (mode 0640),
-// written with a single write(2) and synced before the event is
-// acknowledged. Lines look like this:
+// written with a single write(2) as soon as the event is handled, and
+// synced before the event is acknowledged: one fsync for the lines written
+// within SyncDelay (50ms) of each other (SyncAction). Lines look like this:
 //
 //	2026-11-29T10:10:10Z report ip=203.0.113.7 origin=site-a.example id=<x@site-a.example> listed=yes expires=2026-11-30T10:10:10Z class=spam
 //	2026-11-29T10:12:00Z report ip=198.51.100.9 origin=site-b.example id=<y@site-b.example> listed=no expires=- class=spam

@@ -63,9 +63,9 @@ func (l *ReportLog) Wants(ev store.Event) bool {
 	return ev.Cause == store.CauseListing || (ev.Kind == store.EventReport && ev.Class != "")
 }
 
-// Do appends the event's line. The line is synced to disk before Do
-// returns, because the runner then removes the event from its queue and
-// nothing else would remember it.
+// Do appends the event's line. It does not sync it: the runner calls
+// Sync, once for many lines, before it removes their events from the
+// queue (after which nothing else would remember them).
 func (l *ReportLog) Do(_ context.Context, ev store.Event) error {
 	line := formatLine(ev, l.Simulate)
 	l.mu.Lock()
@@ -84,6 +84,17 @@ func (l *ReportLog) Do(_ context.Context, ev store.Event) error {
 		return fmt.Errorf("cannot write to the report log %s: %w", l.path, err)
 	}
 	l.broken = false
+	return nil
+}
+
+// Sync writes the lines Do appended to disk (fsync). One sync for many
+// lines: one each was a report's most expensive step after its commit.
+func (l *ReportLog) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return fmt.Errorf("report log %s is closed: %w", l.path, ErrPermanent)
+	}
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("cannot sync the report log %s: %w", l.path, err)
 	}
@@ -103,6 +114,12 @@ func (l *ReportLog) Reopen() error {
 	l.f, l.broken = f, false
 	l.mu.Unlock()
 	if old != nil {
+		// Its last lines may not be synced yet (Sync syncs the new
+		// file), and their events may be acknowledged after it.
+		if err := old.Sync(); err != nil {
+			old.Close()
+			return fmt.Errorf("syncing the previous report log: %w", err)
+		}
 		if err := old.Close(); err != nil {
 			return fmt.Errorf("closing the previous report log: %w", err)
 		}

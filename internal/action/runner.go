@@ -143,6 +143,9 @@ func Run(ctx context.Context, q Queue, a Action, opt RunnerOptions) error {
 	}
 	opt = opt.withDefaults()
 	r := &runner{q: q, a: a, name: a.Name(), opt: opt, log: opt.Log}
+	if sa, ok := a.(SyncAction); ok {
+		r.sync.fn = sa.Sync
+	}
 	if b, ok := a.(BatchAction); ok {
 		r.batchLoop(ctx, b)
 		return nil
@@ -157,13 +160,48 @@ type runner struct {
 	name string
 	opt  RunnerOptions
 	log  *slog.Logger
+	sync groupSync
+}
+
+// groupSync calls fn (a SyncAction's Sync) once for the callers of wait
+// that come within SyncDelay of the first, and gives each its error.
+type groupSync struct {
+	fn      func() error // nil: not a SyncAction, wait returns at once
+	mu      sync.Mutex
+	waiting []chan error
+}
+
+func (g *groupSync) wait() error {
+	if g.fn == nil {
+		return nil
+	}
+	c := make(chan error, 1)
+	g.mu.Lock()
+	g.waiting = append(g.waiting, c)
+	if len(g.waiting) == 1 {
+		time.AfterFunc(SyncDelay, g.flush)
+	}
+	g.mu.Unlock()
+	return <-c
+}
+
+func (g *groupSync) flush() {
+	g.mu.Lock()
+	w := g.waiting
+	g.waiting = nil
+	g.mu.Unlock()
+	err := g.fn()
+	for _, c := range w {
+		c <- err
+	}
 }
 
 // maxSettling bounds the items whose Do has returned but whose ack or
 // retry the store has not yet committed. Letting them settle in the
-// background means the next Do need not wait for the commit (QueueAck
-// shares commits through bbolt's Batch, which waits up to 10ms to fill
-// one), so even a runner with Concurrency 1 keeps up with a burst.
+// background means the next Do need not wait for the commit (an
+// acknowledgement is lazy: it waits to join another writer's commit, up
+// to store.LazyWait), so even a runner with Concurrency 1 keeps up with a
+// burst.
 const maxSettling = 256
 
 // result is what a worker tells the loop about an item: first that Do
@@ -283,13 +321,16 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 	if !r.a.Wants(ev) {
 		doDone()
 		log.Debug("acknowledging an event this action does not take (queued under an older configuration)")
-		res.storeFailed = r.ack(log, it.Seq)
+		res.storeFailed = r.ackLazy(log, it.Seq)
 		return res
 	}
 	err := r.do(ctx, ev)
 	doDone()
 	if err == nil {
-		res.storeFailed = r.ack(log, it.Seq)
+		err = r.sync.wait()
+	}
+	if err == nil {
+		res.storeFailed = r.ackLazy(log, it.Seq)
 		r.opt.Stats.success(r.opt.Now())
 		if m := r.opt.Metrics; m != nil {
 			m.ActionDone.WithLabelValues(r.name).Inc()
@@ -313,10 +354,10 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 	switch {
 	case errors.Is(err, ErrPermanent):
 		log.Error("dropping event: the action failed and retrying cannot help", "err", err, "attempts", attempts)
-		res.storeFailed = r.ack(log, it.Seq)
+		res.storeFailed = r.ackLazy(log, it.Seq)
 	case r.opt.MaxAttempts > 0 && attempts >= r.opt.MaxAttempts:
 		log.Error("dropping event: the action failed too many times", "err", err, "attempts", attempts)
-		res.storeFailed = r.ack(log, it.Seq)
+		res.storeFailed = r.ackLazy(log, it.Seq)
 	default:
 		next := now.Add(retry.Backoff(attempts, r.opt.MinBackoff, r.opt.MaxBackoff))
 		if qerr := r.q.QueueRetry(r.name, it.Seq, next); qerr != nil {
@@ -330,9 +371,32 @@ func (r *runner) handle(ctx context.Context, it store.QueueItem, doDone func()) 
 	return res
 }
 
+// lazyQueue is a Queue whose acknowledgements can wait to share another
+// writer's commit (store.DB.QueueAckLazy).
+type lazyQueue interface {
+	QueueAckLazy(queue string, seq uint64) error
+}
+
 // ack removes an item and reports whether the store failed.
 func (r *runner) ack(log *slog.Logger, seq uint64) bool {
-	if err := r.q.QueueAck(r.name, seq); err != nil {
+	return r.ackWith(r.q.QueueAck, log, seq)
+}
+
+// ackLazy is ack for the items of loop, which does not wait for their
+// acknowledgements (they settle in the background): they are lazy when
+// the queue allows. The report log acknowledges every report, and one
+// commit each doubled a site's commits per report. (The batch runner
+// waits for each batch's acknowledgements before the next batch, so its
+// are not lazy.)
+func (r *runner) ackLazy(log *slog.Logger, seq uint64) bool {
+	if lq, ok := r.q.(lazyQueue); ok {
+		return r.ackWith(lq.QueueAckLazy, log, seq)
+	}
+	return r.ack(log, seq)
+}
+
+func (r *runner) ackWith(ack func(queue string, seq uint64) error, log *slog.Logger, seq uint64) bool {
+	if err := ack(r.name, seq); err != nil {
 		// The item stays queued, so the action will see it again:
 		// delivery is at least once.
 		log.Error("cannot acknowledge a handled event; it will be handled again", "err", err)

@@ -563,3 +563,57 @@ func TestRunRejectsMissingParts(t *testing.T) {
 		t.Error("Run with a nameless action succeeded")
 	}
 }
+
+// syncAction is a funcAction with a Sync that counts its calls and
+// records how many items were still queued at each.
+type syncAction struct {
+	funcAction
+	q      *fakeQueue
+	mu     sync.Mutex
+	queued []int
+}
+
+func (a *syncAction) Sync() error {
+	n := len(a.q.get(a.name))
+	a.mu.Lock()
+	a.queued = append(a.queued, n)
+	a.mu.Unlock()
+	return nil
+}
+
+// TestRunSyncAction: the events a SyncAction did together are synced once,
+// SyncDelay after the first, and acknowledged only then.
+func TestRunSyncAction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue()
+		for i := range 3 {
+			q.add("log", testEvent(i))
+		}
+		var done atomic.Int32
+		a := &syncAction{funcAction: funcAction{name: "log", do: func(context.Context, store.Event) error {
+			done.Add(1)
+			return nil
+		}}, q: q}
+		stop := startRun(t, q, a, RunnerOptions{})
+		defer stop()
+
+		synctest.Wait()
+		if n := done.Load(); n != 3 {
+			t.Fatalf("Do ran %d times, want 3 before any sync", n)
+		}
+		if n := len(q.get("log")); n != 3 {
+			t.Fatalf("%d items left before the sync, want 3: acknowledged before they were synced", n)
+		}
+		time.Sleep(SyncDelay)
+		synctest.Wait()
+		a.mu.Lock()
+		queued := slices.Clone(a.queued)
+		a.mu.Unlock()
+		if !slices.Equal(queued, []int{3}) {
+			t.Errorf("Sync calls saw %v items queued, want one call with all 3", queued)
+		}
+		if n := len(q.get("log")); n != 0 {
+			t.Errorf("%d items left after the sync, want 0", n)
+		}
+	})
+}

@@ -151,6 +151,10 @@ type Options struct {
 	// only makes the report offered again, and the peer refuses the
 	// repeat (438). It does not delay the next report.
 	AckDelay time.Duration
+	// PeerHas, if not nil, reports whether the peer is known to have an
+	// article already: it offered it to this site (Offered). Such a
+	// report is not offered to it, and is counted in Status.Skipped.
+	PeerHas func(messageID string) bool
 }
 
 func (o Options) withDefaults() Options {
@@ -192,6 +196,7 @@ type Status struct {
 	Sent          int64 // accepted by the peer (239, 235)
 	Refused       int64 // refused by it or already there (438, 439, 435, 437), or its name already in Path
 	Deferred      int64 // to be offered again (431, 436, connection lost)
+	Skipped       int64 // not offered: the peer had offered it to us (Options.PeerHas)
 	LastSuccess   time.Time
 	LastError     string
 	LastErrorTime time.Time
@@ -571,6 +576,14 @@ func (f *Feeder) prepare(it store.QueueItem) *flight {
 	// the whole batch, again at every reconnection.
 	if !article.ValidMessageID(ev.MessageID) {
 		log.Warn("dropping a report whose Message-ID cannot be sent over NNTP")
+		f.settle(it.Seq, time.Time{})
+		return nil
+	}
+	if f.o.PeerHas != nil && f.o.PeerHas(ev.MessageID) {
+		log.Debug("not offering a report the peer offered to us: it has it")
+		f.mu.Lock()
+		f.st.Skipped++
+		f.mu.Unlock()
 		f.settle(it.Seq, time.Time{})
 		return nil
 	}

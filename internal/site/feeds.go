@@ -30,10 +30,20 @@ func (s *Site) buildFeeds() error {
 			Username: p.Username, Password: p.Password, LocalAddr: p.Source,
 		}, s.db, feed.Options{
 			Site: s.cfg.Site, Log: s.log, Metrics: s.met, Kick: kick,
+			PeerHas: s.peersOffered().For(p.Name),
 		}))
 		s.feedPeers = append(s.feedPeers, p.Name)
 	}
 	return nil
+}
+
+// peersOffered is what the NNTP server records and the feeds consult:
+// the articles each peer offered lately.
+func (s *Site) peersOffered() *feed.Offered {
+	if s.offered == nil {
+		s.offered = feed.NewOffered()
+	}
+	return s.offered
 }
 
 // clientTLS is the TLS configuration of an outgoing feed: the peer's server

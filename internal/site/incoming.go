@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -152,15 +153,36 @@ func (in *incoming) status(peer string) *admin.IncomingStatus {
 type countingHandler struct {
 	nntp.Handler
 	in *incoming
+	// offered records what each peer offered, for the feeds (PeerHas);
+	// peers tells which connections come from one peer only.
+	offered *feed.Offered
+	peers   []peerAuth
+}
+
+// noteOffer records that the session's peer offered msgID, when the
+// session can only be that peer: peers that share an address (all on one
+// host) cannot be told apart by it, and a wrong guess would keep a report
+// from a peer that does not have it.
+func (h countingHandler) noteOffer(s *nntp.Session, msgID string) {
+	if h.offered == nil || !s.CanFeed || s.Peer == "" || s.Remote == nil {
+		return
+	}
+	ap, err := netip.ParseAddrPort(s.Remote.String())
+	if err != nil || len(peersAt(h.peers, ap.Addr().Unmap())) != 1 {
+		return
+	}
+	h.offered.Add(s.Peer, msgID)
 }
 
 func (h countingHandler) Check(ctx context.Context, s *nntp.Session, msgID string) nntp.Verdict {
+	h.noteOffer(s, msgID)
 	v := h.Handler.Check(ctx, s, msgID)
 	h.in.verdict(s, v, false)
 	return v
 }
 
 func (h countingHandler) Receive(ctx context.Context, s *nntp.Session, msgID string, article []byte) nntp.Verdict {
+	h.noteOffer(s, msgID)
 	v := h.Handler.Receive(ctx, s, msgID, article)
 	h.in.verdict(s, v, true)
 	return v

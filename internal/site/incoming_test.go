@@ -2,8 +2,10 @@ package site
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
+	"github.com/dst-traps/dst/internal/feed"
 	"github.com/dst-traps/dst/internal/nntp"
 )
 
@@ -41,5 +43,32 @@ func TestIncoming(t *testing.T) {
 	}
 	if st := in.status("site-c.test"); len(st.Connections) != 0 || st.Accepted != 0 {
 		t.Errorf("a peer never seen: %+v", st)
+	}
+}
+
+// TestNoteOffer: what a peer offers is remembered for the feeds only when
+// the connection can be that peer alone. Peers sharing an address cannot be
+// told apart by it, and a wrong guess would keep a report from a peer that
+// does not have it.
+func TestNoteOffer(t *testing.T) {
+	h := countingHandler{in: newIncoming(), offered: feed.NewOffered(), peers: []peerAuth{
+		{name: "site-a.test", addrs: []netip.Prefix{netip.MustParsePrefix("127.0.1.1/32")}},
+		{name: "site-b.test", addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
+		{name: "site-c.test", addrs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/24")}},
+	}}
+	from := func(ip net.IP, peer string, canFeed bool) *nntp.Session {
+		return &nntp.Session{Remote: &net.TCPAddr{IP: ip, Port: 4000}, CanFeed: canFeed, Peer: peer}
+	}
+	h.noteOffer(from(net.IPv4(127, 0, 1, 1), "site-a.test", true), "<1@x>")
+	h.noteOffer(from(net.IPv4(127, 0, 0, 1), "site-b.test", true), "<2@x>")  // site-c.test's too
+	h.noteOffer(from(net.IPv4(127, 0, 1, 1), "site-a.test", false), "<3@x>") // not let feed
+	if !h.offered.Has("site-a.test", "<1@x>") {
+		t.Error("an offer from the only peer at its address was not recorded")
+	}
+	if h.offered.Has("site-b.test", "<2@x>") || h.offered.Has("site-c.test", "<2@x>") {
+		t.Error("an offer from an address two peers share was recorded")
+	}
+	if h.offered.Has("site-a.test", "<3@x>") {
+		t.Error("an offer from a session that may not feed was recorded")
 	}
 }

@@ -183,7 +183,7 @@ func (s *Site) nntpServer() *nntp.Server {
 	peers := s.incomingPeers()
 	s.incoming = newIncoming()
 	srv := &nntp.Server{
-		Handler:  countingHandler{ingest.NNTPHandler(s.in), s.incoming},
+		Handler:  countingHandler{Handler: ingest.NNTPHandler(s.in), in: s.incoming, offered: s.peersOffered(), peers: peers},
 		Log:      s.log.With("component", "nntp"),
 		Hostname: s.cfg.Site,
 		Limits: nntp.Limits{

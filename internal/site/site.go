@@ -69,6 +69,9 @@ type Site struct {
 	// and stats go with them, by index.
 	actions   []action.Action
 	reportLog *action.ReportLog
+	// offered is what each peer offered this site lately: the feeds do
+	// not offer it back (feed.Offered).
+	offered   *feed.Offered
 	kicks     []chan struct{}
 	stats     []*action.Stats
 	feeders   []*feed.Feeder

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -19,6 +20,18 @@ import (
 // (each report arrives over several links, and each is acknowledged to a
 // few queues), that delay was paid at every hop, and on a loaded machine
 // its timer fired late.
+
+// Writes that need not be durable at once (a consumer's acknowledgements,
+// which a crash only turns into a repeat) can be lazy: a lazy write waits
+// for the next commit that another writer starts, and joins it, or starts
+// one itself after LazyWait. In a network of sites every report is
+// acknowledged to several queues (the report log, each feed); committed
+// on their own, these acknowledgements were more commits than the reports
+// themselves, each two fsyncs and a wake-up of every goroutine involved.
+// Joined to the next report's commit they cost a few bucket writes.
+
+// LazyWait is the longest a lazy write waits for another commit to join.
+const LazyWait = 100 * time.Millisecond
 
 // maxGroup bounds the writes in one commit (bbolt's MaxBatchSize), so
 // that one transaction does not grow without end under a flood.
@@ -42,6 +55,11 @@ type groupCommit struct {
 	mu      sync.Mutex
 	pending []*groupCall
 	leading bool // a writer is committing; pending waits for the next commit
+	// lazy are lazy writes waiting for a commit to join; lazyTimer
+	// starts one for them when none came within LazyWait.
+	lazy      []*groupCall
+	lazyTimer *time.Timer
+	commits   int // transactions committed (for tests)
 }
 
 // batch runs fn in a write transaction shared with the writers that
@@ -65,7 +83,65 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 	// This writer commits what is pending (its own write first of all),
 	// then hands over to a writer of the next group, if any, so that it
 	// does not keep working for others once its own write is done.
+	db.lead()
+	return (<-c.res).err
+}
+
+// batchLazy is batch for a write that may wait up to LazyWait for another
+// writer's commit to join (see LazyWait). It returns once the write is
+// committed, as batch does.
+func (db *DB) batchLazy(fn func(*bolt.Tx) error) error {
+	g := &db.group
+	c := &groupCall{fn: fn, res: make(chan groupResult, 1)}
 	g.mu.Lock()
+	g.lazy = append(g.lazy, c)
+	if g.lazyTimer == nil {
+		g.lazyTimer = time.AfterFunc(LazyWait, db.flushLazy)
+	}
+	g.mu.Unlock()
+	r := <-c.res
+	if !r.lead {
+		return r.err
+	}
+	db.lead()
+	return (<-c.res).err
+}
+
+// flushLazy commits the lazy writes that no other commit took in time.
+func (db *DB) flushLazy() {
+	g := &db.group
+	g.mu.Lock()
+	g.lazyTimer = nil
+	if len(g.lazy) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	g.pending = append(g.pending, g.lazy...)
+	g.lazy = nil
+	if g.leading {
+		g.mu.Unlock() // the commit under way hands over to them
+		return
+	}
+	g.leading = true
+	g.mu.Unlock()
+	db.lead()
+}
+
+// lead commits what is pending, lazy writes included, and hands over to a
+// writer of the next group, if any, so that the leader does not keep
+// working for others once its own write is done. The caller has set
+// leading.
+func (db *DB) lead() {
+	g := &db.group
+	g.mu.Lock()
+	if len(g.lazy) > 0 {
+		g.pending = append(g.pending, g.lazy...)
+		g.lazy = nil
+		if g.lazyTimer != nil {
+			g.lazyTimer.Stop()
+			g.lazyTimer = nil
+		}
+	}
 	n := min(len(g.pending), maxGroup)
 	calls := g.pending[:n:n]
 	g.pending = g.pending[n:]
@@ -78,7 +154,6 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 		g.leading = false
 	}
 	g.mu.Unlock()
-	return (<-c.res).err
 }
 
 // commitGroup commits calls in one transaction and tells each its
@@ -86,6 +161,9 @@ func (db *DB) batch(fn func(*bolt.Tx) error) error {
 // without failing the others, which are committed again without it.
 func (db *DB) commitGroup(calls []*groupCall) {
 	for len(calls) > 0 {
+		db.group.mu.Lock()
+		db.group.commits++
+		db.group.mu.Unlock()
 		failed := -1
 		err := db.bdb.Update(func(tx *bolt.Tx) error {
 			for i, c := range calls {

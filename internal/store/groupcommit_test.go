@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -54,4 +56,59 @@ func TestGroupCommitFailureIsolated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestLazyWrite: a lazy write (an acknowledgement) waits for the next
+// commit another writer starts and joins it, so the two cost one commit;
+// alone, it is committed after LazyWait. Without lazy writes each
+// acknowledgement was a commit of its own.
+func TestLazyWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := openTest(t)
+		put := func(k string) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketMeta)).Put([]byte(k), []byte{1}) }
+		}
+		commits := func() int {
+			db.group.mu.Lock()
+			defer db.group.mu.Unlock()
+			return db.group.commits
+		}
+		stored := func(k string) bool {
+			var ok bool
+			db.bdb.View(func(tx *bolt.Tx) error {
+				ok = tx.Bucket([]byte(bucketMeta)).Get([]byte(k)) != nil
+				return nil
+			})
+			return ok
+		}
+
+		start := time.Now()
+		c0 := commits()
+		done := make(chan error, 1)
+		go func() { done <- db.batchLazy(put("test-lazy-1")) }()
+		synctest.Wait()
+		if n := commits() - c0; n != 0 || stored("test-lazy-1") {
+			t.Fatalf("a lazy write alone was committed at once (%d commits)", n)
+		}
+		if err := db.batch(put("test-eager")); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := commits() - c0; n != 1 || !stored("test-lazy-1") || !stored("test-eager") {
+			t.Errorf("lazy and eager write: %d commits, want 1 holding both", n)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("the lazy write waited %v after the commit it joined", d)
+		}
+
+		start, c0 = time.Now(), commits()
+		if err := db.batchLazy(put("test-lazy-2")); err != nil {
+			t.Fatal(err)
+		}
+		if d, n := time.Since(start), commits()-c0; d != LazyWait || n != 1 || !stored("test-lazy-2") {
+			t.Errorf("a lazy write alone: committed after %v in %d commits, want %v and 1", d, n, LazyWait)
+		}
+	})
 }

@@ -173,11 +173,24 @@ func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64
 // for the commit under way, if any, so a runner should not wait for one ack
 // before starting the next item.
 func (db *DB) QueueAck(queue string, seq uint64) error {
+	return db.queueAck(queue, seq, db.batch)
+}
+
+// QueueAckLazy is QueueAck for a consumer that does not wait for the
+// acknowledgement before going on (the action runner): it joins the next
+// commit of another writer, or commits after LazyWait (see LazyWait). A
+// crash in between makes the item handled again, as delivery is at least
+// once anyway.
+func (db *DB) QueueAckLazy(queue string, seq uint64) error {
+	return db.queueAck(queue, seq, db.batchLazy)
+}
+
+func (db *DB) queueAck(queue string, seq uint64, batch func(func(*bolt.Tx) error) error) error {
 	if err := validQueueName(queue); err != nil {
 		return err
 	}
 	key := seqKey(seq)
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		q := b.queues.Bucket([]byte(queue))
 		if q == nil || q.Get(key) == nil {
@@ -194,10 +207,11 @@ func (db *DB) QueueAck(queue string, seq uint64) error {
 	return nil
 }
 
-// QueueAckAll removes many handled items of one queue in one commit, for
-// a consumer that gathers its acknowledgements (a feed does): one fsync
-// for them all instead of one each. Items not there are skipped, as with
-// QueueAck.
+// QueueAckAll removes many handled items of one queue together, for a
+// consumer that gathers its acknowledgements (a feed does). It is lazy,
+// like QueueAckLazy: the items join the next commit of another writer, or
+// are committed after LazyWait, rather than costing a commit of their
+// own. Items not there are skipped, as with QueueAck.
 func (db *DB) QueueAckAll(queue string, seqs []uint64) error {
 	if err := validQueueName(queue); err != nil {
 		return err
@@ -205,7 +219,7 @@ func (db *DB) QueueAckAll(queue string, seqs []uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := db.batch(func(tx *bolt.Tx) error {
+	err := db.batchLazy(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		q := b.queues.Bucket([]byte(queue))
 		if q == nil {

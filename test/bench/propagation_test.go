@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,13 +27,10 @@ import (
 
 // Propagation settings. minReports is the least number of reports a run
 // injects whatever b.N is; injectEvery paces them (they are pipelined:
-// the next is posted before the previous has arrived); pollEvery is how
-// often the farthest site is asked whether each outstanding report has
-// arrived, which bounds the resolution of every figure.
+// the next is posted before the previous has arrived).
 const (
 	minReports  = 50
 	injectEvery = 20 * time.Millisecond
-	pollEvery   = 2 * time.Millisecond
 	// idleReports are posted one at a time before the measured ones.
 	idleReports = 9
 	// lostAfter gives up on reports when none arrived for this long.
@@ -60,7 +58,8 @@ type propNet struct {
 
 // newPropNet prepares n sites linked by edges, each edge a feed both ways,
 // every site trusting every site's key (one keyring), documentation ranges
-// allowed. Nothing runs yet.
+// allowed, each site feeding from an address of its own (feedSource).
+// Nothing runs yet.
 func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	b.Helper()
 	nw := &propNet{name: name, edges: edges}
@@ -76,7 +75,8 @@ func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	for _, e := range edges {
 		for _, d := range [][2]int{{e[0], e[1]}, {e[1], e[0]}} {
 			to := nw.sites[d[1]]
-			fmt.Fprintf(&peers[d[0]], "\n[[peer]]\nname = %q\naddresses = [\"127.0.0.1\"]\nfeed = %q\n", to.Site, to.NNTP)
+			fmt.Fprintf(&peers[d[0]], "\n[[peer]]\nname = %q\naddresses = [%q]\nfeed = %q\nsource = %q\n",
+				to.Site, feedSource(d[1]), to.NNTP, feedSource(d[0]))
 			adj[d[0]] = append(adj[d[0]], d[1])
 		}
 	}
@@ -97,6 +97,12 @@ func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 	}
 	return nw
 }
+
+// feedSource is the loopback address site i feeds its peers from, its
+// own, as each site of a real network has one: a site can then tell its
+// peers' connections apart, which those sharing 127.0.0.1 would not let
+// it (see feed.Offered).
+func feedSource(i int) string { return fmt.Sprintf("127.0.1.%d", i+1) }
 
 // bfs returns the distance in hops from src to every node, -1 if none.
 func bfs(adj [][]int, src int) []int {
@@ -209,10 +215,11 @@ func (nw *propNet) nextAddr() netip.Addr {
 // site 0, over real dstd processes feeding each other (MODE STREAM,
 // CHECK/TAKETHIS) on loopback. A run injects max(b.N, 50) reports, one
 // every 20 ms with distinct addresses, without waiting for the previous one
-// to arrive, and polls the farthest site's admin API every 2 ms for each
-// report still outstanding. Before that, one report opens the feed
+// to arrive. Before that, one report opens the feed
 // connections along the way (cold-ms) and one goes through the real dstc
-// binary (dstc-ms, from dstc's exit).
+// binary (dstc-ms, from dstc's exit). A report counts as arrived when the
+// farthest site's report log has its line (logWatch), which it writes
+// after the commit that lists it.
 func BenchmarkPropagation(b *testing.B) {
 	for _, tp := range []struct {
 		name  string
@@ -232,8 +239,11 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	nw.start(b)
 	far := nw.sites[nw.far]
 	hops := nw.dist[nw.far]
-	ac := admin.NewClient(far.Admin)
-	defer ac.Close()
+	lw, err := watchReportLog(far.Dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lw.Close()
 	ctx := context.Background()
 
 	// The first report of the network dials every feed on its way.
@@ -241,7 +251,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 		ip := nw.nextAddr()
 		t0 := postAt(b, nw.sites[0].Socket(), buildReport(b, ip))
 		nw.injected++
-		nw.cold = waitListed(b, ac, ip, t0)
+		nw.cold = waitListed(b, lw, ip, t0)
 	}
 
 	// One report through the real trap client, the way an MTA runs it.
@@ -254,7 +264,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 		b.Fatalf("dstc: exit %d: %s", code, out)
 	}
 	nw.injected++
-	dstcLat := waitListed(b, ac, ip, t0)
+	dstcLat := waitListed(b, lw, ip, t0)
 
 	// A few reports alone in the network, each posted once the previous
 	// one has arrived: the latency without load.
@@ -263,7 +273,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 		ip := nw.nextAddr()
 		t0 := postAt(b, nw.sites[0].Socket(), buildReport(b, ip))
 		nw.injected++
-		idle = append(idle, waitListed(b, ac, ip, t0))
+		idle = append(idle, waitListed(b, lw, ip, t0))
 	}
 	slices.Sort(idle)
 
@@ -281,6 +291,7 @@ func benchPropagation(b *testing.B, nw *propNet) {
 		at time.Time // when the 240 came
 	}
 	postedc := make(chan posted, r)
+	cpu0, self0 := nw.sitesCPU(b), selfCPU(b)
 	b.ResetTimer()
 	go func() {
 		defer close(postedc)
@@ -312,30 +323,29 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	arrived, sent := 0, 0
 	var outstanding []posted
 	lastProgress := time.Now()
-	poll := time.NewTicker(pollEvery)
-	defer poll.Stop()
+	check := time.NewTicker(time.Second) // for lostAfter, when nothing comes
+	defer check.Stop()
 	for open := true; open || len(outstanding) > 0; {
-		for drained := false; open && !drained; {
-			select {
-			case p, ok := <-postedc:
-				if !ok {
-					open = false
-					break
-				}
-				outstanding = append(outstanding, p)
-				sent++
-			default:
-				drained = true
+		select {
+		case p, ok := <-postedc:
+			if !ok {
+				open = false
+				postedc = nil
+				break
 			}
+			outstanding = append(outstanding, p)
+			sent++
+		case <-lw.notify:
+		case <-check.C:
 		}
 		keep := outstanding[:0]
 		for _, p := range outstanding {
-			_, ok, err := ac.Lookup(ctx, ips[p.i])
+			at, ok, err := lw.when(ips[p.i])
 			if err != nil {
-				b.Fatalf("lookup at %s: %v", far.Site, err)
+				b.Fatalf("following the report log of %s: %v", far.Site, err)
 			}
 			if ok {
-				lat[p.i] = time.Since(p.at)
+				lat[p.i] = max(at.Sub(p.at), time.Microsecond) // listed even before the 240 was read: count it as arrived
 				arrived++
 				lastProgress = time.Now()
 			} else {
@@ -349,9 +359,9 @@ func benchPropagation(b *testing.B, nw *propNet) {
 			nw.logPeers(b)
 			break
 		}
-		<-poll.C
 	}
 	b.StopTimer()
+	cpu, self := nw.sitesCPU(b)-cpu0, selfCPU(b)-self0
 	nw.injected += sent
 
 	if os.Getenv("DST_BENCH_DEBUG") != "" {
@@ -378,10 +388,51 @@ func benchPropagation(b *testing.B, nw *propNet) {
 	b.ReportMetric(ms(nw.cold), "cold-ms")
 	b.ReportMetric(ms(dstcLat), "dstc-ms")
 	b.ReportMetric(ms(pct(idle, 50)), "idle-p50-ms")
+	b.ReportMetric(ms(cpu)/float64(sent), "site-cpu-ms/report")
+	b.ReportMetric(ms(self)/float64(sent), "bench-cpu-ms/report")
 
 	// Every site lists every report once: none lost on a side path,
 	// none accepted twice over two paths.
 	nw.checkCounts(b)
+}
+
+// sitesCPU is the CPU time (user and system) all the sites' dstd
+// processes have used so far, from /proc/PID/stat.
+func (nw *propNet) sitesCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var total time.Duration
+	for _, s := range nw.sites {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.Pid()))
+		if err != nil {
+			b.Fatalf("CPU time of %s: %v", s.Site, err)
+		}
+		// Fields after the command name, which is in parentheses and
+		// may hold spaces: state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(st[bytes.LastIndexByte(st, ')')+1:]))
+		for _, v := range f[11:13] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("CPU time of %s: %v", s.Site, err)
+			}
+			total += time.Duration(n) * time.Second / clockTicks
+		}
+	}
+	return total
+}
+
+// clockTicks is the unit of the times in /proc/PID/stat (USER_HZ), 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// selfCPU is the CPU time this test process has used so far: what
+// injecting and watching cost, beside the sites.
+func selfCPU(b *testing.B) time.Duration {
+	b.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // pct is the p-th percentile of sorted (nearest rank).
@@ -511,23 +562,15 @@ func postAt(b *testing.B, addr string, art []byte) time.Time {
 	return time.Now()
 }
 
-// waitListed polls for ip's listing every pollEvery and returns the time
-// since t0 when it was seen.
-func waitListed(b *testing.B, ac *admin.Client, ip netip.Addr, t0 time.Time) time.Duration {
+// waitListed returns the time from t0 to the line that lists ip in the
+// report log lw follows.
+func waitListed(b *testing.B, lw *logWatch, ip netip.Addr, t0 time.Time) time.Duration {
 	b.Helper()
-	for {
-		_, ok, err := ac.Lookup(context.Background(), ip)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if ok {
-			return time.Since(t0)
-		}
-		if time.Since(t0) > lostAfter {
-			b.Fatalf("%v not listed at %s after %v", ip, ac.Addr(), lostAfter)
-		}
-		time.Sleep(pollEvery)
+	at, err := lw.wait(ip, lostAfter)
+	if err != nil {
+		b.Fatal(err)
 	}
+	return at.Sub(t0)
 }
 
 // trapMessage is a spam that reached a trap through mx1.example.net,

@@ -26,14 +26,20 @@ import (
 // a query cost.
 //
 // The sockets are blocking, and outside the runtime's network poller: a
-// reader sleeps in recvmmsg itself (MSG_WAITFORONE: it returns as soon as
-// one query is there, with whatever else is queued), and the kernel wakes
-// its thread when a query arrives. Through the poller, an empty socket
-// cost an EAGAIN, a park, the scheduler's search for work, epoll_pwait and
-// futex wake-ups of other threads, and the sysmon thread polling every
-// 20 µs while Ps sat in long sendmmsg calls: a fifth of the server's CPU
-// under dnsperf, with every query answered the same. Stopping shuts the
-// socket down (shutdown(2) wakes a blocked recvmmsg) before closing it.
+// reader with nothing to read sleeps in recvmmsg itself (MSG_WAITFORONE:
+// it returns as soon as one query is there, with whatever else is
+// queued), and the kernel wakes its thread when a query arrives. Through
+// the poller, an empty socket cost an EAGAIN, a park, the scheduler's
+// search for work, epoll_pwait and futex wake-ups of other threads. While
+// queries are waiting, recvmmsg and sendmmsg are called with MSG_DONTWAIT
+// as raw system calls, which the runtime does not see: they cannot block,
+// and a P seen in a system call for longer than one sysmon tick (20 µs;
+// a sendmmsg of a batch takes longer) is taken from its thread when no
+// other P is idle, and sysmon, having taken one, goes back to waking every
+// 20 µs, which keeps it taking them. With the poller and two readers on two
+// Ps, that runtime work was a fifth of the server's CPU under dnsperf
+// (test/dnsbench/README.md). Stopping shuts the socket down (shutdown(2)
+// wakes a blocked recvmmsg) before closing it.
 //
 // A second dstd must still fail to start on a port in use. SO_REUSEPORT
 // lets any socket of the same user that sets it join the group, so the
@@ -90,13 +96,12 @@ type udpReader struct {
 // this way (not *net.UDPConn) are returned in rest, for dns.Server.
 //
 // Unless set (udpSockets), an address gets GOMAXPROCS-1 sockets, at least
-// one: the kernel spreads the queries over them, and one P stays free for
-// the rest of the daemon. A reader spends most of its time inside
-// recvmmsg and sendmmsg; when every P is in a system call, the runtime's
-// sysmon takes each P back after 20 µs and starts other threads to look
-// for work there is none of. On 2 CPUs, where dnsperf or the daemon's
-// other work takes one anyway, one reader answers as many queries per
-// second as two, for less CPU per query (test/dnsbench/README.md).
+// one: the kernel spreads the queries over them, and one P stays free,
+// for the rest of the daemon and so that sysmon never finds every P busy
+// while a reader waits for queries in recvmmsg (see the comment at the
+// top). With as many readers as Ps it does, takes them back and wakes
+// every 20 µs again, and the CPU per query varied by a third from one run
+// to the next. On 2 CPUs that is one reader.
 func (s *Server) udpReaders(pcs []net.PacketConn) (readers []*udpReader, rest []net.PacketConn) {
 	n := s.udpSockets
 	if n <= 0 {
@@ -363,7 +368,10 @@ func (r *udpReader) flush() {
 	r.nsend, r.sent = 0, 0
 }
 
-// recv reads the next batch with recvmmsg, waiting for the first query.
+// recv reads the next batch with recvmmsg. While queries are waiting it
+// does not tell the runtime it is in a system call (see the comment at
+// the top); only when the socket is empty does it wait, in a recvmmsg
+// that returns with the first query.
 func (r *udpReader) recv() error {
 	for i := range r.rh {
 		h := &r.rh[i].hdr
@@ -373,13 +381,23 @@ func (r *udpReader) recv() error {
 		}
 		h.Flags = 0
 	}
+	wait := false
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
+		var n uintptr
+		var e unix.Errno
+		if wait {
+			n, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
+		} else {
+			n, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
+		}
 		switch e {
 		case 0:
 			r.nread = int(n)
 			return nil
-		case unix.EINTR, unix.EAGAIN:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			wait = true
 			continue
 		}
 		r.nread = 0
@@ -387,15 +405,26 @@ func (r *udpReader) recv() error {
 	}
 }
 
-// send is sendmmsg of the queued answers. An answer the kernel refuses is
-// dropped, as a lost datagram.
+// send is sendmmsg of the queued answers, without waiting (as recv) unless
+// the socket's buffer is full. An answer the kernel refuses is dropped, as
+// a lost datagram.
 func (r *udpReader) send() {
+	wait := false
 	for r.sent < r.nsend {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), 0, 0, 0)
-		switch e {
-		case 0:
+		var n uintptr
+		var e unix.Errno
+		if wait {
+			n, _, e = unix.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), 0, 0, 0)
+		} else {
+			n, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), unix.MSG_DONTWAIT, 0, 0)
+		}
+		switch {
+		case e == 0:
 			r.sent += int(n)
-		case unix.EINTR:
+			wait = false
+		case e == unix.EINTR:
+		case e == unix.EAGAIN && !wait:
+			wait = true
 		default:
 			if !r.stopping.Load() {
 				r.s.log.Debug("dnsbl: UDP write", "addr", r.local, "err", e)

@@ -100,8 +100,8 @@ type udpReader struct {
 // for the rest of the daemon and so that sysmon never finds every P busy
 // while a reader waits for queries in recvmmsg (see the comment at the
 // top). With as many readers as Ps it does, takes them back and wakes
-// every 20 µs again, and the CPU per query varied by a third from one run
-// to the next. On 2 CPUs that is one reader.
+// every 20 µs again, and the CPU per query varied by a quarter from one
+// run to the next. On 2 CPUs that is one reader.
 func (s *Server) udpReaders(pcs []net.PacketConn) (readers []*udpReader, rest []net.PacketConn) {
 	n := s.udpSockets
 	if n <= 0 {

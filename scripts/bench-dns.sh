@@ -24,8 +24,9 @@
 #   SIZES=N,N          listing counts (default 100000,1000000).
 #   SERVER_CPUS=LIST   pin both servers to these CPUs (taskset -c), e.g. 1;
 #   DNSPERF_CPUS=LIST  pin dnsperf, e.g. 0. Default: nothing pinned (rbldnsd
-#                      is single-threaded, dstd's server uses the CPUs
-#                      dnsperf leaves it, as in production).
+#                      is single-threaded; dstd's server reads with
+#                      GOMAXPROCS-1 sockets, at least one, as in
+#                      production).
 #
 # Run as root (rbldnsd drops privileges to user rbldns) with the Debian
 # packages rbldnsd and dnsperf installed. Loopback only. Exits non-zero with

@@ -41,7 +41,7 @@ func (s *Server) Serve(ctx context.Context, pcs []net.PacketConn, ls []net.Liste
 		wg.Go(func() {
 			err := r.run()
 			if err == nil && ctx.Err() == nil {
-				err = fmt.Errorf("UDP socket %s closed", r.conn.LocalAddr())
+				err = fmt.Errorf("UDP socket %s closed", r.local)
 			}
 			errc <- err
 		})
@@ -52,7 +52,7 @@ func (s *Server) Serve(ctx context.Context, pcs []net.PacketConn, ls []net.Liste
 	case err = <-errc:
 	}
 	for _, r := range readers {
-		r.conn.Close()
+		r.stop()
 	}
 	wg.Wait()
 	for _, sv := range servers {

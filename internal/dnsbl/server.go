@@ -116,7 +116,7 @@ type Server struct {
 	// query takes the slow path.
 	fast *fastZone
 	// udpSockets is how many sockets serve each UDP address (udp_linux.go);
-	// 0: one per GOMAXPROCS.
+	// 0: GOMAXPROCS-1, at least one.
 	udpSockets int
 }
 

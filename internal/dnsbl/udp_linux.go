@@ -3,27 +3,43 @@
 package dnsbl
 
 import (
-	"errors"
+	"cmp"
 	"fmt"
 	"net"
-	"os"
 	"runtime"
 	"strconv"
-	"syscall"
+	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 )
 
-// The UDP side of the server on Linux: each address is served by several
-// sockets bound with SO_REUSEPORT (one per GOMAXPROCS, so the kernel
-// spreads the queries over the CPUs), each read by one long-lived
-// goroutine that takes up to udpBatch queries per recvmmsg(2), answers
-// them (fast path, else slow path) and sends the answers with one
-// sendmmsg(2). Per query there is no goroutine, no deadline and, on the
-// fast path, no allocation: a goroutine per packet, its stack and the
-// one system call per packet each way were most of what a query cost.
+// The UDP side of the server on Linux: each address is served by one or
+// more sockets bound with SO_REUSEPORT (see udpReaders for how many), each
+// read by one long-lived goroutine that takes up to udpBatch queries per
+// recvmmsg(2), answers them (fast path, else slow path) and sends the
+// answers with one sendmmsg(2). Per query there is no goroutine, no
+// deadline and, on the fast path, no allocation: a goroutine per packet,
+// its stack and the one system call per packet each way were most of what
+// a query cost.
+//
+// The sockets are blocking, and outside the runtime's network poller: a
+// reader with nothing to read sleeps in recvmmsg itself (MSG_WAITFORONE:
+// it returns as soon as one query is there, with whatever else is
+// queued), and the kernel wakes its thread when a query arrives. Through
+// the poller, an empty socket cost an EAGAIN, a park, the scheduler's
+// search for work, epoll_pwait and futex wake-ups of other threads. While
+// queries are waiting, recvmmsg and sendmmsg are called with MSG_DONTWAIT
+// as raw system calls, which the runtime does not see: they cannot block,
+// and a P seen in a system call for longer than one sysmon tick (20 µs;
+// a sendmmsg of a batch takes longer) is taken from its thread when no
+// other P is idle, and sysmon, having taken one, goes back to waking every
+// 20 µs, which keeps it taking them. With the poller and two readers on two
+// Ps, that runtime work was a fifth of the server's CPU under dnsperf
+// (test/dnsbench/README.md). Stopping shuts the socket down (shutdown(2)
+// wakes a blocked recvmmsg) before closing it.
 //
 // A second dstd must still fail to start on a port in use. SO_REUSEPORT
 // lets any socket of the same user that sets it join the group, so the
@@ -36,6 +52,10 @@ import (
 const (
 	udpBatch = 32  // queries per recvmmsg
 	oobSize  = 128 // room for IP_PKTINFO and IPV6_PKTINFO
+	// yieldEvery is how often a busy reader yields its P (see run):
+	// sysmon preempts a goroutine that has not for 10 ms, and a batch
+	// takes well under the 2 ms left.
+	yieldEvery = 8 * time.Millisecond
 )
 
 // mmsghdr is struct mmsghdr, which x/sys/unix does not define.
@@ -48,19 +68,15 @@ type mmsghdr struct {
 // udpReader serves one socket. Its buffers are reused for every batch.
 type udpReader struct {
 	s        *Server
-	conn     *net.UDPConn
-	rc       syscall.RawConn
+	fd       int // blocking, owned: closed when run returns
 	local    net.Addr
 	wild     bool // bound to 0.0.0.0 or ::: answer from the address asked
 	accept   dns.MsgAcceptFunc
 	provider dns.TsigProvider
-	// recvFn and sendFn are r.recv and r.send, bound once: a method
-	// value made at each call would be an allocation per batch.
-	recvFn, sendFn func(fd uintptr) bool
+	stopping atomic.Bool
 
-	nread       int   // messages the last recvmmsg returned
-	rerr        error // its error
-	nsend, sent int   // messages queued in sh, and sent so far
+	nread       int // messages the last recvmmsg returned
+	nsend, sent int // messages queued in sh, and sent so far
 	sc          fastScratch
 
 	rh    [udpBatch]mmsghdr
@@ -75,13 +91,21 @@ type udpReader struct {
 	soob  [udpBatch][oobSize]byte
 }
 
-// udpReaders opens the extra SO_REUSEPORT sockets for each UDP socket in
-// pcs and returns a reader per socket. The sockets it cannot serve this
-// way (not *net.UDPConn) are returned in rest, for dns.Server.
+// udpReaders turns each UDP socket in pcs into a group of SO_REUSEPORT
+// sockets and returns a reader per socket. The sockets it cannot serve
+// this way (not *net.UDPConn) are returned in rest, for dns.Server.
+//
+// Unless set (udpSockets), an address gets GOMAXPROCS-1 sockets, at least
+// one: the kernel spreads the queries over them, and one P stays free,
+// for the rest of the daemon and so that sysmon never finds every P busy
+// while a reader waits for queries in recvmmsg (see the comment at the
+// top). With as many readers as Ps it does, takes them back and wakes
+// every 20 µs again, and the CPU per query varied by a quarter from one
+// run to the next. On 2 CPUs that is one reader.
 func (s *Server) udpReaders(pcs []net.PacketConn) (readers []*udpReader, rest []net.PacketConn) {
 	n := s.udpSockets
 	if n <= 0 {
-		n = runtime.GOMAXPROCS(0)
+		n = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	for _, pc := range pcs {
 		uc, ok := pc.(*net.UDPConn)
@@ -89,42 +113,42 @@ func (s *Server) udpReaders(pcs []net.PacketConn) (readers []*udpReader, rest []
 			rest = append(rest, pc)
 			continue
 		}
-		conns, wild, err := reusePort(uc, n)
+		fds, wild, err := reusePort(uc, n)
 		switch {
-		case len(conns) == 0:
-			s.log.Warn("dnsbl: cannot ask for the destination address of UDP queries; miekg/dns serves this socket", "addr", uc.LocalAddr(), "err", err)
+		case len(fds) == 0:
+			s.log.Warn("dnsbl: cannot read this UDP socket in batches; miekg/dns serves it", "addr", uc.LocalAddr(), "err", err)
 			rest = append(rest, uc)
 			continue
 		case err != nil:
 			// The first socket serves alone: slower, never wrong.
 			s.log.Warn("dnsbl: serving UDP on one socket only; the extra SO_REUSEPORT sockets failed", "addr", uc.LocalAddr(), "err", err)
 		}
-		for _, c := range conns {
-			r, err := s.newUDPReader(c, wild)
-			if err != nil {
-				s.log.Warn("dnsbl: cannot read this UDP socket in batches; miekg/dns serves it", "addr", c.LocalAddr(), "err", err)
-				rest = append(rest, c)
-				continue
-			}
-			readers = append(readers, r)
+		// The readers hold their own descriptors (fds[0] is a duplicate
+		// of uc's): closing uc takes the socket out of the runtime's
+		// poller, which would otherwise wake for every query.
+		local, accept := uc.LocalAddr(), s.acceptFunc(uc)
+		uc.Close()
+		for _, fd := range fds {
+			readers = append(readers, s.newUDPReader(fd, local, wild, accept))
 		}
 	}
 	return readers, rest
 }
 
-// reusePort turns the bound socket uc into a group of n sockets on the
-// same address (see the comment at the top), and sets up IP_PKTINFO on
-// wildcard addresses. conns always holds uc, first; on an error it holds
-// the sockets that work.
-func reusePort(uc *net.UDPConn, n int) (conns []*net.UDPConn, wild bool, err error) {
-	conns = []*net.UDPConn{uc}
+// reusePort turns the bound socket uc into a group of n blocking sockets
+// on the same address (see the comment at the top), and sets up
+// IP_PKTINFO on wildcard addresses. fds[0] is a duplicate of uc's
+// descriptor; on an error, fds holds the sockets that work (none: uc
+// cannot be served here, and is left as it was).
+func reusePort(uc *net.UDPConn, n int) (fds []int, wild bool, err error) {
 	rc, err := uc.SyscallConn()
 	if err != nil {
-		return conns, false, err
+		return nil, false, err
 	}
 	var (
 		sa     unix.Sockaddr
 		v6only int
+		dup    = -1
 		serr   error
 	)
 	err = rc.Control(func(fd uintptr) {
@@ -142,32 +166,45 @@ func reusePort(uc *net.UDPConn, n int) (conns []*net.UDPConn, wild bool, err err
 		}
 		if wild {
 			if serr = setPktinfo(int(fd), sa); serr != nil {
+				// Without IP_PKTINFO a wildcard socket would answer
+				// from the wrong address: miekg/dns serves it instead.
 				return
 			}
 		}
-		if n > 1 {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		if dup, serr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0); serr != nil {
+			return
 		}
+		// O_NONBLOCK belongs to the open file, which uc shares: uc is
+		// closed once the readers have their descriptors.
+		serr = unix.SetNonblock(dup, false)
 	})
 	if err == nil {
 		err = serr
 	}
 	if err != nil {
-		if wild {
-			// Without IP_PKTINFO a wildcard socket would answer from
-			// the wrong address: let miekg/dns serve it instead.
-			return nil, false, fmt.Errorf("setting socket options: %w", err)
+		if dup >= 0 {
+			unix.SetNonblock(dup, true)
+			unix.Close(dup)
 		}
-		return conns, false, fmt.Errorf("setting socket options: %w", err)
+		return nil, false, fmt.Errorf("setting socket options: %w", err)
+	}
+	fds = []int{dup}
+	if n <= 1 {
+		return fds, wild, nil
+	}
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil || serr != nil {
+		return fds, wild, fmt.Errorf("SO_REUSEPORT: %w", cmp.Or(err, serr))
 	}
 	for i := 1; i < n; i++ {
-		c, err := reusePortSocket(sa, v6only, wild)
+		fd, err := reusePortSocket(sa, v6only, wild)
 		if err != nil {
-			return conns, wild, err
+			return fds, wild, err
 		}
-		conns = append(conns, c)
+		fds = append(fds, fd)
 	}
-	return conns, wild, nil
+	return fds, wild, nil
 }
 
 // setPktinfo asks for the destination address of each datagram.
@@ -184,54 +221,43 @@ func setPktinfo(fd int, sa unix.Sockaddr) error {
 	return nil
 }
 
-// reusePortSocket binds one more SO_REUSEPORT socket to sa.
-func reusePortSocket(sa unix.Sockaddr, v6only int, wild bool) (*net.UDPConn, error) {
+// reusePortSocket binds one more SO_REUSEPORT socket to sa, blocking.
+func reusePortSocket(sa unix.Sockaddr, v6only int, wild bool) (int, error) {
 	family := unix.AF_INET
 	if _, ok := sa.(*unix.SockaddrInet6); ok {
 		family = unix.AF_INET6
 	}
-	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
-		return nil, fmt.Errorf("socket: %w", err)
+		return -1, fmt.Errorf("socket: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "dns-udp")
-	defer f.Close()
-	if family == unix.AF_INET6 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only); err != nil {
-			return nil, fmt.Errorf("IPV6_V6ONLY: %w", err)
+	if err := func() error {
+		if family == unix.AF_INET6 {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only); err != nil {
+				return fmt.Errorf("IPV6_V6ONLY: %w", err)
+			}
 		}
-	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
-		return nil, fmt.Errorf("SO_REUSEPORT: %w", err)
-	}
-	if wild {
-		if err := setPktinfo(fd, sa); err != nil {
-			return nil, fmt.Errorf("IP_PKTINFO: %w", err)
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+			return fmt.Errorf("SO_REUSEPORT: %w", err)
 		}
+		if wild {
+			if err := setPktinfo(fd, sa); err != nil {
+				return fmt.Errorf("IP_PKTINFO: %w", err)
+			}
+		}
+		if err := unix.Bind(fd, sa); err != nil {
+			return fmt.Errorf("bind: %w", err)
+		}
+		return nil
+	}(); err != nil {
+		unix.Close(fd)
+		return -1, err
 	}
-	if err := unix.Bind(fd, sa); err != nil {
-		return nil, fmt.Errorf("bind: %w", err)
-	}
-	pc, err := net.FilePacketConn(f)
-	if err != nil {
-		return nil, err
-	}
-	uc, ok := pc.(*net.UDPConn)
-	if !ok {
-		pc.Close()
-		return nil, errors.New("not a UDP socket")
-	}
-	return uc, nil
+	return fd, nil
 }
 
-func (s *Server) newUDPReader(c *net.UDPConn, wild bool) (*udpReader, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	r := &udpReader{s: s, conn: c, rc: rc, local: c.LocalAddr(), wild: wild,
-		accept: s.acceptFunc(c), provider: s.tsigProvider()}
-	r.recvFn, r.sendFn = r.recv, r.send
+func (s *Server) newUDPReader(fd int, local net.Addr, wild bool, accept dns.MsgAcceptFunc) *udpReader {
+	r := &udpReader{s: s, fd: fd, local: local, wild: wild, accept: accept, provider: s.tsigProvider()}
 	for i := range r.rh {
 		r.riov[i].Base = &r.rbuf[i][0]
 		r.riov[i].SetLen(udpReadSize)
@@ -244,36 +270,50 @@ func (s *Server) newUDPReader(c *net.UDPConn, wild bool) (*udpReader, error) {
 		r.sh[i].hdr.Iov = &r.siov[i]
 		r.sh[i].hdr.SetIovlen(1)
 	}
-	return r, nil
+	return r
 }
 
-// run serves until the socket is closed (nil) or fails.
+// stop makes run return: shutdown(2) wakes a recvmmsg blocked on the
+// socket (it returns an empty message, then every later call does), and
+// the flag tells run that this is the end, not a query. Unconnected UDP
+// sockets answer ENOTCONN but are shut down all the same.
+func (r *udpReader) stop() {
+	r.stopping.Store(true)
+	unix.Shutdown(r.fd, unix.SHUT_RDWR)
+}
+
+// run serves until stop (nil) or until the socket fails; it closes the
+// socket as it returns.
 func (r *udpReader) run() error {
+	defer unix.Close(r.fd)
+	yielded := time.Now()
 	for {
-		if err := r.rc.Read(r.recvFn); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
+		err := r.recv()
+		if r.stopping.Load() {
+			return nil
 		}
-		if r.rerr != nil {
-			switch r.rerr {
+		if err != nil {
+			switch err {
 			case unix.ECONNREFUSED, unix.ENOBUFS, unix.ENOMEM, unix.EHOSTUNREACH, unix.ENETUNREACH:
 				// A transient error of this socket, not of the server.
-				r.s.log.Debug("dnsbl: UDP read", "addr", r.local, "err", r.rerr)
+				r.s.log.Debug("dnsbl: UDP read", "addr", r.local, "err", err)
 				continue
 			}
-			return fmt.Errorf("reading UDP queries on %s: %w", r.local, r.rerr)
+			return fmt.Errorf("reading UDP queries on %s: %w", r.local, err)
 		}
 		r.nsend, r.sent = 0, 0
 		for i := 0; i < r.nread; i++ {
 			r.serve(i)
 		}
-		if err := r.flush(); err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
+		r.flush()
+		// A goroutine that never parks looks to sysmon like one that
+		// hogs its P: after 10 ms it preempts it, takes the P from its
+		// system call, and goes back to waking every 20 µs to watch the
+		// Ps. Yielding now and then shows it the reader moves on; not
+		// at every batch, as each yield also wakes an idle P's thread.
+		if now := time.Now(); now.Sub(yielded) > yieldEvery {
+			runtime.Gosched()
+			yielded = now
 		}
 	}
 }
@@ -322,20 +362,17 @@ func (r *udpReader) queue(i int, b []byte) {
 }
 
 // flush sends the queued answers.
-func (r *udpReader) flush() error {
-	if r.sent >= r.nsend {
-		r.nsend, r.sent = 0, 0
-		return nil
-	}
-	err := r.rc.Write(r.sendFn)
+func (r *udpReader) flush() {
+	r.send()
 	clear(r.sdata[:r.nsend])
 	r.nsend, r.sent = 0, 0
-	return err
 }
 
-// recv is recvmmsg on fd, for RawConn.Read: false asks to wait until the
-// socket is readable.
-func (r *udpReader) recv(fd uintptr) bool {
+// recv reads the next batch with recvmmsg. While queries are waiting it
+// does not tell the runtime it is in a system call (see the comment at
+// the top); only when the socket is empty does it wait, in a recvmmsg
+// that returns with the first query.
+func (r *udpReader) recv() error {
 	for i := range r.rh {
 		h := &r.rh[i].hdr
 		h.Namelen = unix.SizeofSockaddrInet6
@@ -344,39 +381,57 @@ func (r *udpReader) recv(fd uintptr) bool {
 		}
 		h.Flags = 0
 	}
+	wait := false
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, 0, 0, 0)
+		var n uintptr
+		var e unix.Errno
+		if wait {
+			n, _, e = unix.Syscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, unix.MSG_WAITFORONE, 0, 0)
+		} else {
+			n, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.rh[0])), udpBatch, unix.MSG_DONTWAIT, 0, 0)
+		}
 		switch e {
 		case 0:
-			r.nread, r.rerr = int(n), nil
-			return true
+			r.nread = int(n)
+			return nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			wait = true
+			continue
 		}
-		r.nread, r.rerr = 0, e
-		return true
+		r.nread = 0
+		return e
 	}
 }
 
-// send is sendmmsg of the queued answers on fd, for RawConn.Write. An
-// answer the kernel refuses is dropped, as a lost datagram.
-func (r *udpReader) send(fd uintptr) bool {
+// send is sendmmsg of the queued answers, without waiting (as recv) unless
+// the socket's buffer is full. An answer the kernel refuses is dropped, as
+// a lost datagram.
+func (r *udpReader) send() {
+	wait := false
 	for r.sent < r.nsend {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), 0, 0, 0)
-		switch e {
-		case 0:
+		var n uintptr
+		var e unix.Errno
+		if wait {
+			n, _, e = unix.Syscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), 0, 0, 0)
+		} else {
+			n, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, uintptr(r.fd), uintptr(unsafe.Pointer(&r.sh[r.sent])), uintptr(r.nsend-r.sent), unix.MSG_DONTWAIT, 0, 0)
+		}
+		switch {
+		case e == 0:
 			r.sent += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
-			return false
+			wait = false
+		case e == unix.EINTR:
+		case e == unix.EAGAIN && !wait:
+			wait = true
 		default:
-			r.s.log.Debug("dnsbl: UDP write", "addr", r.local, "err", e)
+			if !r.stopping.Load() {
+				r.s.log.Debug("dnsbl: UDP write", "addr", r.local, "err", e)
+			}
 			r.sent++
 		}
 	}
-	return true
 }
 
 // remote is the sender of query i, as net.UDPConn.ReadMsgUDP gives it.

@@ -255,3 +255,45 @@ func TestUDPTSIG(t *testing.T) {
 		t.Errorf("signed answers differ:\n%s\n%s", strip(got[0]), strip(want[0]))
 	}
 }
+
+// TestStopWakesReaders: the readers wait for queries inside recvmmsg, on
+// descriptors of their own; when the context ends, Serve wakes them, returns
+// and closes every socket of the group, so that the port is free again.
+func TestStopWakesReaders(t *testing.T) {
+	s, _ := newTestServer(t)
+	s.udpSockets = 3
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, []net.PacketConn{pc}, nil) }()
+	dsttest.WaitFor(t, 10*time.Second, "3 UDP sockets on the port", func() bool { return udpSocketsOn(t, port) == 3 })
+	// One answered query: the readers are in their loop, not starting.
+	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+	m := new(dns.Msg)
+	m.SetQuestion("4.3.2.1."+zone, dns.TypeA)
+	if _, _, err := c.Exchange(m, pc.LocalAddr().String()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the context ended: a reader still waits in recvmmsg")
+	}
+	if n := udpSocketsOn(t, port); n != 0 {
+		t.Fatalf("%d UDP sockets still bound to the port after Serve returned", n)
+	}
+	pc2, err := net.ListenPacket("udp", pc.LocalAddr().String())
+	if err != nil {
+		t.Fatalf("binding the port again after Serve: %v", err)
+	}
+	pc2.Close()
+}

@@ -6,8 +6,10 @@ import "net"
 
 // udpReader is Linux's batched UDP reader (udp_linux.go); elsewhere
 // dns.Server serves UDP as before.
-type udpReader struct{ conn *net.UDPConn }
+type udpReader struct{ local net.Addr }
 
 func (s *Server) udpReaders(pcs []net.PacketConn) ([]*udpReader, []net.PacketConn) { return nil, pcs }
 
 func (r *udpReader) run() error { return nil }
+
+func (r *udpReader) stop() {}

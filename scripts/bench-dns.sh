@@ -25,8 +25,8 @@
 #   SERVER_CPUS=LIST   pin both servers to these CPUs (taskset -c), e.g. 1;
 #   DNSPERF_CPUS=LIST  pin dnsperf, e.g. 0. Default: nothing pinned (rbldnsd
 #                      is single-threaded; dstd's server reads with
-#                      GOMAXPROCS-1 sockets, at least one, as in
-#                      production).
+#                      GOMAXPROCS-1 sockets, at least one, and raises
+#                      GOMAXPROCS by one, as dstd does).
 #
 # Run as root (rbldnsd drops privileges to user rbldns) with the Debian
 # packages rbldnsd and dnsperf installed. Loopback only. Exits non-zero with

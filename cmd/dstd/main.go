@@ -24,6 +24,7 @@ import (
 	"github.com/dst-traps/dst/internal/buildinfo"
 	"github.com/dst-traps/dst/internal/check"
 	"github.com/dst-traps/dst/internal/config"
+	"github.com/dst-traps/dst/internal/dnsbl"
 	"github.com/dst-traps/dst/internal/sdnotify"
 	"github.com/dst-traps/dst/internal/site"
 )
@@ -101,6 +102,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.Writer) error {
 	log, closeLog := site.NewLogger(cfg.Log, stderr)
 	defer closeLog()
+	if len(cfg.DNS.Listen) > 0 {
+		if n := dnsbl.SpareP(); n > 0 {
+			log.Debug("GOMAXPROCS raised by one for the DNS server's UDP readers (set GOMAXPROCS to choose)", "gomaxprocs", n)
+		}
+	}
 	notify := sdnotify.FromEnv()
 	tell := func(err error) {
 		if err != nil {

@@ -49,6 +49,9 @@ import (
 // and the extra sockets join it. A second dstd never gets that far: its
 // own first bind, without SO_REUSEPORT, conflicts with the group.
 
+// batchedUDP says that UDP is read by udpReaders (see SpareP).
+const batchedUDP = true
+
 const (
 	udpBatch = 32  // queries per recvmmsg
 	oobSize  = 128 // room for IP_PKTINFO and IPV6_PKTINFO
@@ -101,7 +104,8 @@ type udpReader struct {
 // while a reader waits for queries in recvmmsg (see the comment at the
 // top). With as many readers as Ps it does, takes them back and wakes
 // every 20 µs again, and the CPU per query varied by a quarter from one
-// run to the next. On 2 CPUs that is one reader.
+// run to the next. On 2 CPUs that is one reader, or two when the program
+// has called SpareP, as dstd does.
 func (s *Server) udpReaders(pcs []net.PacketConn) (readers []*udpReader, rest []net.PacketConn) {
 	n := s.udpSockets
 	if n <= 0 {

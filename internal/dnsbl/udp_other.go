@@ -8,6 +8,9 @@ import "net"
 // dns.Server serves UDP as before.
 type udpReader struct{ local net.Addr }
 
+// batchedUDP says that UDP is read by udpReaders (see SpareP).
+const batchedUDP = false
+
 func (s *Server) udpReaders(pcs []net.PacketConn) ([]*udpReader, []net.PacketConn) { return nil, pcs }
 
 func (r *udpReader) run() error { return nil }

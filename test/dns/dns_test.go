@@ -116,6 +116,17 @@ func TestEmbeddedServerWithDig(t *testing.T) {
 	if r := query(t, srv, reverse("203.0.113.7"), dns.TypeA); r.Rcode != dns.RcodeNameError {
 		t.Errorf("after delist: %s", dns.RcodeToString[r.Rcode])
 	}
+	// Serving DNS, dstd keeps a P beside its UDP readers (dnsbl.SpareP),
+	// unless the environment it inherited from this test sets GOMAXPROCS.
+	raised := regexp.MustCompile(`GOMAXPROCS raised by one .* gomaxprocs=(\d+)`).FindStringSubmatch(d.Log())
+	switch {
+	case os.Getenv("GOMAXPROCS") != "" && raised != nil:
+		t.Errorf("dstd changed GOMAXPROCS, which the environment sets: %q", raised[0])
+	case os.Getenv("GOMAXPROCS") == "" && raised == nil:
+		t.Errorf("dstd serving DNS did not say it raised GOMAXPROCS; log:\n%s", d.Log())
+	case raised != nil && raised[1] == "1":
+		t.Errorf("GOMAXPROCS raised to 1: %q", raised[0])
+	}
 }
 
 // TestBINDSecondary: BIND transfers dstd's zone after NOTIFY and answers

@@ -105,6 +105,7 @@ func serveDstd(zone string, seed uint64, n int, base time.Time, port int) error 
 	if port == 0 {
 		return errors.New("-serve needs -port")
 	}
+	dnsbl.SpareP() // as dstd does when it serves DNS, unless -procs set GOMAXPROCS
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { io.Copy(io.Discard, os.Stdin); cancel() }()

@@ -83,7 +83,7 @@ func main() {
 	flag.IntVar(&o.queries, "queries", 0, "lines in the query file (dnsperf loops over it); 0: the listing count, at least 200,000")
 	flag.StringVar(&o.zone, "zone", "bl.dnsbench.test", "blocklist zone")
 	flag.Uint64Var(&o.seed, "seed", 1, "PRNG seed of the addresses and queries")
-	flag.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of dstd's DNS server process (0: Go's default, the CPUs it may run on)")
+	flag.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of dstd's DNS server process (0: Go's default, the CPUs it may run on, plus the spare P dstd adds)")
 	flag.StringVar(&o.dir, "dir", "", "work directory kept after the run (default: a temporary one, removed)")
 	flag.StringVar(&o.only, "only", "", `benchmark only "dstd" or "rbldnsd"`)
 	flag.StringVar(&o.serverCPUs, "server-cpus", "", "pin both servers to these CPUs (taskset -c list, e.g. 1); empty: not pinned")

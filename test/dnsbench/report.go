@@ -130,7 +130,7 @@ func report(w io.Writer, o options, results []sizeResult) {
 	if o.maxQPS > 0 {
 		q = fmt.Sprintf("`-Q %d`", o.maxQPS)
 	}
-	procs := "Go's default GOMAXPROCS (the CPUs it may run on)"
+	procs := "Go's default GOMAXPROCS (the CPUs it may run on) plus the spare P dstd adds (dnsbl.SpareP)"
 	if o.procs > 0 {
 		procs = fmt.Sprintf("GOMAXPROCS %d", o.procs)
 	}

@@ -105,15 +105,21 @@ type Dstd struct {
 	Site  string
 	// Prefix, when set before Start, is a command that runs dstd, such as
 	// a Netns's Prefix: "ip netns exec NAME".
-	Prefix  []string
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed when cmd has exited; cmd.ProcessState is then set
+	Prefix []string
+	// LogLevel is the [log] level the harness writes into the
+	// configuration (default "debug", what a failing test wants to
+	// read); it takes effect at the next Reconfigure. A benchmark sets
+	// "info", production's default, so that it does not measure the
+	// cost of debug lines no site writes.
+	LogLevel string
+	logPath  string
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when cmd has exited; cmd.ProcessState is then set
 }
 
 // NewDstd prepares a dstd for site whose configuration is extra (TOML)
 // plus what the harness sets: site, data_dir, logging to stderr at debug
-// level, and an NNTP listener on a free loopback port. extra may have its
+// level (LogLevel), and an NNTP listener on a free loopback port. extra may have its
 // own [log] and [nntp] tables; the harness adds its keys to them.
 func NewDstd(t testing.TB, site, extra string) *Dstd {
 	t.Helper()
@@ -147,7 +153,11 @@ func (d *Dstd) Reconfigure(extra string) {
 	if d.Spool == "" {
 		d.Spool = filepath.Join(d.Dir, "spool")
 	}
-	conf = addToTable(conf, "log", "destination = \"stderr\"\nlevel = \"debug\"")
+	level := d.LogLevel
+	if level == "" {
+		level = "debug"
+	}
+	conf = addToTable(conf, "log", fmt.Sprintf("destination = \"stderr\"\nlevel = %q", level))
 	conf = addToTable(conf, "nntp", fmt.Sprintf("listen = [%q]", d.NNTP))
 	conf = addToTable(conf, "dns", fmt.Sprintf("listen = [%q]", d.DNS))
 	if err := os.WriteFile(d.Conf, []byte(conf), 0o600); err != nil {

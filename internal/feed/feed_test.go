@@ -45,7 +45,8 @@ type peer struct {
 	order []string // IDs in the order Receive stored them
 	// offered are IDs in the order of their first CHECK: the server runs
 	// pipelined TAKETHIS concurrently, so order is not the feed's order,
-	// but CHECKs are handled one at a time as they arrive.
+	// but CHECKs are handled one at a time as they arrive. Only articles
+	// of at least Peer.CheckSize bytes are offered with CHECK.
 	offered  []string
 	seen     map[string]bool
 	received map[string][]byte
@@ -255,20 +256,26 @@ func queue(t *testing.T, db *store.DB, from, n int, path string) (ids []string, 
 	arts = make(map[string][]byte)
 	for i := from; i < from+n; i++ {
 		id, art := report(i, path)
-		_, _, err := db.AddReport(store.Report{
-			MessageID: id,
-			IP:        netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}),
-			Origin:    "site-a.test",
-			Date:      time.Now(),
-			Article:   art,
-		}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour})
-		if err != nil {
-			t.Fatal(err)
-		}
+		store1(t, db, i, id, art)
 		ids = append(ids, id)
 		arts[id] = art
 	}
 	return ids, arts
+}
+
+// store1 stores report i and queues it for the peer.
+func store1(t *testing.T, db *store.DB, i int, id string, art []byte) {
+	t.Helper()
+	_, _, err := db.AddReport(store.Report{
+		MessageID: id,
+		IP:        netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}),
+		Origin:    "site-a.test",
+		Date:      time.Now(),
+		Article:   art,
+	}, store.IngestParams{Now: time.Now(), ExpireBase: time.Hour, ExpireMax: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // sent is what the peer must receive for art: our name first in Path,
@@ -333,7 +340,10 @@ func TestOrderAndCompleteness(t *testing.T) {
 	o := options(t, nil)
 	m := metrics.New(prometheus.NewRegistry())
 	o.Metrics = m
-	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), Window: 64}, db, o)
+	// CHECK for all: the server decides CHECKs one at a time as they
+	// arrive, so p.offered is the order of the feed (TAKETHIS articles
+	// are received concurrently).
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), Window: 64, CheckSize: -1}, db, o)
 	run(t, f)
 	// Connected until IdleTimeout after the last answer; the
 	// acknowledgements take a while longer (AckDelay, then the store's
@@ -864,7 +874,7 @@ func TestNotOfferedBack(t *testing.T) {
 	p := &peer{}
 	o := options(t, nil)
 	o.PeerHas = off.For(peerName)
-	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, o)
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), CheckSize: -1}, db, o) // CHECK for all: see TestOrderAndCompleteness
 	run(t, f)
 	want := slices.Delete(slices.Clone(ids), 2, 3)
 	waitFor(t, "the others at the peer", func() bool { return p.count() >= len(want) })
@@ -897,5 +907,34 @@ func TestOfferedForgetsOldest(t *testing.T) {
 	}
 	if off.Has("another.test", "<1@x>") {
 		t.Error("an ID offered by one peer counts for another")
+	}
+}
+
+// TestTakeThisWithoutCheck: a report smaller than Peer.CheckSize goes
+// with TAKETHIS alone, a larger article is offered with CHECK first; a
+// small one the peer has already is refused (439) and leaves the queue,
+// as a 438 to a CHECK would.
+func TestTakeThisWithoutCheck(t *testing.T) {
+	db := openStore(t)
+	ids, arts := queue(t, db, 0, 3, "site-a.test!not-for-mail")
+	bigID, big := report(3, "site-a.test!not-for-mail")
+	big = append(big, bytes.Repeat([]byte("x"), feed.DefaultCheckSize)...)
+	big = append(big, "\r\n"...)
+	store1(t, db, 3, bigID, big)
+	ids, arts[bigID] = append(ids, bigID), big
+	p := &peer{received: map[string][]byte{ids[1]: sent(arts[ids[1]])}, order: []string{ids[1]}} // has the second already
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, options(t, nil))
+	run(t, f)
+	waitFor(t, "the answers", func() bool { s := f.Status(); return s.Sent+s.Refused == int64(len(ids)) })
+	waitFor(t, "an empty queue", func() bool { return depth(t, db) == 0 })
+	checkDelivered(t, p, db, ids, arts)
+	p.mu.Lock()
+	checked, checks := slices.Clone(p.offered), p.checks
+	p.mu.Unlock()
+	if !slices.Equal(checked, []string{bigID}) || checks != 1 {
+		t.Errorf("CHECK sent for %v (%d in all), want only for the %d-byte article %s", checked, checks, len(big), bigID)
+	}
+	if s := f.Status(); s.Sent != 3 || s.Refused != 1 {
+		t.Errorf("status %+v, want 3 sent and 1 refused (the duplicate)", s)
 	}
 }

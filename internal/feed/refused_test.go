@@ -123,7 +123,9 @@ func TestFlush(t *testing.T) {
 		p := &peer{checkLater: map[string]int{ids[1]: 1}}
 		o := options(t, nil)
 		o.MinBackoff, o.MaxBackoff = time.Hour, time.Hour
-		f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, db, o)
+		// CHECK for all: a 431 to a CHECK is how a peer defers one
+		// report (to a TAKETHIS it can only close the session).
+		f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), CheckSize: -1}, db, o)
 		run(t, f)
 		waitFor(t, "the deferral", func() bool { s := f.Status(); return s.Deferred == 1 && s.Sent == 2 })
 		n, err := f.Flush()

@@ -158,8 +158,8 @@ func (in *Ingester) Offer(msgID string) Verdict {
 // begin claims msgID for one accept at a time and returns the function
 // that releases it, or the verdict when the article need not be accepted
 // (it is in the history). In a mesh the same report comes over several
-// links at once: each peer asked (CHECK) before any copy was stored, so
-// each was told to send it. Without this, every copy would be verified
+// links at once: each peer sent it (TAKETHIS alone) or asked (CHECK)
+// before any copy was stored, so each was told to send it. Without this, every copy would be verified
 // and go through a write transaction of its own, a commit and an fsync
 // that a site's next report then waits behind, only for the store to find
 // the Message-ID in the history. Here the later copies wait for the
@@ -250,6 +250,17 @@ func (in *Ingester) Receive(ctx context.Context, msgID string, raw []byte, peer 
 }
 
 func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from string, relayed bool) Verdict {
+	if relayed {
+		// A feed sends a small article with TAKETHIS without asking
+		// first (no CHECK), so copies of one report arrive over every
+		// link of a mesh: the history answers for the repeats before
+		// anything is parsed or verified. begin looks again, for the
+		// copies that arrive together.
+		if v := in.Offer(msgID); v.Kind == Duplicate {
+			in.count(v)
+			return v
+		}
+	}
 	a, err := article.Parse(raw, in.o.Limits)
 	if err != nil {
 		return in.refuse(msgID, from, refusal(err))

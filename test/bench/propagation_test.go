@@ -81,6 +81,7 @@ func newPropNet(b *testing.B, name string, n int, edges [][2]int) *propNet {
 		}
 	}
 	for i, s := range nw.sites {
+		s.LogLevel = "info" // production's default: debug lines cost CPU no site spends
 		s.Reconfigure("[policy]\nallow_documentation = true\n" + peers[i].String())
 		if err := os.WriteFile(filepath.Join(s.Dir, "keyring"), []byte(keyring.String()), 0o644); err != nil {
 			b.Fatal(err)

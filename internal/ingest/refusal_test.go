@@ -40,3 +40,19 @@ func TestOnRefuse(t *testing.T) {
 		t.Errorf("second refusal = %+v", got[1])
 	}
 }
+
+// TestDuplicateRefusedFirst: a relayed copy of a stored report is refused
+// from the history before anything else is done with it. A feed sends
+// reports with TAKETHIS without asking first (no CHECK), so in a mesh
+// most copies a site receives are repeats: they must not cost a parse or
+// a DKIM verification. The repeat here could not even be parsed.
+func TestDuplicateRefusedFirst(t *testing.T) {
+	f := newFixture(t)
+	id, raw := f.relayed(t, "203.0.113.7", f.now, nil)
+	if v := f.in.Receive(context.Background(), id, raw, "site-b.test"); v.Kind != Accepted {
+		t.Fatalf("Receive = %+v", v)
+	}
+	if v := f.in.Receive(context.Background(), id, []byte("not an article"), "site-c.test"); v.Kind != Duplicate {
+		t.Errorf("Receive of a repeat = %+v, want Duplicate before any parsing", v)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -57,4 +58,19 @@ func SelfSigned(t testing.TB, dir, name string) (certPath, keyPath string, pool 
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
 	return certPath, keyPath, pool
+}
+
+// CertSHA256 is the SHA-256 of the certificate (DER) in the PEM file at
+// path: what dstd logs and shows as a certificate's fingerprint.
+func CertSHA256(t testing.TB, path string) [sha256.Size]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM block", path)
+	}
+	return sha256.Sum256(blk.Bytes)
 }

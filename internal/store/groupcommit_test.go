@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -110,5 +111,45 @@ func TestLazyWrite(t *testing.T) {
 		if d, n := time.Since(start), commits()-c0; d != LazyWait || n != 1 || !stored("test-lazy-2") {
 			t.Errorf("a lazy write alone: committed after %v in %d commits, want %v and 1", d, n, LazyWait)
 		}
+	})
+}
+
+// TestCloseCommitsLazyWrites: a lazy write still waiting for company when
+// the store is closed is committed by Close, not lost to its timer.
+func TestCloseCommitsLazyWrites(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "dst.db")
+		db, err := Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- db.batchLazy(func(tx *bolt.Tx) error {
+				return tx.Bucket([]byte(bucketMeta)).Put([]byte("test-lazy"), []byte{1})
+			})
+		}()
+		synctest.Wait() // the write waits for company
+		start := time.Now()
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the lazy write failed: %v", err)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("Close waited %v for the lazy write's timer", d)
+		}
+		db, err = Open(path, Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		db.bdb.View(func(tx *bolt.Tx) error {
+			if tx.Bucket([]byte(bucketMeta)).Get([]byte("test-lazy")) == nil {
+				t.Error("the lazy write pending at Close is not in the file")
+			}
+			return nil
+		})
 	})
 }

@@ -235,6 +235,17 @@ func (db *DB) initLayout(tx *bolt.Tx) error {
 // progress; callers should stop using db first, because a call that has not
 // started by then fails.
 func (db *DB) Close() error {
+	// Lazy writes (acknowledgements) waiting for a commit to join get
+	// one now: left to their timer they would fail on the closed file,
+	// and the next start would handle their items again.
+	db.group.mu.Lock()
+	lazy := len(db.group.lazy) > 0
+	db.group.mu.Unlock()
+	if lazy {
+		if err := db.batch(func(*bolt.Tx) error { return nil }); err != nil {
+			return fmt.Errorf("close database %s: commit the last acknowledgements: %w", db.path, err)
+		}
+	}
 	if err := db.bdb.Close(); err != nil {
 		return fmt.Errorf("close database %s: %w", db.path, err)
 	}

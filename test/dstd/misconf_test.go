@@ -2,8 +2,6 @@ package dstd_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,16 +21,7 @@ import (
 // fingerprint is a PEM certificate file's SHA-256 fingerprint as
 // `openssl x509 -noout -fingerprint -sha256` prints it.
 func fingerprint(t *testing.T, file string) string {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM block", file)
-	}
-	sum := sha256.Sum256(blk.Bytes)
+	sum := dsttest.CertSHA256(t, file)
 	parts := make([]string, len(sum))
 	for i, c := range sum {
 		parts[i] = fmt.Sprintf("%02X", c)

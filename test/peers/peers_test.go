@@ -7,10 +7,8 @@ package peers_test
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
@@ -54,21 +52,6 @@ func refusals(rs []admin.RefusalCount, reason string) int64 {
 		}
 	}
 	return 0
-}
-
-// certSHA256 is the fingerprint of the PEM certificate in path.
-func certSHA256(t *testing.T, path string) string {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		t.Fatalf("%s: no PEM", path)
-	}
-	sum := sha256.Sum256(blk.Bytes)
-	return hex.EncodeToString(sum[:])
 }
 
 // ctlAs runs dstctl against s's admin socket as u.
@@ -177,7 +160,8 @@ client_cert = %q
 
 	// B sees A feeding it, under TLS with A's certificate, and what it
 	// refused.
-	aFP := certSHA256(t, aCert)
+	aSum := dsttest.CertSHA256(t, aCert)
+	aFP := hex.EncodeToString(aSum[:])
 	dsttest.WaitFor(t, 20*time.Second, "B to show A's session", func() bool {
 		in := peersOf(t, b)["site-a.test"].Incoming
 		return in != nil && len(in.Connections) > 0

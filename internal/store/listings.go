@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -145,84 +143,44 @@ func (db *DB) Lookup(ip netip.Addr) (Listing, bool, error) {
 // call methods of db, and should be quick, because a long read transaction
 // keeps freed pages from being reused and makes the file grow.
 func (db *DB) ForEachListing(fn func(Listing) error) error {
-	return db.forEachListing(true, listChunk, fn)
+	return db.forEachListing(true, fn)
 }
 
 // ScanListings is ForEachListing without the LastMessageID, which costs a
 // read of the arrivals log per listing: for loading the DNS index.
 func (db *DB) ScanListings(fn func(Listing) error) error {
-	return db.forEachListing(false, listChunk, fn)
+	return db.forEachListing(false, fn)
 }
 
-// listChunk is how many listings ForEachListing decodes before it reads
-// the Message-IDs of their last reports from the arrivals log, in arrival
-// order. A chunk of listings takes under a megabyte.
-const listChunk = 1 << 12
-
-// forEachListing is ForEachListing (ids) or ScanListings, in chunks of
-// size listings.
-func (db *DB) forEachListing(ids bool, size int, fn func(Listing) error) error {
+// forEachListing is ForEachListing (ids) or ScanListings. Each listing's
+// last report is anywhere in the arrivals log, so on a cold cache every
+// read of a Message-ID was a page fault and a 4 KiB read (the order of
+// the reads makes no difference: bbolt maps the file with MADV_RANDOM);
+// readAhead first has the kernel read the file in large requests.
+func (db *DB) forEachListing(ids bool, fn func(Listing) error) error {
 	if ids {
 		db.readAhead()
 	}
 	var fnErr error
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
-		type entry struct {
-			l    Listing
-			last []byte
-		}
-		var (
-			chunk []entry
-			order []int
-		)
-		flush := func() error {
-			order = order[:0]
-			for i := range chunk {
-				if chunk[i].last != nil {
-					order = append(order, i)
-				}
-			}
-			slices.SortFunc(order, func(i, j int) int { return bytes.Compare(chunk[i].last, chunk[j].last) })
-			for _, i := range order {
-				e := &chunk[i]
-				id, err := arrivalMessageID(e.last, b.arrivals.Get(e.last))
-				if err != nil {
-					return fmt.Errorf("read the last report of %s: %w", e.l.IP, err)
-				}
-				e.l.LastMessageID = id
-			}
-			for i := range chunk {
-				if err := fn(chunk[i].l); err != nil {
-					fnErr = err
-					return err
-				}
-				chunk[i] = entry{}
-			}
-			chunk = chunk[:0]
-			return nil
-		}
 		c := b.listings.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			l, last, err := decodeListing(k, v, b.on)
 			if err != nil {
 				return err
 			}
-			if !ids {
-				if err := fn(l); err != nil {
-					fnErr = err
-					return err
+			if ids && last != nil {
+				if l.LastMessageID, err = arrivalMessageID(last, b.arrivals.Get(last)); err != nil {
+					return fmt.Errorf("read the last report of %s: %w", l.IP, err)
 				}
-				continue
 			}
-			chunk = append(chunk, entry{l, last})
-			if len(chunk) >= size {
-				if err := flush(); err != nil {
-					return err
-				}
+			if err := fn(l); err != nil {
+				fnErr = err
+				return err
 			}
 		}
-		return flush()
+		return nil
 	})
 	if fnErr != nil {
 		return fnErr

@@ -25,6 +25,7 @@ import (
 	"github.com/dst-traps/dst/internal/check"
 	"github.com/dst-traps/dst/internal/config"
 	"github.com/dst-traps/dst/internal/dnsbl"
+	"github.com/dst-traps/dst/internal/heapfloor"
 	"github.com/dst-traps/dst/internal/sdnotify"
 	"github.com/dst-traps/dst/internal/site"
 )
@@ -106,6 +107,10 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 		if n := dnsbl.SpareP(); n > 0 {
 			log.Debug("GOMAXPROCS raised by one for the DNS server's UDP readers (set GOMAXPROCS to choose)", "gomaxprocs", n)
 		}
+	}
+	if k := heapfloor.Keep(heapfloor.Default); k != nil {
+		defer k.Stop()
+		log.Debug("garbage collection waits for a heap of at least the floor (set GOGC to choose)", "floor_mib", heapfloor.Default>>20)
 	}
 	notify := sdnotify.FromEnv()
 	tell := func(err error) {

@@ -254,9 +254,15 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 		// A feed sends a small article with TAKETHIS without asking
 		// first (no CHECK), so copies of one report arrive over every
 		// link of a mesh: the history answers for the repeats before
-		// anything is parsed or verified. begin looks again, for the
-		// copies that arrive together.
-		if v := in.Offer(msgID); v.Kind == Duplicate {
+		// anything is parsed or verified, with the one lookup that
+		// begin makes.
+		done, v := in.begin(ctx, msgID)
+		switch v.Kind {
+		case Accepted:
+			defer done()
+		case Refused:
+			return in.refuse(msgID, from, v)
+		default:
 			in.count(v)
 			return v
 		}
@@ -268,12 +274,14 @@ func (in *Ingester) accept(ctx context.Context, msgID string, raw []byte, from s
 	if got := a.Get("Message-ID"); got != msgID {
 		return in.refuse(msgID, from, refused("malformed", "article's Message-ID %s is not the announced %s", got, msgID))
 	}
-	done, v := in.begin(ctx, msgID)
-	if v.Kind != Accepted {
-		in.count(v)
-		return v
+	if !relayed {
+		done, v := in.begin(ctx, msgID)
+		if v.Kind != Accepted {
+			in.count(v)
+			return v
+		}
+		defer done()
 	}
-	defer done()
 	if !hasGroup(a.Get("Newsgroups")) {
 		return in.refuse(msgID, from, refused("malformed", "not a DST report: Newsgroups must be %s", report.Newsgroup))
 	}

@@ -551,7 +551,7 @@ func (db *DB) Seen(messageID string) (bool, error) {
 	var seen bool
 	err := db.bdb.View(func(tx *bolt.Tx) error {
 		var err error
-		seen, err = seenID(bucketsOf(tx), []byte(messageID))
+		seen, err = seenID(readBucketsOf(tx), []byte(messageID))
 		return err
 	})
 	if err != nil {
@@ -565,7 +565,7 @@ func (db *DB) Seen(messageID string) (bool, error) {
 func (db *DB) Article(messageID string) ([]byte, error) {
 	var a []byte
 	err := db.bdb.View(func(tx *bolt.Tx) error {
-		s, err := lookupHistory(bucketsOf(tx), []byte(messageID))
+		s, err := lookupHistory(readBucketsOf(tx), []byte(messageID))
 		if s != nil && s.Article != nil {
 			a = bytes.Clone(s.Article) // it lives in the mmap only until the transaction ends
 		}

@@ -127,7 +127,7 @@ func (db *DB) Lookup(ip netip.Addr) (Listing, bool, error) {
 			return nil
 		}
 		var err error
-		l, err = readListing(bucketsOf(tx), key, v)
+		l, err = readListing(readBucketsOf(tx), key, v)
 		ok = err == nil
 		return err
 	})

@@ -41,7 +41,16 @@ type originTable struct {
 }
 
 func newOriginTable(nums, names *bolt.Bucket) *originTable {
-	return &originTable{nums: nums, names: names, byName: make(map[string]uint64), byNum: make(map[uint64]string)}
+	return &originTable{nums: nums, names: names}
+}
+
+// remember caches a numbering; the maps are made on first use, as most
+// transactions (a history lookup) never name an origin.
+func (t *originTable) remember(name string, n uint64) {
+	if t.byName == nil {
+		t.byName, t.byNum = make(map[string]uint64), make(map[uint64]string)
+	}
+	t.byName[name], t.byNum[n] = n, name
 }
 
 // lookup returns the number of name, and false if it has none: then no
@@ -58,7 +67,7 @@ func (t *originTable) lookup(name string) (uint64, bool, error) {
 	if k <= 0 || k != len(v) || n == 0 {
 		return 0, false, fmt.Errorf("number of origin %s: the record is damaged", name)
 	}
-	t.byName[name], t.byNum[n] = n, name
+	t.remember(name, n)
 	return n, true, nil
 }
 
@@ -80,7 +89,7 @@ func (t *originTable) originNum(name string) (uint64, error) {
 	if err := t.names.Put(k, []byte(name)); err != nil {
 		return 0, fmt.Errorf("number origin %s: %w", name, err)
 	}
-	t.byName[name], t.byNum[n] = n, name
+	t.remember(name, n)
 	return n, nil
 }
 
@@ -93,7 +102,7 @@ func (t *originTable) originName(n uint64) (string, error) {
 		return "", fmt.Errorf("origin number %d has no name: the file is damaged", n)
 	}
 	name := string(v)
-	t.byName[name], t.byNum[n] = n, name
+	t.remember(name, n)
 	return name, nil
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -148,11 +149,17 @@ func (db *DB) QueueNext(queue string, now time.Time, n int, skip func(seq uint64
 		}
 		c := q.Cursor()
 		for k, v := c.First(); k != nil && len(items) < n; k, v = c.Next() {
+			// A consumer calls this once per item it takes, with the
+			// items it has in hand still queued: skipping those by key
+			// spares decoding them again each time.
+			if skip != nil && len(k) == 8 && skip(binary.BigEndian.Uint64(k)) {
+				continue
+			}
 			it, err := decodeItem(k, v)
 			if err != nil {
 				return err
 			}
-			if it.NextAttempt.After(now) || (skip != nil && skip(it.Seq)) {
+			if it.NextAttempt.After(now) {
 				continue
 			}
 			items = append(items, it)

@@ -330,6 +330,19 @@ type buckets struct {
 	on *originTable
 }
 
+// readBucketsOf looks up only the buckets that a read of the history, an
+// arrival or a listing uses (lookupHistory, loadArrival, readListing):
+// the hot read paths (Seen, Article, Lookup) run once or more per article
+// a peer offers, and opening all sixteen was a tenth of their cost.
+func readBucketsOf(tx *bolt.Tx) buckets {
+	return buckets{
+		history:  tx.Bucket([]byte(bucketHistory)),
+		arrivals: tx.Bucket([]byte(bucketArrivals)),
+		listings: tx.Bucket([]byte(bucketListings)),
+		on:       newOriginTable(tx.Bucket([]byte(bucketOriginNum)), tx.Bucket([]byte(bucketOriginName))),
+	}
+}
+
 // bucketsOf looks up the top-level buckets; Open made sure they exist.
 // The buckets keyed by time are filled to fillAppend.
 func bucketsOf(tx *bolt.Tx) buckets {

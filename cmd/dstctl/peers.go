@@ -60,7 +60,7 @@ func (c *cli) printPeers(ps []admin.PeerStatus) error {
 		fmt.Fprintln(c.stdout, "no outgoing feeds configured")
 	} else {
 		tw := tabwriter.NewWriter(c.stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PEER\tADDRESS\tSTATE\tWAITING\tSENT\tREFUSED\tDEFERRED\tKEPT\tTLS\tLAST SUCCESS\tLAST ERROR")
+		fmt.Fprintln(tw, "PEER\tADDRESS\tSTATE\tWAITING\tSENT\tREFUSED\tDEFERRED\tSKIPPED\tKEPT\tTLS\tLAST SUCCESS\tLAST ERROR")
 		for _, p := range out {
 			state := "disconnected"
 			if p.Connected {
@@ -77,8 +77,8 @@ func (c *cli) printPeers(ps []admin.PeerStatus) error {
 			if p.TLS != nil {
 				tlsCol = shortTLS(*p.TLS)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", p.Name, p.Addr, state, p.Depth, p.Sent, p.Refused, p.Deferred,
-				p.Kept, tlsCol, fmtTime(p.LastSuccess), lastErr)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", p.Name, p.Addr, state, p.Depth, p.Sent, p.Refused, p.Deferred,
+				p.Skipped, p.Kept, tlsCol, fmtTime(p.LastSuccess), lastErr)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -12,7 +12,7 @@ import (
 
 func (b *backend) Peers(context.Context) ([]admin.PeerStatus, error) {
 	return []admin.PeerStatus{
-		{Name: "site-b.test", Addr: "192.0.2.20:1119", Connected: true, Streaming: true, Depth: 3, Sent: 10, Refused: 4,
+		{Name: "site-b.test", Addr: "192.0.2.20:1119", Connected: true, Streaming: true, Depth: 3, Sent: 10, Refused: 4, Skipped: 6,
 			Outgoing: true, TLSMode: "implicit", Kept: 3,
 			TLS:      &admin.TLSState{State: "tls", Version: "TLS 1.3", Cipher: "TLS_AES_128_GCM_SHA256", CertSHA256: "ab12", CertSubject: "CN=site-b.test"},
 			Refusals: []admin.RefusalCount{{Reason: "keyring", Count: 3, LastCode: 439, LastText: "signature: no key in the keyring for the signer", LastTime: t0}, {Reason: "duplicate", Count: 1, LastCode: 438, LastText: "already seen"}},
@@ -46,8 +46,8 @@ func (b *backend) TestPeer(_ context.Context, peer string) (admin.TestResult, er
 func TestPeers(t *testing.T) {
 	sock := serve(t, newBackend())
 	code, out, _ := dstctl(t, "-admin", sock, "peers")
-	want := `PEER         ADDRESS          STATE                  WAITING  SENT  REFUSED  DEFERRED  KEPT  TLS      LAST SUCCESS  LAST ERROR
-site-b.test  192.0.2.20:1119  connected (streaming)  3        10    4        0         3     TLS 1.3  -             -
+	want := `PEER         ADDRESS          STATE                  WAITING  SENT  REFUSED  DEFERRED  SKIPPED  KEPT  TLS      LAST SUCCESS  LAST ERROR
+site-b.test  192.0.2.20:1119  connected (streaming)  3        10    4        0         6        3     TLS 1.3  -             -
   site-b.test: TLS 1.3 TLS_AES_128_GCM_SHA256, certificate sha256:ab12 (CN=site-b.test)
   site-b.test refused: keyring 3 (last: 439 signature: no key in the keyring for the signer); duplicate 1 (last: 438 already seen)
   site-b.test: 3 refused reports kept; once the peer has fixed its keyring or clock: dstctl peers refeed site-b.test
@@ -63,7 +63,7 @@ site-c.test  0         (last) 127.0.0.1:5555  loopback plain  0         0       
 
 	code, out, _ = dstctl(t, "-admin", sock, "peers", "-json")
 	var ps []admin.PeerStatus
-	if err := json.Unmarshal([]byte(out), &ps); code != 0 || err != nil || len(ps) != 2 || ps[0].Incoming.Accepted != 7 || ps[0].TLS.CertSHA256 != "ab12" {
+	if err := json.Unmarshal([]byte(out), &ps); code != 0 || err != nil || len(ps) != 2 || ps[0].Incoming.Accepted != 7 || ps[0].Skipped != 6 || ps[0].TLS.CertSHA256 != "ab12" {
 		t.Errorf("peers -json: exit %d, %v: %s", code, err, out)
 	}
 }

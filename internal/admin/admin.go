@@ -99,6 +99,7 @@ type PeerStatus struct {
 	Sent          int64     `json:"sent"`      // accepted by the peer
 	Refused       int64     `json:"refused"`   // refused by it, or it had them already
 	Deferred      int64     `json:"deferred"`  // to be offered again
+	Skipped       int64     `json:"skipped"`   // not offered: the peer had offered it to this site
 	LastSuccess   time.Time `json:"last_success,omitzero"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorTime time.Time `json:"last_error_time,omitzero"`

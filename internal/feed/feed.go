@@ -621,6 +621,9 @@ func (f *Feeder) prepare(it store.QueueItem) *flight {
 		f.mu.Lock()
 		f.st.Skipped++
 		f.mu.Unlock()
+		if m := f.o.Metrics; m != nil {
+			m.FeedSkipped.WithLabelValues(f.peer.Name).Inc()
+		}
 		f.settle(it.Seq, time.Time{})
 		return nil
 	}

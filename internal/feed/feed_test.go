@@ -874,6 +874,8 @@ func TestNotOfferedBack(t *testing.T) {
 	p := &peer{}
 	o := options(t, nil)
 	o.PeerHas = off.For(peerName)
+	m := metrics.New(prometheus.NewRegistry())
+	o.Metrics = m
 	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), CheckSize: -1}, db, o) // CHECK for all: see TestOrderAndCompleteness
 	run(t, f)
 	want := slices.Delete(slices.Clone(ids), 2, 3)
@@ -893,6 +895,9 @@ func TestNotOfferedBack(t *testing.T) {
 	}
 	if s := f.Status(); s.Skipped != 1 || s.Sent != 4 || s.Refused != 0 {
 		t.Errorf("status %+v, want 1 skipped, 4 sent", s)
+	}
+	if got := value(t, m.FeedSkipped.WithLabelValues(peerName)); got != 1 {
+		t.Errorf("dst_feed_skipped_total = %v, want 1", got)
 	}
 }
 

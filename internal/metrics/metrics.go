@@ -36,6 +36,7 @@ type Metrics struct {
 	FeedSent      *prometheus.CounterVec // accepted by the peer (239, 235)
 	FeedRefused   *prometheus.CounterVec // refused or already there (438, 439, 435, 437)
 	FeedDeferred  *prometheus.CounterVec // to be offered again (431, 436, connection lost)
+	FeedSkipped   *prometheus.CounterVec // not offered: the peer had offered it to this site
 	FeedErrors    *prometheus.CounterVec // connection or protocol failures
 
 	// Spool pickup.
@@ -131,7 +132,7 @@ func (m *Metrics) Init(k Known) {
 		for _, v := range []*prometheus.GaugeVec{m.FeedConnected, m.FeedQueue} {
 			v.WithLabelValues(p)
 		}
-		for _, v := range []*prometheus.CounterVec{m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors} {
+		for _, v := range []*prometheus.CounterVec{m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedSkipped, m.FeedErrors} {
 			v.WithLabelValues(p)
 		}
 	}
@@ -191,6 +192,8 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Articles the peer refused or already had."}, []string{"peer"}),
 		FeedDeferred: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "deferred_total",
 			Help: "Articles the peer asked to offer again later."}, []string{"peer"}),
+		FeedSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "skipped_total",
+			Help: "Articles not offered to the peer because it had offered them to this site."}, []string{"peer"}),
 		FeedErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "dst", Subsystem: "feed", Name: "errors_total",
 			Help: "Connection and protocol failures of the feed."}, []string{"peer"}),
 		SpoolPicked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "dst", Subsystem: "spool", Name: "picked_total",
@@ -219,7 +222,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.ReportsReceived, m.ReportsAccepted, m.ReportsRefused, m.ListingsRemoved,
 		m.QueueDepth, m.ActionDone, m.ActionFailures, m.NNTPConnections, m.NNTPRefused,
-		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
+		m.FeedConnected, m.FeedQueue, m.FeedSent, m.FeedRefused, m.FeedDeferred, m.FeedSkipped, m.FeedErrors, m.SpoolPicked, m.SpoolErrors,
 		m.SpoolQuarantined, m.ReportsNotListed, m.OriginsDemoted, m.ReportsByClass, m.ReportsUnlisted,
 		m.DNSQueries, m.TrapToListed, m.TrapToListedFuture)
 	return m

@@ -82,7 +82,7 @@ func (s *Site) Peers(_ context.Context) ([]admin.PeerStatus, error) {
 		if f := s.feederOf(p.Name); f != nil {
 			st := f.Status()
 			ps = admin.PeerStatus{Name: st.Name, Addr: st.Addr, Connected: st.Connected, Streaming: st.Streaming,
-				Depth: st.Depth, Sent: st.Sent, Refused: st.Refused, Deferred: st.Deferred,
+				Depth: st.Depth, Sent: st.Sent, Refused: st.Refused, Deferred: st.Deferred, Skipped: st.Skipped,
 				LastSuccess: st.LastSuccess, LastError: st.LastError, LastErrorTime: st.LastErrorTime,
 				Outgoing: true, TLSMode: tlsModeName(st.TLSMode), Refusals: refusalCounts(st.Refusals), Kept: st.Kept, RetryAt: st.RetryAt}
 			if st.TLS.State != "" {

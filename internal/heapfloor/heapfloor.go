@@ -43,9 +43,10 @@ type Keeper struct {
 }
 
 // Keep starts keeping floor bytes as the least heap goal and returns the
-// Keeper, or nil when the GOGC environment variable is set: an operator
-// who tuned the collector keeps their setting. It changes the process's
-// collector settings, so only a main calls it, once.
+// Keeper. It returns nil, and changes nothing, when the GOGC environment
+// variable is set (an operator who tuned the collector keeps their
+// setting), when collection is off, or when floor is 0. It changes the
+// process's collector settings, so only a main calls it, once.
 func Keep(floor uint64) *Keeper {
 	if os.Getenv("GOGC") != "" || floor == 0 {
 		return nil

@@ -267,10 +267,9 @@ func TestStopWakesReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, []net.PacketConn{pc}, nil) }()
+	// stop fails the test if Serve does not return: a reader would still
+	// wait in recvmmsg.
+	stop := dsttest.Go(t, func(ctx context.Context) error { return s.Serve(ctx, []net.PacketConn{pc}, nil) })
 	dsttest.WaitFor(t, 10*time.Second, "3 UDP sockets on the port", func() bool { return udpSocketsOn(t, port) == 3 })
 	// One answered query: the readers are in their loop, not starting.
 	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
@@ -279,14 +278,9 @@ func TestStopWakesReaders(t *testing.T) {
 	if _, _, err := c.Exchange(m, pc.LocalAddr().String()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Serve: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after the context ended: a reader still waits in recvmmsg")
+	stop()
+	if t.Failed() {
+		t.FailNow()
 	}
 	if n := udpSocketsOn(t, port); n != 0 {
 		t.Fatalf("%d UDP sockets still bound to the port after Serve returned", n)

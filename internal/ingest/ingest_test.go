@@ -183,6 +183,9 @@ func TestReceive(t *testing.T) {
 		// fixable: refused for a reason the administrator can fix
 		// (keyring, clock), so not remembered: it may come again.
 		fixable bool
+		// unrecordable: the announced Message-ID is not one, so the
+		// history cannot hold it.
+		unrecordable bool
 	}{
 		{name: "valid", ip: "203.0.113.20", date: f.now, want: Accepted},
 		{name: "old", ip: "203.0.113.21", date: f.now.Add(-31 * 24 * time.Hour), want: Refused, refusal: "date", fixable: true},
@@ -190,6 +193,9 @@ func TestReceive(t *testing.T) {
 		{name: "special-purpose", ip: "10.0.0.1", date: f.now, want: Refused, refusal: "policy"},
 		{name: "wrong group", ip: "203.0.113.23", date: f.now, edit: func(a *article.Article) { a.Set("Newsgroups", "alt.test") }, want: Refused, refusal: "malformed"},
 		{name: "announced id differs", ip: "203.0.113.24", date: f.now, id: "<other@site-b.test>", want: Refused, refusal: "malformed"},
+		// Refused before the history is read: it cannot be recorded, and
+		// an offer of it is refused as malformed again.
+		{name: "announced id malformed", ip: "203.0.113.27", date: f.now, id: "no-angle-brackets", want: Refused, refusal: "malformed", unrecordable: true},
 		{name: "body altered", ip: "203.0.113.25", date: f.now, mangle: func(b []byte) []byte { return bytes.Replace(b, []byte("203.0.113.25"), []byte("203.0.113.99"), -1) }, want: Refused, refusal: "signature", fixable: true},
 		{name: "garbage", ip: "203.0.113.26", date: f.now, mangle: func([]byte) []byte { return []byte("no header\r\n") }, want: Refused, refusal: "malformed"},
 	} {
@@ -211,6 +217,15 @@ func TestReceive(t *testing.T) {
 			}
 			if v.Fixable != tc.fixable {
 				t.Errorf("Fixable = %v, want %v", v.Fixable, tc.fixable)
+			}
+			if tc.unrecordable {
+				if seen, _ := f.db.Seen(id); seen {
+					t.Error("a malformed Message-ID is in the history")
+				}
+				if v := f.in.Offer(id); v.Kind != Refused || v.Refusal != "malformed" {
+					t.Errorf("Offer after Receive = %+v, want refused as malformed", v)
+				}
+				return
 			}
 			if tc.fixable {
 				if v := f.in.Offer(id); v.Kind != Accepted {

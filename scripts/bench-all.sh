@@ -300,7 +300,7 @@ table dstc >>"$report"
 run store CI=true -- go test -count 1 -run '^$' -bench . -benchmem "${unit_bt[@]}" ./internal/store
 check_go store
 section "Store: durable ingest and lookups" \
-	"\`BenchmarkAddReport\`: reports per second into the bbolt store with fsync and many concurrent submitters. \`BenchmarkLookup1M\`: one lookup in a store of a million listings, and the file size." store
+	"\`BenchmarkAddReport\`: reports per second into the bbolt store with fsync and many concurrent submitters. \`BenchmarkAddReportAlone\`: one report per commit, as a site of a network commits a relayed report, with fsync (\`synced\`) and without (\`unsynced\`), and the CPU each takes. \`BenchmarkLookup1M\`: one lookup in a store of a million listings, and the file size." store
 table store >>"$report"
 
 run dnsbl CI=true -- go test -count 1 -run '^$' -bench . -benchmem "${unit_bt[@]}" ./internal/dnsbl

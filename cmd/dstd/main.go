@@ -28,6 +28,7 @@ import (
 	"github.com/dst-traps/dst/internal/heapfloor"
 	"github.com/dst-traps/dst/internal/sdnotify"
 	"github.com/dst-traps/dst/internal/site"
+	"github.com/dst-traps/dst/internal/store"
 )
 
 func main() {
@@ -111,6 +112,9 @@ func serve(ctx context.Context, cfg *config.Config, confPath string, stderr io.W
 	if k := heapfloor.Keep(heapfloor.Default); k != nil {
 		defer k.Stop()
 		log.Debug("garbage collection waits for a heap of at least the floor (set GOGC to choose)", "floor_mib", heapfloor.Default>>20)
+	}
+	if store.Unsynced {
+		log.Warn("this dstd was built with the dstexp_unsynced tag: its commits are not synced to disk, and a crash can lose acknowledged reports; it is for measurements, never for a site")
 	}
 	notify := sdnotify.FromEnv()
 	tell := func(err error) {

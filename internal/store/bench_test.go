@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +51,64 @@ func BenchmarkAddReport(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+}
+
+// BenchmarkAddReportAlone measures one report per commit, as each site of
+// a network commits a relayed report that arrives on its own: one
+// submitter, the next report once the previous one is committed, with
+// fsync ("synced", as dstd runs) and without ("unsynced", Options.NoSync).
+// cpu-µs/report is this process's user and system time per report, the
+// kernel's work for fdatasync included: what durability costs in CPU on
+// the machine, beside what it costs in time (ns/op).
+func BenchmarkAddReportAlone(b *testing.B) {
+	for _, bc := range []struct {
+		name   string
+		noSync bool
+	}{{"synced", false}, {"unsynced", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			if !bc.noSync && Unsynced {
+				b.Skip("built with dstexp_unsynced: no commit is synced")
+			}
+			db, err := Open(filepath.Join(b.TempDir(), "dst.db"), Options{NoSync: bc.noSync})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			// A site's queues: the report log and three feeds.
+			for _, q := range []string{"log", "feed/a", "feed/b", "feed/c"} {
+				subscribe(b, db, q, nil)
+			}
+			article := make([]byte, 2048)
+			for i := range article {
+				article[i] = 'a' + byte(i%26)
+			}
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for i := range b.N {
+				r := Report{
+					MessageID: fmt.Sprintf("<%d@alone.example>", i),
+					IP:        netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}),
+					Origin:    "site-1.example",
+					Date:      t0,
+					Article:   article,
+				}
+				if _, _, err := db.AddReport(r, params(t0.Add(time.Duration(i)*time.Millisecond), 1)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/report")
+		})
+	}
+}
+
+// processCPU is the user and system time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkLookup1M measures Lookup in a store of a million listings, the

@@ -184,7 +184,7 @@ func Open(path string, opt Options) (*DB, error) {
 	if timeout <= 0 {
 		timeout = DefaultLockTimeout
 	}
-	bopt := &bolt.Options{Timeout: timeout, NoSync: opt.NoSync}
+	bopt := &bolt.Options{Timeout: timeout, NoSync: opt.NoSync || Unsynced}
 	bdb, err := bolt.Open(path, 0o600, bopt)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, &InUseError{Path: path, Err: err}

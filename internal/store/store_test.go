@@ -699,3 +699,21 @@ func TestIPKeyOrder(t *testing.T) {
 		t.Errorf("a mapped IPv4 address has the key %x", mapped)
 	}
 }
+
+// TestSyncedByDefault: a store opened without NoSync syncs its commits,
+// unless the build is the dstexp_unsynced measurement one (Unsynced).
+func TestSyncedByDefault(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		db, err := Open(filepath.Join(t.TempDir(), "dst.db"), Options{NoSync: noSync})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := db.bdb.NoSync, noSync || Unsynced; got != want {
+			t.Errorf("Options{NoSync: %t}: bbolt NoSync is %t, want %t", noSync, got, want)
+		}
+		db.Close()
+	}
+	if Unsynced {
+		t.Log("built with dstexp_unsynced: no commit is synced")
+	}
+}

@@ -97,7 +97,7 @@ func (s *Site) StatusPage(ctx context.Context) (statuspage.Data, error) {
 	for _, p := range ps {
 		sp := statuspage.Peer{Name: p.Name, Addr: p.Addr, Outgoing: p.Outgoing, TLS: tlsText(p.TLS),
 			Connected: p.Connected, Streaming: p.Streaming,
-			Depth: p.Depth, Sent: p.Sent, Refused: p.Refused, Deferred: p.Deferred,
+			Depth: p.Depth, Sent: p.Sent, Refused: p.Refused, Deferred: p.Deferred, Skipped: p.Skipped,
 			LastSuccess: p.LastSuccess, LastError: p.LastError, LastErrorTime: p.LastErrorTime}
 		if in := p.Incoming; in != nil {
 			sp.Incoming, sp.InSessions, sp.InAccepted, sp.InRefused, sp.InLastSeen = true, len(in.Connections), in.Accepted, in.Refused, in.LastSeen

@@ -100,15 +100,18 @@ type Queue struct {
 // Peer is one configured peer: what this site feeds it (Outgoing) and
 // what it feeds this site (Incoming).
 type Peer struct {
-	Name, Addr    string
-	Outgoing      bool
-	TLS           string // the outgoing connection's protection: "TLS 1.3", "plain", ""
-	Connected     bool
-	Streaming     bool
-	Depth         int
-	Sent          int64
-	Refused       int64
-	Deferred      int64
+	Name, Addr string
+	Outgoing   bool
+	TLS        string // the outgoing connection's protection: "TLS 1.3", "plain", ""
+	Connected  bool
+	Streaming  bool
+	Depth      int
+	Sent       int64
+	Refused    int64
+	Deferred   int64
+	// Skipped counts reports not offered because the peer offered them
+	// to this site first.
+	Skipped       int64
 	LastSuccess   time.Time
 	LastError     string
 	LastErrorTime time.Time

@@ -2,6 +2,7 @@ package statuspage
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,10 @@ func TestRender(t *testing.T) {
 	d.ReportsPerOrigin = []OriginSeries{{Origin: "a.example", Counts: []int{1, 2}}, {Origin: `<script>x</script>`, Counts: []int{0, 7}}}
 	d.Latency = []Latency{{Origin: "a.example", N: 3, P50: time.Second, P90: 2 * time.Second, P99: 3 * time.Minute}}
 	d.Refusals = []Refusal{{Time: t0, From: "peer", MessageID: "<m@x>", Label: "signature", Reason: `bad "<b>" signature`}}
+	d.Peers = []Peer{
+		{Name: "fed.example", Addr: "192.0.2.1:119", Outgoing: true, Sent: 11, Refused: 12, Deferred: 13, Skipped: 14},
+		{Name: "feeds-us.example", Incoming: true, InAccepted: 5},
+	}
 	var b strings.Builder
 	if err := Render(&b, d); err != nil {
 		t.Fatal(err)
@@ -32,6 +37,8 @@ func TestRender(t *testing.T) {
 		`id="listings-fortnight" data-points="1"`,
 		`id="reports" data-points="4"`, `data-values="1 2"`, `data-values="0 7"`,
 		`&lt;script&gt;x&lt;/script&gt;`, `&lt;m@x&gt;`, "3m0s",
+		`<th class="num">skipped</th>`, `data-skipped="14"`,
+		`<td class="num">11</td><td class="num">12</td><td class="num">13</td><td class="num">14</td>`,
 	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("the page lacks %s", want)
@@ -44,6 +51,23 @@ func TestRender(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?i)(src|href)\s*=\s*"([^"]*)"`).FindAllStringSubmatch(html, -1) {
 		if m[2] != "data:," {
 			t.Errorf("the page refers to %s", m[0])
+		}
+	}
+	// Every row of the peers table has as many cells as its head.
+	peers := regexp.MustCompile(`(?s)<table id="peers">.*?</table>`).FindString(html)
+	head := len(regexp.MustCompile(`<th[ >]`).FindAllString(peers, -1))
+	for _, row := range regexp.MustCompile(`(?s)<tr data-peer.*?</tr>`).FindAllString(peers, -1) {
+		cells := 0
+		for _, m := range regexp.MustCompile(`<td(?: colspan="(\d+)")?`).FindAllStringSubmatch(row, -1) {
+			if m[1] == "" {
+				cells++
+			} else {
+				n, _ := strconv.Atoi(m[1])
+				cells += n
+			}
+		}
+		if cells != head {
+			t.Errorf("a peers row spans %d columns, the head %d: %s", cells, head, row)
 		}
 	}
 	if got := len(regexp.MustCompile(`<polyline`).FindAllString(html, -1)); got != 4 {

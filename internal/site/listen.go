@@ -269,8 +269,18 @@ func (s *Site) listenDNS() error {
 // anyPort, another port is tried then, as the administrator asked for
 // none in particular.
 func listenUDPTCP(addr string, anyPort bool) (net.PacketConn, net.Listener, error) {
-	for try := 0; ; try++ {
-		pc, err := net.ListenPacket("udp", addr)
+	return listenUDPThenTCP(net.ListenPacket, addr, anyPort)
+}
+
+// maxPortTries bounds listenUDPTCP's attempts with anyPort.
+const maxPortTries = 20
+
+// listenUDPThenTCP is listenUDPTCP with the UDP bind given, so that a test
+// can hand it a port whose TCP side is taken, which the kernel does only
+// by chance.
+func listenUDPThenTCP(listenPacket func(network, addr string) (net.PacketConn, error), addr string, anyPort bool) (net.PacketConn, net.Listener, error) {
+	for try := 1; ; try++ {
+		pc, err := listenPacket("udp", addr)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -279,7 +289,7 @@ func listenUDPTCP(addr string, anyPort bool) (net.PacketConn, net.Listener, erro
 			return pc, l, nil
 		}
 		pc.Close()
-		if !anyPort || try == 20 {
+		if !anyPort || try == maxPortTries {
 			return nil, nil, err
 		}
 	}

@@ -2,7 +2,10 @@ package site
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,4 +131,84 @@ func TestEnsureSocketDir(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "RuntimeDirectory=dst-test-no-such-dir/dst") || !strings.Contains(err.Error(), "tmpfiles.d") {
 		t.Errorf("a directory under /run dstd cannot make: %v", err)
 	}
+}
+
+// takenTCP returns a loopback port whose TCP side is bound (and stays so
+// for the test) while its UDP side is free.
+func takenTCP(t *testing.T) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil { // some other socket has that UDP port: try another
+			l.Close()
+			continue
+		}
+		pc.Close()
+		t.Cleanup(func() { l.Close() })
+		return port
+	}
+	t.Fatal("no loopback port with a free UDP side")
+	return 0
+}
+
+// TestListenUDPTCPRetry: dns.listen binds UDP, then TCP on the port UDP
+// got. When that TCP port is taken, a ":0" address tries another port,
+// up to maxPortTries times; a given port fails at once. Either way the
+// UDP socket of a failed attempt is closed.
+func TestListenUDPTCPRetry(t *testing.T) {
+	taken := takenTCP(t)
+	takenAddr := fmt.Sprintf("127.0.0.1:%d", taken)
+	// The first bind lands on the taken port, as the kernel may do with ":0".
+	var calls int
+	firstTaken := func(network, addr string) (net.PacketConn, error) {
+		calls++
+		if calls == 1 {
+			return net.ListenPacket(network, takenAddr)
+		}
+		return net.ListenPacket(network, addr)
+	}
+	pc, l, err := listenUDPThenTCP(firstTaken, "127.0.0.1:0", true)
+	if err != nil {
+		t.Fatalf("port 0: %v", err)
+	}
+	udp, tcp := pc.LocalAddr().(*net.UDPAddr).Port, l.Addr().(*net.TCPAddr).Port
+	pc.Close()
+	l.Close()
+	if calls != 2 || udp == taken || udp != tcp {
+		t.Errorf("port 0: %d binds, UDP port %d, TCP port %d; want 2 binds and one port for both, not %d", calls, udp, tcp, taken)
+	}
+	assertUDPFree(t, takenAddr)
+
+	// A port the administrator chose is not traded for another.
+	if _, _, err := listenUDPThenTCP(net.ListenPacket, takenAddr, false); !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("port %d, TCP side taken: %v, want address already in use", taken, err)
+	}
+	assertUDPFree(t, takenAddr)
+
+	// With ":0", the tries end.
+	calls = 0
+	alwaysTaken := func(network, _ string) (net.PacketConn, error) {
+		calls++
+		return net.ListenPacket(network, takenAddr)
+	}
+	if _, _, err := listenUDPThenTCP(alwaysTaken, "127.0.0.1:0", true); !errors.Is(err, syscall.EADDRINUSE) || calls != maxPortTries {
+		t.Errorf("port 0, every port taken: %v after %d binds, want address already in use after %d", err, calls, maxPortTries)
+	}
+	assertUDPFree(t, takenAddr)
+}
+
+// assertUDPFree fails the test if addr's UDP port is still bound.
+func assertUDPFree(t *testing.T, addr string) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Errorf("a failed attempt left %s bound: %v", addr, err)
+		return
+	}
+	pc.Close()
 }

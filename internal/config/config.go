@@ -221,7 +221,17 @@ type Peer struct {
 	Username   string   `toml:"username"`    // AUTHINFO USER to give it
 	Password   string   `toml:"password"`    // AUTHINFO PASS to give it
 	Source     string   `toml:"source"`      // local address to connect from
+	// CheckSize: when streaming, a report of at least this many bytes is
+	// offered with CHECK, and sent only if the peer wants it; a smaller
+	// one goes with TAKETHIS at once, a round trip less, at the cost of
+	// sending it in full when the peer already has it. 0: CHECK every
+	// report. Load sets an absent one to DefaultCheckSize.
+	CheckSize *int `toml:"check_size"`
 }
+
+// DefaultCheckSize is [[peer]] check_size's default, the feed's own
+// (feed.DefaultCheckSize; see why there).
+const DefaultCheckSize = 16 << 10
 
 // DefaultMaxArticleBytes is nntp.max_article_bytes's default, and dstc's
 // -max-article: a report dstc builds must fit what dstd takes.
@@ -308,6 +318,12 @@ func Load(path string) (*Config, error) {
 		}
 	}
 	c.fillPaths()
+	for i := range c.Peers {
+		if c.Peers[i].CheckSize == nil {
+			n := DefaultCheckSize
+			c.Peers[i].CheckSize = &n
+		}
+	}
 	if err := c.Validate(); err != nil {
 		if path == "" {
 			return nil, err
@@ -466,6 +482,9 @@ func (c *Config) Validate() error {
 		}
 		if (p.AuthUser == "") != (p.AuthPassword == "") {
 			bad("peer %q: auth_user and auth_password go together", p.Name)
+		}
+		if p.CheckSize != nil && *p.CheckSize < 0 {
+			bad("peer %q: check_size is %d: give 0 (CHECK every report first) or a size in bytes", p.Name, *p.CheckSize)
 		}
 		if (p.ClientCert != "" || p.AuthUser != "") && c.TLS.Cert == "" {
 			bad("peer %q must authenticate over TLS, but [tls] has no cert", p.Name)

@@ -81,6 +81,7 @@ level = "loud"`, "log.level"},
 		{"[dns.update]\nserver = \"127.0.0.1:53\"", "dns.update needs key_name and secret"},
 		{"[[peer]]\nname = \"b.example\"\nfeed = \"192.0.2.1:1119\"\nusername = \"u\"", `peer "b.example": username/password are only sent over TLS`},
 		{"[[peer]]\nname = \"b.example\"\nauth_user = \"u\"\nauth_password = \"p\"", `peer "b.example" must authenticate over TLS, but [tls] has no cert`},
+		{"[[peer]]\nname = \"b.example\"\nfeed = \"192.0.2.1:1119\"\ncheck_size = -1", `peer "b.example": check_size is -1: give 0 (CHECK every report first) or a size in bytes`},
 	} {
 		_, err := Load(write(t, tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

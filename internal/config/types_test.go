@@ -167,6 +167,7 @@ tls = "implicit"
 [[peer]]
 name = "site-c.example"
 feed = "192.0.2.30:1119"
+check_size = 0
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +179,9 @@ feed = "192.0.2.30:1119"
 	again, err := Load(write(t, b.String()))
 	if err != nil {
 		t.Fatalf("the printed configuration does not load: %v\n%s", err, b.String())
+	}
+	if b, c := c.Peers[0].CheckSize, c.Peers[1].CheckSize; b == nil || *b != DefaultCheckSize || c == nil || *c != 0 {
+		t.Errorf("check_size: site-b %v, site-c %v; want the default %d (absent) and 0", b, c, DefaultCheckSize)
 	}
 	// Printed, every key is set: compare the values alone.
 	c.set, again.set = nil, nil

@@ -28,6 +28,7 @@ func (s *Site) buildFeeds() error {
 		s.feeders = append(s.feeders, feed.New(feed.Peer{
 			Name: p.Name, Addr: p.Feed.String(), TLS: string(p.TLS), TLSConfig: tc,
 			Username: p.Username, Password: p.Password, LocalAddr: p.Source,
+			CheckSize: checkSize(p),
 		}, s.db, feed.Options{
 			Site: s.cfg.Site, Log: s.log, Metrics: s.met, Kick: kick,
 			PeerHas: s.peersOffered().For(p.Name),
@@ -182,3 +183,16 @@ func (s *Site) TestPeer(ctx context.Context, peer string) (admin.TestResult, err
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 var _ admin.PeerControl = (*Site)(nil)
+
+// checkSize turns [[peer]] check_size into feed.Peer.CheckSize, where zero
+// means the default and a negative size CHECK for every report.
+func checkSize(p config.Peer) int {
+	switch {
+	case p.CheckSize == nil:
+		return 0
+	case *p.CheckSize == 0:
+		return -1
+	default:
+		return *p.CheckSize
+	}
+}

@@ -110,8 +110,10 @@ type Source interface {
 	QueueMove(from, to string, seqs []uint64, by string) (int, error)
 	QueueTrim(queue string, keep int) (int, error)
 	QueueReschedule(queue string, at time.Time) (int, error)
-	// QueueAckAll acknowledges many items in one commit.
+	// QueueAckAll acknowledges many items in one commit, which may wait
+	// for another writer's; QueueAckAllNow commits at once.
 	QueueAckAll(queue string, seqs []uint64) error
+	QueueAckAllNow(queue string, seqs []uint64) error
 }
 
 // QueueName is the name of the store queue that holds the reports for peer.
@@ -471,28 +473,11 @@ func (f *Feeder) stream(ctx context.Context, c *nntp.Client) (progress bool, err
 			}
 			if len(fls) > 0 {
 				// Commands go out in the order of fls, as the answers
-				// will come: consecutive CHECKs in one write.
+				// will come: consecutive CHECKs in one write, and
+				// consecutive TAKETHIS in one.
 				onWire = append(onWire, fls...)
-				var ids []string
-				for _, fl := range fls {
-					if f.peer.CheckSize < 0 || len(fl.art) >= f.peer.CheckSize {
-						ids = append(ids, fl.id)
-						continue
-					}
-					if len(ids) > 0 {
-						if err := c.Check(ctx, ids...); err != nil {
-							return progress, err
-						}
-						ids = ids[:0]
-					}
-					if err := c.TakeThis(ctx, fl.id, fl.art); err != nil {
-						return progress, err
-					}
-				}
-				if len(ids) > 0 {
-					if err := c.Check(ctx, ids...); err != nil {
-						return progress, err
-					}
+				if err := sendRefill(ctx, c, fls, f.peer.CheckSize); err != nil {
+					return progress, err
 				}
 				lastActive = f.o.Now()
 			}
@@ -546,6 +531,41 @@ func (f *Feeder) stream(ctx context.Context, c *nntp.Client) (progress bool, err
 			f.outcome(fl, rr.r)
 		}
 	}
+}
+
+// sendRefill sends the commands for fls in their order: CHECK for an
+// article of at least checkSize bytes (for all if checkSize is negative),
+// TAKETHIS for the others, each run of one kind in one flush.
+func sendRefill(ctx context.Context, c *nntp.Client, fls []*flight, checkSize int) error {
+	var ids []string
+	var offers []nntp.Offer
+	flush := func() error {
+		switch {
+		case len(ids) > 0:
+			err := c.Check(ctx, ids...)
+			ids = ids[:0]
+			return err
+		case len(offers) > 0:
+			err := c.TakeThese(ctx, offers...)
+			offers = offers[:0]
+			return err
+		}
+		return nil
+	}
+	for _, fl := range fls {
+		check := checkSize < 0 || len(fl.art) >= checkSize
+		if (check && len(offers) > 0) || (!check && len(ids) > 0) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if check {
+			ids = append(ids, fl.id)
+		} else {
+			offers = append(offers, nntp.Offer{ID: fl.id, Article: fl.art})
+		}
+	}
+	return flush()
 }
 
 // ihave feeds one article at a time with IHAVE, for peers that do not
@@ -735,12 +755,19 @@ func (f *Feeder) acker() {
 	var seqs []uint64
 	t := time.NewTimer(time.Hour)
 	t.Stop()
+	// A full batch is a backlog going through: it is committed at once.
+	// Fewer wait for another commit to join (store.LazyWait), as a
+	// report's acknowledgements do in a network of sites.
 	flush := func() {
 		t.Stop()
 		if len(seqs) == 0 {
 			return
 		}
-		err := f.src.QueueAckAll(f.queue, seqs)
+		ack := f.src.QueueAckAll
+		if len(seqs) >= maxAckBatch {
+			ack = f.src.QueueAckAllNow
+		}
+		err := ack(f.queue, seqs)
 		for _, seq := range seqs {
 			f.settled <- settleResult{seq: seq, err: err} // cannot block: at most maxSettling settling
 		}

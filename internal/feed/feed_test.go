@@ -138,7 +138,7 @@ func (p *peer) snapshot() ([]string, map[string][]byte) {
 }
 
 // serve runs the peer's Server on ln until the test ends.
-func (p *peer) serve(t *testing.T, ln net.Listener) {
+func (p *peer) serve(t testing.TB, ln net.Listener) {
 	t.Helper()
 	srv := &nntp.Server{
 		Handler:  p,
@@ -173,7 +173,7 @@ func (p *peer) serve(t *testing.T, ln net.Listener) {
 	})
 }
 
-func (p *peer) start(t *testing.T) string {
+func (p *peer) start(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,18 +184,21 @@ func (p *peer) start(t *testing.T) string {
 }
 
 // testLog shows the log of failing tests only.
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
+	if _, ok := t.(*testing.B); ok { // a benchmark measures no debug lines
+		return slog.New(slog.DiscardHandler)
+	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
 }
 
-func openStore(t *testing.T) *store.DB {
+func openStore(t testing.TB) *store.DB {
 	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "dst.db"), store.Options{NoSync: true})
 	if err != nil {
@@ -251,7 +254,7 @@ func report(i int, path string) (string, []byte) {
 }
 
 // queue stores n reports and queues them for the peer, in order.
-func queue(t *testing.T, db *store.DB, from, n int, path string) (ids []string, arts map[string][]byte) {
+func queue(t testing.TB, db *store.DB, from, n int, path string) (ids []string, arts map[string][]byte) {
 	t.Helper()
 	arts = make(map[string][]byte)
 	for i := from; i < from+n; i++ {
@@ -264,7 +267,7 @@ func queue(t *testing.T, db *store.DB, from, n int, path string) (ids []string, 
 }
 
 // store1 stores report i and queues it for the peer.
-func store1(t *testing.T, db *store.DB, i int, id string, art []byte) {
+func store1(t testing.TB, db *store.DB, i int, id string, art []byte) {
 	t.Helper()
 	_, _, err := db.AddReport(store.Report{
 		MessageID: id,
@@ -284,7 +287,7 @@ func sent(art []byte) []byte {
 	return append([]byte("Path: "+site+"!"), bytes.TrimPrefix(art, []byte("Path: "))...)
 }
 
-func options(t *testing.T, kick chan struct{}) feed.Options {
+func options(t testing.TB, kick chan struct{}) feed.Options {
 	return feed.Options{
 		Site:        site,
 		Log:         testLog(t),
@@ -299,19 +302,19 @@ func options(t *testing.T, kick chan struct{}) feed.Options {
 
 // run starts the feeder and stops it when the test ends, checking that Run
 // returns promptly.
-func run(t *testing.T, f *feed.Feeder) (stop func()) {
+func run(t testing.TB, f *feed.Feeder) (stop func()) {
 	t.Helper()
 	return dsttest.Go(t, f.Run)
 }
 
 // waitFor waits for what the feeder does in its own goroutines, on real
 // connections (which a synctest bubble cannot hold).
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	dsttest.WaitFor(t, 20*time.Second, what, cond)
 }
 
-func depth(t *testing.T, db *store.DB) int {
+func depth(t testing.TB, db *store.DB) int {
 	n, err := db.QueueDepth(feed.QueueName(peerName))
 	if err != nil {
 		t.Fatal(err)
@@ -802,6 +805,7 @@ type ackCounter struct {
 	*store.DB
 	mu    sync.Mutex
 	calls [][]uint64
+	now   [][]uint64 // the calls of QueueAckAllNow
 }
 
 func (s *ackCounter) QueueAck(queue string, seq uint64) error {
@@ -816,6 +820,20 @@ func (s *ackCounter) QueueAckAll(queue string, seqs []uint64) error {
 	s.calls = append(s.calls, append([]uint64(nil), seqs...))
 	s.mu.Unlock()
 	return s.DB.QueueAckAll(queue, seqs)
+}
+
+func (s *ackCounter) QueueAckAllNow(queue string, seqs []uint64) error {
+	s.mu.Lock()
+	s.calls = append(s.calls, append([]uint64(nil), seqs...))
+	s.now = append(s.now, append([]uint64(nil), seqs...))
+	s.mu.Unlock()
+	return s.DB.QueueAckAllNow(queue, seqs)
+}
+
+func (s *ackCounter) commitsNow() [][]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([][]uint64(nil), s.now...)
 }
 
 func (s *ackCounter) commits() [][]uint64 {
@@ -853,13 +871,21 @@ func TestAcksGathered(t *testing.T) {
 		t.Errorf("after Run returned: depth %d, want 0", d)
 	}
 
-	// More than a batch: committed without waiting for AckDelay.
+	if c := src.commitsNow(); len(c) != 0 {
+		t.Errorf("acknowledgements committed at once %v, want none: 5 are no backlog", c)
+	}
+
+	// More than a batch: a backlog, committed without waiting for
+	// AckDelay, or for another commit to join (store.LazyWait).
 	const n = 300
 	queue(t, db, 100, n, "site-a.test!not-for-mail")
 	f = feed.New(feed.Peer{Name: peerName, Addr: p.start(t)}, src, o)
 	run(t, f)
 	waitFor(t, "the peer to have every report", func() bool { return p.count() >= 3+n })
 	waitFor(t, "commits of full batches", func() bool { return depth(t, db) < n })
+	if c := src.commitsNow(); len(c) == 0 || len(c[0]) < n/3 {
+		t.Errorf("acknowledgements committed at once: %d calls, want full batches of a backlog of %d", len(c), n)
+	}
 }
 
 // TestNotOfferedBack: a report the peer offered to this site (Offered) is
@@ -942,4 +968,60 @@ func TestTakeThisWithoutCheck(t *testing.T) {
 	if s := f.Status(); s.Sent != 3 || s.Refused != 1 {
 		t.Errorf("status %+v, want 3 sent and 1 refused (the duplicate)", s)
 	}
+}
+
+// TestMixedRefill: in one refill, reports under Peer.CheckSize and over
+// it alternate; each run of TAKETHIS goes in one flush and each run of
+// CHECK in one, and the answers still match the commands in order: every
+// report arrives whole, only the large ones are offered with CHECK, and
+// no session fails.
+func TestMixedRefill(t *testing.T) {
+	db := openStore(t)
+	const checkSize = 600
+	var ids, big []string
+	arts := map[string][]byte{}
+	for i := range 9 {
+		id, art := report(i, "site-a.test!not-for-mail")
+		if i%3 == 1 { // small, large, small, small, large, ...: runs of both lengths
+			art = append(art, bytes.Repeat([]byte("x"), checkSize)...)
+			art = append(art, "\r\n"...)
+			big = append(big, id)
+		}
+		store1(t, db, i, id, art)
+		ids, arts[id] = append(ids, id), art
+	}
+	p := &peer{}
+	f := feed.New(feed.Peer{Name: peerName, Addr: p.start(t), CheckSize: checkSize}, db, options(t, nil))
+	run(t, f)
+	checkDelivered(t, p, db, ids, arts)
+	p.mu.Lock()
+	offered := slices.Clone(p.offered)
+	p.mu.Unlock()
+	if !slices.Equal(offered, big) {
+		t.Errorf("CHECK sent for %v, want for the large ones only, in order: %v", offered, big)
+	}
+	if s := f.Status(); s.Sent != int64(len(ids)) || s.LastError != "" {
+		t.Errorf("status %+v, want %d sent and no error", s, len(ids))
+	}
+}
+
+// BenchmarkCatchUp measures a feed working through a backlog, as after a
+// peer's outage: b.N reports are queued before the timer starts, then the
+// feed streams them (TAKETHIS, default window) to a peer in this process
+// until the queue is empty. The store does not sync (the commit's fsync is
+// BenchmarkAddReportAlone's subject in the store package).
+func BenchmarkCatchUp(b *testing.B) {
+	db := openStore(b)
+	for i := range b.N {
+		id, art := report(i, "site-a.test!not-for-mail")
+		store1(b, db, i, id, art)
+	}
+	p := &peer{}
+	addr := p.start(b)
+	b.ResetTimer()
+	f := feed.New(feed.Peer{Name: peerName, Addr: addr}, db, options(b, nil))
+	run(b, f)
+	waitFor(b, "an empty queue", func() bool { return p.count() >= b.N && depth(b, db) == 0 })
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "reports/s")
 }

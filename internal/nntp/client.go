@@ -102,6 +102,11 @@ func Dial(ctx context.Context, addr string, timeout time.Duration) (*Client, err
 	return DialWith(ctx, addr, DialOptions{Timeout: timeout})
 }
 
+// clientWriteBuffer is the size of a Client's write buffer: room for the
+// articles of a TakeThese (a DST report is about 1.5 KiB) to go out in one
+// write, where bufio's default 4 KiB would split them.
+const clientWriteBuffer = 32 << 10
+
 // newClient wraps a connection that is ready for the greeting.
 func newClient(conn net.Conn, addr string, timeout time.Duration) *Client {
 	return &Client{
@@ -109,7 +114,7 @@ func newClient(conn net.Conn, addr string, timeout time.Duration) *Client {
 		addr:    addr,
 		timeout: timeout,
 		br:      bufio.NewReaderSize(conn, maxResponseLine),
-		w:       textproto.NewWriter(bufio.NewWriter(conn)),
+		w:       textproto.NewWriter(bufio.NewWriterSize(conn, clientWriteBuffer)),
 		wake:    make(chan struct{}, 1),
 	}
 }

@@ -196,7 +196,7 @@ func (c *Client) startTLS(ctx context.Context, cfg *tls.Config) error {
 	}
 	c.conn = tc
 	c.br = bufio.NewReaderSize(tc, maxResponseLine)
-	c.w = textproto.NewWriter(bufio.NewWriter(tc))
+	c.w = textproto.NewWriter(bufio.NewWriterSize(tc, clientWriteBuffer))
 	c.tls = true
 	// RFC 4642 §2.2.2: what the server said before TLS may have been
 	// forged, so capabilities are asked for again. We keep none, but the

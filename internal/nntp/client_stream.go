@@ -131,29 +131,47 @@ func (c *Client) Check(ctx context.Context, ids ...string) error {
 // RFC 3977 §3.1.1: a '.' doubled at the start of a line, a bare LF sent as
 // CRLF, a last line without a line end ended with one, and the final ".".
 func (c *Client) TakeThis(ctx context.Context, id string, article []byte) error {
-	return c.transfer(ctx, "TAKETHIS", id, article)
+	return c.TakeThese(ctx, Offer{ID: id, Article: article})
 }
 
-func (c *Client) transfer(ctx context.Context, cmd, id string, art []byte) error {
+// Offer is an article for TakeThese: its message-ID and its wire form, as
+// TakeThis takes them.
+type Offer struct {
+	ID      string
+	Article []byte
+}
+
+// TakeThese sends TAKETHIS for each offer, in order, as TakeThis does for
+// one, and flushes once at the end: articles that are ready together go
+// out in as few writes as the buffer allows, and the peer reads them with
+// as few wake-ups. A message-ID that is not valid is an error before
+// anything is sent.
+func (c *Client) TakeThese(ctx context.Context, offers ...Offer) error {
 	if err := c.usable(); err != nil {
-		return fmt.Errorf("nntp: %s to %s: %w", cmd, c.addr, err)
+		return fmt.Errorf("nntp: TAKETHIS to %s: %w", c.addr, err)
 	}
-	if !article.ValidMessageID(id) {
-		return fmt.Errorf("nntp: %s to %s: %q is not a valid message-ID", cmd, c.addr, id)
+	for _, o := range offers {
+		if !article.ValidMessageID(o.ID) {
+			return fmt.Errorf("nntp: TAKETHIS to %s: %q is not a valid message-ID", c.addr, o.ID)
+		}
 	}
 	end := c.beginDir(ctx, c.conn.SetWriteDeadline)
-	c.push(pendingCmd{cmd, id})
+	sending := ""
 	err := func() error {
-		if _, err := c.w.W.WriteString(cmd + " " + id + "\r\n"); err != nil {
-			return err
-		}
-		if err := writeDotStuffed(c.w.W, art); err != nil {
-			return err
+		for _, o := range offers {
+			sending = o.ID
+			c.push(pendingCmd{"TAKETHIS", o.ID})
+			if _, err := c.w.W.WriteString("TAKETHIS " + o.ID + "\r\n"); err != nil {
+				return err
+			}
+			if err := writeDotStuffed(c.w.W, o.Article); err != nil {
+				return err
+			}
 		}
 		return c.w.W.Flush()
 	}()
 	if err = end(err); err != nil {
-		return c.fail("sending "+cmd+" "+id, err)
+		return c.fail("sending TAKETHIS "+sending, err)
 	}
 	return nil
 }

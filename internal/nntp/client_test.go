@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/textproto"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -391,5 +392,65 @@ func TestCloseWithoutGoodbye(t *testing.T) {
 	var ne *Error
 	if !errors.As(err, &ne) || ne.Code != 500 {
 		t.Errorf("Close = %v, want *Error 500", err)
+	}
+}
+
+// countingConn counts the writes made to a connection.
+type countingConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes++
+	return c.Conn.Write(p)
+}
+
+// TestTakeTheseOneWrite: the TAKETHIS of a TakeThese go out in order, in
+// one write while they fit the buffer, and their answers come back in
+// order; a bad message-ID among them stops all before anything is sent.
+func TestTakeTheseOneWrite(t *testing.T) {
+	body := strings.Repeat("a report line of the size of a DST report.\r\n", 35) // about 1.5 KiB
+	ids := []string{"<1@take.test>", "<2@take.test>", "<3@take.test>"}
+	addr := serve(t, "tcp", func(f *fakeConn) {
+		f.send("200 ready")
+		for _, id := range ids {
+			f.expect("TAKETHIS " + id)
+			if got, want := f.readArticle(), "Message-ID: "+id+"\r\n\r\n"+body+".\r\n"; got != want {
+				t.Errorf("server: article %s is %q, want %q", id, got, want)
+			}
+		}
+		for _, id := range ids {
+			f.send("239 " + id)
+		}
+		f.expect("QUIT")
+		f.send("205 bye")
+	})
+	c := dial(t, addr)
+	cc := &countingConn{Conn: c.conn}
+	c.conn, c.w = cc, textproto.NewWriter(bufio.NewWriterSize(cc, clientWriteBuffer))
+	ctx := context.Background()
+
+	if err := c.TakeThese(ctx, Offer{ID: ids[0], Article: []byte("x")}, Offer{ID: "no-brackets", Article: []byte("x")}); err == nil || cc.writes != 0 {
+		t.Errorf("with a bad message-ID: %v and %d writes, want an error and none", err, cc.writes)
+	}
+	var offers []Offer
+	for _, id := range ids {
+		offers = append(offers, Offer{ID: id, Article: []byte("Message-ID: " + id + "\r\n\r\n" + body)})
+	}
+	if err := c.TakeThese(ctx, offers...); err != nil {
+		t.Fatal(err)
+	}
+	if cc.writes != 1 {
+		t.Errorf("%d TAKETHIS of %d bytes each took %d writes, want 1", len(ids), len(offers[0].Article), cc.writes)
+	}
+	for _, id := range ids {
+		r, err := c.NextResult(ctx)
+		if err != nil || r.MsgID != id || r.Code != 239 {
+			t.Errorf("answer %+v, %v; want 239 for %s", r, err, id)
+		}
+	}
+	if err := c.Close(); err != nil {
+		t.Error(err)
 	}
 }

@@ -24,7 +24,7 @@ import (
 // Writes that need not be durable at once (a consumer's acknowledgements,
 // which a crash only turns into a repeat) can be lazy: a lazy write waits
 // for the next commit that another writer starts, and joins it, or starts
-// one itself after LazyWait. In a network of sites every report is
+// one itself after LazyWait, or at once when maxLazy are waiting. In a network of sites every report is
 // acknowledged to several queues (the report log, each feed); committed
 // on their own, these acknowledgements were more commits than the reports
 // themselves, each two fsyncs and a wake-up of every goroutine involved.
@@ -32,6 +32,12 @@ import (
 
 // LazyWait is the longest a lazy write waits for another commit to join.
 const LazyWait = 100 * time.Millisecond
+
+// maxLazy is the most lazy writes that wait for LazyWait: the one that
+// makes maxLazy starts their commit at once. A site's reports leave a few
+// lazy writes each, which the next report's commit takes; only a backlog
+// gathers this many.
+const maxLazy = 64
 
 // maxGroup bounds the writes in one commit (bbolt's MaxBatchSize), so
 // that one transaction does not grow without end under a flood.
@@ -95,10 +101,27 @@ func (db *DB) batchLazy(fn func(*bolt.Tx) error) error {
 	c := &groupCall{fn: fn, res: make(chan groupResult, 1)}
 	g.mu.Lock()
 	g.lazy = append(g.lazy, c)
-	if g.lazyTimer == nil {
+	lead := false
+	if len(g.lazy) >= maxLazy {
+		// So many waiting are a backlog going through (the report log
+		// catching up after a restart): waiting LazyWait for each
+		// maxLazy of them would cap it at maxLazy per LazyWait.
+		if g.lazyTimer != nil {
+			g.lazyTimer.Stop()
+			g.lazyTimer = nil
+		}
+		g.pending = append(g.pending, g.lazy...)
+		g.lazy = nil
+		lead = !g.leading
+		g.leading = true
+	} else if g.lazyTimer == nil {
 		g.lazyTimer = time.AfterFunc(LazyWait, db.flushLazy)
 	}
 	g.mu.Unlock()
+	if lead {
+		db.lead()
+		return (<-c.res).err
+	}
 	r := <-c.res
 	if !r.lead {
 		return r.err

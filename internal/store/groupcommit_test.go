@@ -114,6 +114,46 @@ func TestLazyWrite(t *testing.T) {
 	})
 }
 
+// TestLazyBacklog: the lazy write that makes maxLazy waiting starts their
+// commit at once, without LazyWait: a backlog of acknowledgements is not
+// held to maxLazy per LazyWait.
+func TestLazyBacklog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := openTest(t)
+		put := func(k string) func(*bolt.Tx) error {
+			return func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketMeta)).Put([]byte(k), []byte{1}) }
+		}
+		start := time.Now()
+		db.group.mu.Lock()
+		c0 := db.group.commits
+		db.group.mu.Unlock()
+		errs := make(chan error, maxLazy)
+		for i := range maxLazy - 1 {
+			go func() { errs <- db.batchLazy(put(fmt.Sprintf("test-lazy-%d", i))) }()
+		}
+		synctest.Wait() // maxLazy-1 wait for company
+		select {
+		case err := <-errs:
+			t.Fatalf("with %d lazy writes waiting, one returned (%v) before LazyWait", maxLazy-1, err)
+		default:
+		}
+		if err := db.batchLazy(put("test-lazy-last")); err != nil {
+			t.Fatal(err)
+		}
+		for range maxLazy - 1 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		db.group.mu.Lock()
+		n := db.group.commits - c0
+		db.group.mu.Unlock()
+		if d := time.Since(start); d != 0 || n != 1 {
+			t.Errorf("%d lazy writes: committed after %v in %d commits, want at once in 1", maxLazy, d, n)
+		}
+	})
+}
+
 // TestCloseCommitsLazyWrites: a lazy write still waiting for company when
 // the store is closed is committed by Close, not lost to its timer.
 func TestCloseCommitsLazyWrites(t *testing.T) {

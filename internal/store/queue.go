@@ -220,13 +220,25 @@ func (db *DB) queueAck(queue string, seq uint64, batch func(func(*bolt.Tx) error
 // are committed after LazyWait, rather than costing a commit of their
 // own. Items not there are skipped, as with QueueAck.
 func (db *DB) QueueAckAll(queue string, seqs []uint64) error {
+	return db.queueAckAll(queue, seqs, db.batchLazy)
+}
+
+// QueueAckAllNow is QueueAckAll committed at once, for a consumer working
+// through a backlog: waiting LazyWait for each batch would cap it at a
+// batch per LazyWait when nothing else commits (a quiet site catching a
+// peer up).
+func (db *DB) QueueAckAllNow(queue string, seqs []uint64) error {
+	return db.queueAckAll(queue, seqs, db.batch)
+}
+
+func (db *DB) queueAckAll(queue string, seqs []uint64, batch func(func(*bolt.Tx) error) error) error {
 	if err := validQueueName(queue); err != nil {
 		return err
 	}
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := db.batchLazy(func(tx *bolt.Tx) error {
+	err := batch(func(tx *bolt.Tx) error {
 		b := bucketsOf(tx)
 		q := b.queues.Bucket([]byte(queue))
 		if q == nil {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -170,4 +171,38 @@ func TestQueueAckAll(t *testing.T) {
 	if err := db.QueueAckAll("nothing-here", []uint64{1}); err != nil {
 		t.Errorf("QueueAckAll on an unknown queue: %v", err)
 	}
+}
+
+// TestQueueAckAllNow: QueueAckAll alone waits LazyWait for another commit
+// to join; QueueAckAllNow, for a consumer with a backlog, commits at once.
+func TestQueueAckAllNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := openTest(t)
+		for i := range 4 {
+			ev := Event{Kind: EventDelisted, Time: t0, IP: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i+1)), By: "test"}
+			if err := db.Enqueue([]string{"feed/b"}, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			name string
+			ack  func(string, []uint64) error
+			seqs []uint64
+			wait time.Duration
+		}{
+			{"QueueAckAll", db.QueueAckAll, []uint64{1, 2}, LazyWait},
+			{"QueueAckAllNow", db.QueueAckAllNow, []uint64{3, 4}, 0},
+		} {
+			start := time.Now()
+			if err := tc.ack("feed/b", tc.seqs); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d != tc.wait {
+				t.Errorf("%s alone returned after %v, want %v", tc.name, d, tc.wait)
+			}
+		}
+		if d, err := db.QueueDepth("feed/b"); err != nil || d != 0 {
+			t.Errorf("QueueDepth = %d, %v; want 0", d, err)
+		}
+	})
 }

@@ -24,11 +24,12 @@ import (
 // Writes that need not be durable at once (a consumer's acknowledgements,
 // which a crash only turns into a repeat) can be lazy: a lazy write waits
 // for the next commit that another writer starts, and joins it, or starts
-// one itself after LazyWait, or at once when maxLazy are waiting. In a network of sites every report is
-// acknowledged to several queues (the report log, each feed); committed
-// on their own, these acknowledgements were more commits than the reports
-// themselves, each two fsyncs and a wake-up of every goroutine involved.
-// Joined to the next report's commit they cost a few bucket writes.
+// one itself after LazyWait, or at once when maxLazy are waiting. In a
+// network of sites every report is acknowledged to several queues (the
+// report log, each feed); committed on their own, these acknowledgements
+// were more commits than the reports themselves, each two fsyncs and a
+// wake-up of every goroutine involved. Joined to the next report's commit
+// they cost a few bucket writes.
 
 // LazyWait is the longest a lazy write waits for another commit to join.
 const LazyWait = 100 * time.Millisecond

@@ -402,6 +402,24 @@ func Go(t testing.TB, fn func(context.Context) error) (stop func()) {
 	return stop
 }
 
+// ServeNNTP runs srv on ln until the test ends, as a peer or a fake site
+// in process, and returns ln's address. At the end it shuts srv down, and
+// fails the test if that takes more than 5 s, and waits for Serve.
+func ServeNNTP(t testing.TB, srv *nntp.Server, ln net.Listener) string {
+	t.Helper()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(context.Background(), ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("NNTP server %s: Shutdown: %v", ln.Addr(), err)
+		}
+		<-served
+	})
+	return ln.Addr().String()
+}
+
 // IHave offers art to the NNTP server at addr with IHAVE, as a peer would,
 // and returns the final answer's code: 435 or 436 to the offer, 235, 436 or
 // 437 after the article. The Message-ID is the article's own.

@@ -161,16 +161,7 @@ func (p *peer) serve(t testing.TB, ln net.Listener) {
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*p.tlsCert}}
 		srv.Authenticate = func(_ *nntp.Session, user, pass string) bool { return user == "feeder" && pass == "s3cret" }
 	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(context.Background(), ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-		<-served
-	})
+	dsttest.ServeNNTP(t, srv, ln)
 }
 
 func (p *peer) start(t testing.TB) string {

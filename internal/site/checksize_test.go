@@ -59,15 +59,7 @@ func startCommandPeer(t *testing.T, name string) (*commandPeer, string) {
 			ss.CanFeed, ss.Peer = true, "a.test"
 			return ss, true
 		}}
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Serve(ctx, l)
-	t.Cleanup(func() {
-		cancel()
-		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c2()
-		srv.Shutdown(sctx)
-	})
-	return p, l.Addr().String()
+	return p, dsttest.ServeNNTP(t, srv, l)
 }
 
 // TestCheckSize: [[peer]] check_size = 0 makes the feed offer every

@@ -47,20 +47,13 @@ func startSite(t *testing.T, name string) *site {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &site{name: name, addr: l.Addr().String(), got: map[string][]byte{}}
+	s := &site{name: name, got: map[string][]byte{}}
 	srv := &nntp.Server{Handler: s, Hostname: name,
 		Authorize: func(_ net.Conn, ss nntp.Session) (nntp.Session, bool) {
 			ss.CanFeed, ss.Peer = true, "inn"
 			return ss, true
 		}}
-	ctx, cancel := context.WithCancel(context.Background())
-	go srv.Serve(ctx, l)
-	t.Cleanup(func() {
-		cancel()
-		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
-		defer c2()
-		srv.Shutdown(sctx)
-	})
+	s.addr = dsttest.ServeNNTP(t, srv, l)
 	return s
 }
 

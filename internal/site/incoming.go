@@ -2,7 +2,6 @@ package site
 
 import (
 	"context"
-	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -164,11 +163,11 @@ type countingHandler struct {
 // host) cannot be told apart by it, and a wrong guess would keep a report
 // from a peer that does not have it.
 func (h countingHandler) noteOffer(s *nntp.Session, msgID string) {
-	if h.offered == nil || !s.CanFeed || s.Peer == "" || s.Remote == nil {
+	if h.offered == nil || !s.CanFeed || s.Peer == "" {
 		return
 	}
-	ap, err := netip.ParseAddrPort(s.Remote.String())
-	if err != nil || len(peersAt(h.peers, ap.Addr().Unmap())) != 1 {
+	ip, ok := remoteIP(*s)
+	if !ok || len(peersAt(h.peers, ip)) != 1 {
 		return
 	}
 	h.offered.Add(s.Peer, msgID)

@@ -47,6 +47,21 @@ func peersAt(peers []peerAuth, a netip.Addr) []string {
 // from a peer's addresses, and, for a peer that requires it, with its
 // client certificate or its AUTHINFO user (either will do). The server
 // asks again after STARTTLS and AUTHINFO, with s.TLS and s.User filled in.
+// remoteIP is the address a TCP session comes from, IPv4 unmapped.
+func remoteIP(s nntp.Session) (netip.Addr, bool) {
+	switch a := s.Remote.(type) {
+	case nil:
+		return netip.Addr{}, false
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	}
+	ap, err := netip.ParseAddrPort(s.Remote.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
 // A peer's address that has not yet shown what it must is let in with no
 // grants, so that STARTTLS or AUTHINFO may still prove who it is.
 func authorize(peers []peerAuth, postAllow []netip.Prefix, s nntp.Session) (nntp.Session, bool) {
@@ -54,14 +69,10 @@ func authorize(peers []peerAuth, postAllow []netip.Prefix, s nntp.Session) (nntp
 		s.CanPost = true
 		return s, true
 	}
-	if s.Remote == nil {
+	ip, ok := remoteIP(s)
+	if !ok {
 		return s, false
 	}
-	ap, err := netip.ParseAddrPort(s.Remote.String())
-	if err != nil {
-		return s, false
-	}
-	ip := ap.Addr().Unmap()
 	for _, p := range postAllow {
 		if p.Contains(ip) {
 			s.CanPost = true
@@ -98,11 +109,11 @@ type pinMismatch struct {
 // feed. Only the authorization that follows a handshake is looked at (no
 // AUTHINFO user yet), so that each handshake is told once.
 func pinMismatches(peers []peerAuth, s nntp.Session) []pinMismatch {
-	if s.TLS == nil || s.User != "" || s.Remote == nil {
+	if s.TLS == nil || s.User != "" {
 		return nil
 	}
-	ap, err := netip.ParseAddrPort(s.Remote.String())
-	if err != nil {
+	ip, ok := remoteIP(s)
+	if !ok {
 		return nil
 	}
 	var presented *x509.Certificate
@@ -112,7 +123,7 @@ func pinMismatches(peers []peerAuth, s nntp.Session) []pinMismatch {
 	var out []pinMismatch
 	for _, p := range peers {
 		// A client_cert that could not be read was logged at the start.
-		if !p.needCert || p.cert == nil || !slices.ContainsFunc(p.addrs, func(a netip.Prefix) bool { return a.Contains(ap.Addr().Unmap()) }) {
+		if !p.needCert || p.cert == nil || !slices.ContainsFunc(p.addrs, func(a netip.Prefix) bool { return a.Contains(ip) }) {
 			continue
 		}
 		if presented == nil || !bytes.Equal(presented.Raw, p.cert) {

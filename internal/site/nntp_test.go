@@ -219,3 +219,28 @@ func counter(t *testing.T, s *Site, name, reason string) float64 {
 	}
 	return 0
 }
+
+// TestRemoteIP: a session's address from a real TCP connection or from
+// any net.Addr that prints as host:port, IPv4 unmapped; none from a Unix
+// socket or without a remote.
+func TestRemoteIP(t *testing.T) {
+	for _, tc := range []struct {
+		remote net.Addr
+		want   string // "" for none
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 4000}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.8"), Port: 4000}, "192.0.2.8"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8::9"), Port: 4000}, "2001:db8::9"},
+		{addr("[::ffff:198.51.100.1]:119"), "198.51.100.1"},
+		{&net.UnixAddr{Name: "/run/dst/nntp.sock", Net: "unix"}, ""},
+		{nil, ""},
+	} {
+		got := ""
+		if ip, ok := remoteIP(nntp.Session{Remote: tc.remote}); ok {
+			got = ip.String()
+		}
+		if got != tc.want {
+			t.Errorf("remoteIP(%v) = %q, want %q", tc.remote, got, tc.want)
+		}
+	}
+}
